@@ -1,0 +1,4 @@
+output "url" {
+  description = "Base URL of the service's HTTP API."
+  value       = local.url
+}

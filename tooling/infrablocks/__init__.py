@@ -1,0 +1,3 @@
+"""infrablocks: versioned infrastructure blocks for immutable-infrastructure monorepos."""
+
+__version__ = "0.1.0"

