@@ -1,0 +1,74 @@
+"""`doit image NAME@VERSION`: build an image with packer and register it in the local cloud."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from infrablocks.errors import UsageError
+from infrablocks.tasks._command import command_task, option
+
+
+def task_image() -> dict[str, Any]:
+    """Build images/NAME/VERSION with packer and register it in the local cloud."""
+    return command_task(
+        "image", _image, positional="refs",
+        doc="build images/NAME/VERSION with packer and register it in the local cloud "
+            "(doit image etcd@1.0.0 [etcd@1.1.0 ...])",
+        params=[option("tag", help="also tag the registered image(s) with TAG")],
+    )
+
+
+def _local_cloud_root(repo_root: Path) -> Path:
+    from infrablocks.paths import work_dir
+
+    return Path(os.environ.get("LOCALCLOUD_ROOT") or work_dir(repo_root) / "cloud")
+
+
+def _image(refs: list[str], tag: str | None) -> int | None:
+    import tempfile
+    import time
+
+    from rich.console import Console
+    from rich.table import Table
+
+    from infrablocks.images import (
+        build_artifact,
+        find_template_dir,
+        parse_image_ref,
+        register_artifact,
+    )
+    from infrablocks.paths import find_repo_root
+
+    if not refs:
+        raise UsageError("doit image: name an image to build, e.g. `doit image etcd@1.0.0`")
+    parsed = [parse_image_ref(ref) for ref in refs]
+    repo_root = find_repo_root()
+    for ref in parsed:  # every reference checked before the first (slow) build
+        find_template_dir(repo_root, ref)
+
+    from infrablocks.cloud.local.control import LocalCloud
+
+    cloud = LocalCloud(_local_cloud_root(repo_root))
+    console = Console(highlight=False)
+    table = Table("image", "id", "digest", "build time", "packer log")
+    for ref in parsed:
+        with console.status(f"building {ref} with packer"), \
+                tempfile.TemporaryDirectory(prefix="infrablocks-artifact-") as tmp:
+            artifact = build_artifact(repo_root, ref, Path(tmp) / "artifact")
+            started = time.monotonic()
+            image = register_artifact(cloud, artifact, [tag] if tag else [])
+            seconds = artifact.build_seconds + time.monotonic() - started
+        console.print(f"[green]built[/] {ref} → {image.id}")
+        table.add_row(str(ref), image.id, image.digest, f"{seconds:.2f} s",
+                      _relative(artifact.log_path, repo_root))
+    console.print(table)
+    return None
+
+
+def _relative(path: Path, base: Path) -> str:
+    try:
+        return str(path.relative_to(base))
+    except ValueError:
+        return str(path)
