@@ -74,16 +74,28 @@ def build_artifact(repo_root: Path, ref: ImageRef, dest: Path, *,
         _check_artifact(ref, build_out, log_path)
         manifest = _read_manifest(manifest_path)
         shutil.move(str(build_out), dest)
-    return BuiltArtifact(ref=ref, path=dest, digest=artifact_digest(dest),
+    return BuiltArtifact(ref=ref, path=dest, digest=f"sha256:{artifact_digest(dest)}",
                          build_seconds=time.monotonic() - started, log_path=log_path,
                          packer_manifest=manifest)
 
 
 def register_artifact(cloud: LocalCloud, artifact: BuiltArtifact,
                       tags: Iterable[str] = ()) -> Image:
-    """Register a built artifact under its name and version (the cloud copies it)."""
+    """Register a built artifact under its name and version (the cloud copies it).
+
+    The build's record (packer run, build time, source) goes into the image's metadata the
+    first time a version is registered; registering the same content again keeps it.
+    """
+    manifest = artifact.packer_manifest
+    metadata = {
+        "source": f"images/{artifact.ref.name}/{artifact.ref.version}",
+        "build_seconds": f"{artifact.build_seconds:.2f}",
+        "builder": str(manifest.get("builder_type", "")),
+        "packer_run_uuid": str(manifest.get("packer_run_uuid", "")),
+        "built_at": _iso(manifest.get("build_time")),
+    }
     return cloud.register_image(artifact.ref.name, artifact.ref.version, artifact.path,
-                                tags=tuple(tags))
+                                tags=tuple(tags), metadata=metadata)
 
 
 def build_image(repo_root: Path, name: str, version: str, cloud: LocalCloud, *,
@@ -133,6 +145,14 @@ def _check_artifact(ref: ImageRef, path: Path, log_path: Path) -> None:
     raise InfrablocksError(f"image {ref}: {problem}",
                            hint=f"see the template in images/{ref.name}/{ref.version}/ and the "
                                 f"packer log {log_path}")
+
+
+def _iso(epoch: object) -> str:
+    from datetime import UTC, datetime
+
+    if not isinstance(epoch, int | float):
+        return ""
+    return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="seconds")
 
 
 def _read_manifest(path: Path) -> dict[str, Any]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
@@ -20,18 +19,11 @@ def task_image() -> dict[str, Any]:
     )
 
 
-def _local_cloud_root(repo_root: Path) -> Path:
-    from infrablocks.paths import work_dir
-
-    return Path(os.environ.get("LOCALCLOUD_ROOT") or work_dir(repo_root) / "cloud")
-
-
 def _image(refs: list[str], tag: str | None) -> int | None:
     import tempfile
     import time
 
     from rich.console import Console
-    from rich.table import Table
 
     from infrablocks.images import (
         build_artifact,
@@ -49,21 +41,27 @@ def _image(refs: list[str], tag: str | None) -> int | None:
         find_template_dir(repo_root, ref)
 
     from infrablocks.cloud.local.control import LocalCloud
+    from infrablocks.paths import work_dir
 
-    cloud = LocalCloud(_local_cloud_root(repo_root))
-    console = Console(highlight=False)
-    table = Table("image", "id", "digest", "build time", "packer log")
+    cloud = LocalCloud.from_env(default=work_dir(repo_root) / "cloud")
+    console = Console(highlight=False, soft_wrap=True)
     for ref in parsed:
+        known = {image.id for image in cloud.list_images() if image.ref == str(ref)}
         with console.status(f"building {ref} with packer"), \
                 tempfile.TemporaryDirectory(prefix="infrablocks-artifact-") as tmp:
             artifact = build_artifact(repo_root, ref, Path(tmp) / "artifact")
             started = time.monotonic()
             image = register_artifact(cloud, artifact, [tag] if tag else [])
             seconds = artifact.build_seconds + time.monotonic() - started
-        console.print(f"[green]built[/] {ref} → {image.id}")
-        table.add_row(str(ref), image.id, image.digest, f"{seconds:.2f} s",
-                      _relative(artifact.log_path, repo_root))
-    console.print(table)
+        outcome = ("[yellow]unchanged[/] (same content, same id)" if image.id in known
+                   else "[green]registered[/]")
+        console.print(f"[bold]{ref}[/] {outcome}")
+        console.print(f"  id          {image.id}")
+        console.print(f"  digest      {image.digest}")
+        console.print(f"  build time  {seconds:.2f} s")
+        if image.tags:
+            console.print(f"  tags        {', '.join(image.tags)}")
+        console.print(f"  packer log  {_relative(artifact.log_path, repo_root)}")
     return None
 
 
