@@ -1,0 +1,403 @@
+"""A thin subprocess layer over the Terraform CLI.
+
+One process per command, run in the block's working directory with the tool's own CLI config
+and a clean automation environment. Output goes to one log file per command (and, line by line,
+to an optional progress callback); JSON commands (``show -json``, ``output -json``) are read
+from stdout and never logged, since they hold sensitive values. A failure raises
+``TerraformError`` carrying Terraform's own ``Error:`` blocks and the log's path.
+
+Cancellation is graceful: ``stop()`` (or setting the ``cancel`` event) sends SIGINT, which makes
+Terraform finish the resource operations in flight, write its state and exit.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import IO, Any
+
+from infrablocks.errors import InfrablocksError
+from infrablocks.terraform.binary import TerraformBinary
+from infrablocks.terraform.diagnostics import summarize_errors
+from infrablocks.terraform.plan import Plan
+from infrablocks.terraform.workdir import BACKEND_CONFIG_FILE, init_reason, record_init
+
+DEFAULT_PLAN_FILE = ".infrablocks.tfplan"
+# Variables that would redirect or alter what the driver relies on; the driver sets its own.
+_DROPPED_ENV_PREFIXES = ("TF_CLI_ARGS",)
+_DROPPED_ENV = {"TF_CLI_CONFIG_FILE", "TERRAFORM_CONFIG", "TF_DATA_DIR", "TF_INPUT",
+                "TF_IN_AUTOMATION", "CHECKPOINT_DISABLE"}
+_POLL = 0.1
+_READER_GRACE = 10.0
+
+ProgressCallback = Callable[[str], None]
+
+
+class TerraformError(InfrablocksError):
+    """A Terraform command failed. ``errors`` holds Terraform's own error text."""
+
+    def __init__(self, message: str, *, command: str = "", exit_code: int | None = None,
+                 log_path: Path | None = None, errors: str = "", hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.command = command
+        self.returncode = exit_code
+        self.log_path = log_path
+        self.errors = errors
+
+
+class TerraformCancelled(TerraformError):
+    """The command was stopped on request (SIGINT); Terraform saved the state it reached."""
+
+
+@dataclass(frozen=True)
+class RunResult:
+    command: str
+    exit_code: int
+    log_path: Path
+    duration: float
+    stdout: str = ""  # only for commands whose output is captured (JSON)
+
+
+class Terraform:
+    """Runs Terraform commands for one deployment (or any, when block/environment are unset).
+
+    ``binary``: the executable (a ``TerraformBinary`` from ``find_terraform``, or a path).
+    ``cli_config``: the tool's CLI config file (see ``cliconfig.write_cli_config``).
+    ``log_dir``: where one log file per command is written.
+    ``env_extra``: added to every process's environment (e.g. ``LOCALCLOUD_ROOT``).
+    ``on_output``: called with each output line (without newline) of non-JSON commands.
+    ``cancel``: when set, the running command is stopped gracefully and no new one starts.
+    ``timeout``: seconds per command; past it the command is stopped like a cancel.
+    """
+
+    def __init__(self, binary: TerraformBinary | Path | str, cli_config: Path, log_dir: Path,
+                 env_extra: Mapping[str, str] | None = None, *, block: str | None = None,
+                 environment: str | None = None, on_output: ProgressCallback | None = None,
+                 cancel: threading.Event | None = None, timeout: float | None = None) -> None:
+        self.executable = Path(binary.path if isinstance(binary, TerraformBinary) else binary)
+        self.cli_config = Path(cli_config)
+        self.log_dir = Path(log_dir)
+        self.env_extra = dict(env_extra or {})
+        self.block = block
+        self.environment = environment
+        self.on_output = on_output
+        self.cancel = cancel if cancel is not None else threading.Event()
+        self.timeout = timeout
+        self._running: set[subprocess.Popen[bytes]] = set()
+        self._lock = threading.Lock()
+
+    def for_deployment(self, environment: str, block: str, *,
+                       on_output: ProgressCallback | None = None) -> Terraform:
+        """A driver sharing this one's settings and cancel event, labelled for (env, block)."""
+        clone = Terraform(self.executable, self.cli_config, self.log_dir, self.env_extra,
+                          block=block, environment=environment,
+                          on_output=on_output if on_output is not None else self.on_output,
+                          cancel=self.cancel, timeout=self.timeout)
+        return clone
+
+    # -- commands ---------------------------------------------------------------------------
+
+    def init(self, workdir: Path, backend_config: Mapping[str, object] | None = None,
+             reconfigure: bool = False, upgrade: bool = False) -> RunResult:
+        """``terraform init``; uses the workdir's ``.tfbackend`` file and ``backend_config``.
+
+        Scalar ``backend_config`` values are passed as ``-backend-config=KEY=VALUE``; maps and
+        lists go through a temporary ``.tfbackend`` file.
+        """
+        args = ["init", "-input=false", "-no-color"]
+        if reconfigure:
+            args.append("-reconfigure")
+        if upgrade:
+            args.append("-upgrade")
+        if (workdir / BACKEND_CONFIG_FILE).is_file():
+            args.append(f"-backend-config={BACKEND_CONFIG_FILE}")
+        extra_file = workdir / ".infrablocks-init.tfbackend"
+        structured = {k: v for k, v in (backend_config or {}).items()
+                      if isinstance(v, Mapping | list | tuple)}
+        for key, value in (backend_config or {}).items():
+            if key not in structured:
+                args.append(f"-backend-config={key}={_scalar(value)}")
+        try:
+            if structured:
+                from infrablocks.terraform.hcl import hcl_attributes
+
+                extra_file.write_text(hcl_attributes(structured))
+                args.append(f"-backend-config={extra_file.name}")
+            result = self._run(workdir, args)
+        finally:
+            extra_file.unlink(missing_ok=True)
+        record_init(workdir, backend_config)
+        return result
+
+    def ensure_init(self, workdir: Path, backend_config: Mapping[str, object] | None = None
+                    ) -> bool:
+        """Run init only when needed (first time, backend or block files changed).
+
+        A changed backend is re-initialised with ``-reconfigure`` (the state is not migrated).
+        Returns whether init ran.
+        """
+        reason = init_reason(workdir, backend_config)
+        if reason is None:
+            return False
+        self.init(workdir, backend_config, reconfigure=reason.startswith("backend"))
+        return True
+
+    def plan(self, workdir: Path, var_files: Sequence[Path | str] = (),
+             targets: Sequence[str] = (), replace: Sequence[str] = (), destroy: bool = False,
+             out: Path | None = None, refresh: bool = True) -> Plan:
+        """``plan -detailed-exitcode -out`` then ``show -json`` of the saved plan."""
+        plan_file = Path(out) if out is not None else workdir / DEFAULT_PLAN_FILE
+        args = ["plan", "-input=false", "-no-color", "-detailed-exitcode",
+                f"-out={plan_file}"]
+        if destroy:
+            args.append("-destroy")
+        if not refresh:
+            args.append("-refresh=false")
+        args += _selection_args(var_files, targets, replace)
+        result = self._run(workdir, args, ok_codes=(0, 2))
+        shown = self._run(workdir, ["show", "-json", "-no-color", str(plan_file)], capture=True)
+        data = _parse_json(shown, self._describe("show -json"))
+        return Plan.from_json(data, plan_file=plan_file, has_changes=result.exit_code == 2)
+
+    def apply(self, workdir: Path, plan_file: Path | Plan | None = None,
+              var_files: Sequence[Path | str] = (), targets: Sequence[str] = (),
+              replace: Sequence[str] = ()) -> RunResult:
+        """Apply a saved plan, or plan-and-apply with ``-auto-approve``."""
+        if isinstance(plan_file, Plan):
+            plan_file = plan_file.plan_file
+        if plan_file is not None:
+            if var_files or targets or replace:
+                raise ValueError("a saved plan already fixes variables, targets and replacements")
+            return self._run(workdir, ["apply", "-input=false", "-no-color", str(plan_file)])
+        args = ["apply", "-input=false", "-no-color", "-auto-approve"]
+        return self._run(workdir, args + _selection_args(var_files, targets, replace))
+
+    def destroy(self, workdir: Path, var_files: Sequence[Path | str] = (),
+                targets: Sequence[str] = ()) -> RunResult:
+        args = ["destroy", "-input=false", "-no-color", "-auto-approve"]
+        return self._run(workdir, args + _selection_args(var_files, targets, ()))
+
+    def output(self, workdir: Path) -> dict[str, dict[str, Any]]:
+        """``output -json``: name → {"value", "type", "sensitive"} (sensitive values included)."""
+        result = self._run(workdir, ["output", "-json", "-no-color"], capture=True)
+        return _parse_json(result, self._describe("output -json"))
+
+    def show_state(self, workdir: Path) -> dict[str, Any]:
+        """``show -json`` of the current state (``{}``-like document when there is none)."""
+        result = self._run(workdir, ["show", "-json", "-no-color"], capture=True)
+        return _parse_json(result, self._describe("show -json"))
+
+    def state_list(self, workdir: Path) -> list[str]:
+        result = self._run(workdir, ["state", "list"], capture=True)
+        return [line for line in result.stdout.splitlines() if line.strip()]
+
+    def validate(self, workdir: Path) -> RunResult:
+        return self._run(workdir, ["validate", "-no-color"])
+
+    # -- cancellation -----------------------------------------------------------------------
+
+    def stop(self) -> None:
+        """Ask the running command(s) to stop gracefully (SIGINT); later commands are refused."""
+        self.cancel.set()
+        self._interrupt_all()
+
+    def _interrupt_all(self) -> None:
+        with self._lock:
+            running = list(self._running)
+        for process in running:
+            _interrupt(process)
+
+    # -- running ----------------------------------------------------------------------------
+
+    def environment_for(self) -> dict[str, str]:
+        """The environment every Terraform process gets."""
+        env = {k: v for k, v in os.environ.items()
+               if k not in _DROPPED_ENV and not k.startswith(_DROPPED_ENV_PREFIXES)}
+        env.update({
+            "TF_CLI_CONFIG_FILE": str(self.cli_config.resolve()),
+            "CHECKPOINT_DISABLE": "1",
+            "TF_IN_AUTOMATION": "1",
+            "TF_INPUT": "0",
+        })
+        env.update(self.env_extra)
+        return env
+
+    def _describe(self, command: str) -> str:
+        where = []
+        if self.block:
+            where.append(f"block {self.block!r}")
+        if self.environment:
+            where.append(f"environment {self.environment!r}")
+        return f"terraform {command}" + (f" for {' in '.join(where)}" if where else "")
+
+    def _run(self, workdir: Path, args: list[str], ok_codes: Iterable[int] = (0,),
+             capture: bool = False) -> RunResult:
+        command = " ".join(args[:2]) if args[:1] == ["state"] else args[0]
+        if self.cancel.is_set():
+            raise TerraformCancelled(f"{self._describe(command)} not started: cancelled",
+                                     command=command)
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        log_path, log = self._open_log(command)
+        started = time.monotonic()
+        stderr_lines: list[str] = []
+        stdout_chunks: list[str] = []
+        with log:
+            log.write(f"# {self.executable} {' '.join(args)}\n# cwd: {workdir}\n"
+                      f"# started: {datetime.now(UTC).isoformat()}\n")
+            log.flush()
+            try:
+                process = subprocess.Popen(
+                    [str(self.executable), *args], cwd=workdir, env=self.environment_for(),
+                    stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                    # Own session: a Ctrl-C on the terminal reaches the tool, which forwards
+                    # one graceful SIGINT (a second one would make Terraform abort hard).
+                    start_new_session=True,
+                )
+            except OSError as exc:
+                log.write(f"# could not start: {exc}\n")
+                raise TerraformError(
+                    f"{self._describe(command)}: cannot run {self.executable}: "
+                    f"{exc.strerror or exc}", command=command, log_path=log_path,
+                    hint="check INFRABLOCKS_TERRAFORM / [terraform] binary") from None
+            write_lock = threading.Lock()
+            readers = [
+                threading.Thread(target=self._pump, daemon=True, args=(
+                    process.stdout, log, write_lock, stdout_chunks if capture else None, None)),
+                threading.Thread(target=self._pump, daemon=True, args=(
+                    process.stderr, log, write_lock, None, stderr_lines)),
+            ]
+            with self._lock:
+                self._running.add(process)
+            try:
+                for reader in readers:
+                    reader.start()
+                rc, why_stopped = self._wait(process, started)
+            finally:
+                with self._lock:
+                    self._running.discard(process)
+                # A grandchild that kept Terraform's stdout open must not hang the driver.
+                for reader in readers:
+                    reader.join(timeout=_READER_GRACE)
+            duration = time.monotonic() - started
+            log.write(f"# exit code {rc} after {duration:.2f}s"
+                      + (f" ({why_stopped})" if why_stopped else "") + "\n")
+        result = RunResult(command, rc, log_path, duration, "".join(stdout_chunks))
+        if why_stopped or rc not in tuple(ok_codes):
+            self._fail(result, why_stopped, stderr_lines)
+        return result
+
+    def _wait(self, process: subprocess.Popen[bytes], started: float) -> tuple[int, str | None]:
+        """Wait for the process; forward cancel/timeout/Ctrl-C as one graceful SIGINT."""
+        why: str | None = None
+        try:
+            while True:
+                try:
+                    return process.wait(timeout=_POLL), why
+                except subprocess.TimeoutExpired:
+                    pass
+                if why is None and self.cancel.is_set():
+                    why = "cancelled"
+                    _interrupt(process)
+                elif (why is None and self.timeout is not None
+                      and time.monotonic() - started > self.timeout):
+                    why = f"timed out after {self.timeout:g}s"
+                    _interrupt(process)
+        except BaseException:
+            # KeyboardInterrupt or the like in the caller: let Terraform save its state first.
+            _interrupt(process)
+            process.wait()
+            raise
+
+    def _pump(self, stream: IO[bytes], log: IO[str], write_lock: threading.Lock,
+              capture: list[str] | None, lines: list[str] | None) -> None:
+        for raw in iter(stream.readline, b""):
+            text = raw.decode("utf-8", errors="replace")
+            if capture is not None:
+                capture.append(text)
+                continue
+            if lines is not None:
+                lines.append(text)
+            with write_lock, contextlib.suppress(ValueError):  # log closed: caller gave up
+                log.write(text)
+                log.flush()
+            if self.on_output is not None:
+                try:
+                    self.on_output(text.rstrip("\n"))
+                except Exception as exc:  # a broken progress display must not stop Terraform
+                    with write_lock:
+                        log.write(f"# progress callback failed: {exc!r}\n")
+                    self.on_output = None
+        stream.close()
+        if capture is not None:
+            with write_lock, contextlib.suppress(ValueError):
+                size = sum(len(c) for c in capture)
+                log.write(f"# stdout: {size} characters of JSON captured, not logged\n")
+
+    def _open_log(self, command: str) -> tuple[Path, IO[str]]:
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S.%fZ")
+        label = "-".join(p for p in (self.environment, self.block) if p)
+        base = f"{stamp}-{label + '-' if label else ''}{command.replace(' ', '-')}"
+        for attempt in range(100):
+            path = self.log_dir / (f"{base}.log" if attempt == 0 else f"{base}.{attempt}.log")
+            try:
+                return path, path.open("x", encoding="utf-8")
+            except FileExistsError:
+                continue
+        raise TerraformError(f"cannot create a log file in {self.log_dir}")
+
+    def _fail(self, result: RunResult, why_stopped: str | None,
+              stderr_lines: list[str]) -> None:
+        errors = summarize_errors(stderr_lines)
+        what = self._describe(result.command)
+        if why_stopped == "cancelled":
+            head = f"{what} was cancelled (Terraform stopped gracefully and saved its state)"
+            error_cls: type[TerraformError] = TerraformCancelled
+        elif why_stopped:
+            head = f"{what} {why_stopped} and was stopped"
+            error_cls = TerraformError
+        else:
+            head = f"{what} failed (exit code {result.exit_code})"
+            error_cls = TerraformError
+        body = "\n".join(f"  {line}" if line else "" for line in errors.splitlines())
+        message = f"{head}\n{body}\n  log: {result.log_path}" if body else \
+            f"{head}\n  log: {result.log_path}"
+        raise error_cls(message, command=result.command, exit_code=result.exit_code,
+                        log_path=result.log_path, errors=errors)
+
+
+def _interrupt(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            process.send_signal(signal.SIGINT)
+
+
+def _selection_args(var_files: Sequence[Path | str], targets: Sequence[str],
+                    replace: Sequence[str]) -> list[str]:
+    return ([f"-var-file={f}" for f in var_files] + [f"-target={t}" for t in targets]
+            + [f"-replace={r}" for r in replace])
+
+
+def _scalar(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def _parse_json(result: RunResult, what: str) -> Any:
+    try:
+        return json.loads(result.stdout)
+    except ValueError as exc:
+        raise TerraformError(f"{what} printed no valid JSON ({exc})", command=result.command,
+                             log_path=result.log_path) from None
+
+
+__all__ = ["Plan", "RunResult", "Terraform", "TerraformCancelled", "TerraformError"]

@@ -1,0 +1,223 @@
+"""Working directories: where Terraform runs a block for one environment.
+
+``work_root/ENV/BLOCK/`` holds a copy of the block's files (Terraform never writes into
+``blocks/``), the generated backend block and inputs, and two small bookkeeping files:
+
+- ``.infrablocks-manifest.json``: which files were copied from which source, so that files of an
+  older block version are removed while ``.terraform/``, the lock file and anything Terraform
+  wrote are kept;
+- ``.infrablocks-init.json``: what the last successful ``terraform init`` saw, so init runs again
+  only when the backend configuration or the block's files changed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from infrablocks.errors import ConfigError
+from infrablocks.terraform.hcl import hcl_attributes
+
+BACKEND_FILE = "_infrablocks_backend.tf"
+BACKEND_CONFIG_FILE = "_infrablocks_backend.tfbackend"
+INPUTS_FILE = "_infrablocks_inputs.auto.tfvars.json"
+MANIFEST_FILE = ".infrablocks-manifest.json"
+INIT_STAMP_FILE = ".infrablocks-init.json"
+GENERATED_PREFIX = "_infrablocks_"
+
+BACKEND_KINDS = ("local", "s3")
+# Never copied from a block's source directory.
+_SKIPPED_DIRS = {"tests", ".terraform", "__pycache__", ".pytest_cache", ".git"}
+_SKIPPED_FILES = re.compile(r"^(terraform\.tfstate.*|.*\.tfplan|\.infrablocks-.*|.*\.pyc)$")
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+@dataclass(frozen=True)
+class BackendSpec:
+    """Where a deployment's state lives.
+
+    ``local``: ``config = {"path": "/abs/terraform.tfstate"}`` (relative paths are relative to the
+    working directory). ``s3``: the partial configuration (bucket, key, region, endpoints, …),
+    written to a ``.tfbackend`` file and passed to ``terraform init -backend-config``.
+    """
+
+    kind: str
+    config: Mapping[str, object] = field(default_factory=dict)
+
+    def validate(self) -> None:
+        if self.kind not in BACKEND_KINDS:
+            raise ConfigError(f"unknown state backend {self.kind!r}",
+                              hint=f"valid backends: {', '.join(BACKEND_KINDS)}")
+        if self.kind == "local" and not isinstance(self.config.get("path"), str | os.PathLike):
+            raise ConfigError("the local state backend needs a `path` (the state file)")
+        if self.kind == "s3":
+            missing = [k for k in ("bucket", "key") if not self.config.get(k)]
+            if missing:
+                raise ConfigError(f"the s3 state backend needs {' and '.join(missing)}",
+                                  hint="set bucket, key (and region, endpoints …) in its config")
+
+
+def workdir_path(work_root: Path, environment: str, block: str) -> Path:
+    for what, name in (("environment", environment), ("block", block)):
+        if not _NAME.match(name):
+            raise ConfigError(f"invalid {what} name {name!r} for a working directory",
+                              hint="use letters, digits, '_', '-' and '.'")
+    return work_root / environment / block
+
+
+def prepare_workdir(work_root: Path, environment: str, block: str, source_dir: Path,
+                    backend: BackendSpec, inputs: Mapping[str, object]) -> Path:
+    """Make ``work_root/ENV/BLOCK/`` ready for ``terraform init/plan/apply`` and return it."""
+    backend.validate()
+    if not source_dir.is_dir():
+        raise ConfigError(f"block {block!r}: source directory {source_dir} does not exist")
+    workdir = workdir_path(work_root, environment, block)
+    workdir.mkdir(parents=True, exist_ok=True)
+
+    sources = dict(_source_files(source_dir))
+    clashing = sorted(rel for rel in sources if Path(rel).name.startswith(GENERATED_PREFIX))
+    if clashing:
+        raise ConfigError(f"block {block!r} ({source_dir}): file names starting with "
+                          f"{GENERATED_PREFIX!r} are reserved for infrablocks",
+                          problems=clashing)
+
+    old = _read_json(workdir / MANIFEST_FILE) or {}
+    for stale in set(old.get("files", {})) - set(sources):
+        _remove_stale(workdir, stale)
+
+    digests: dict[str, str] = {}
+    for rel, src in sorted(sources.items()):
+        digests[rel] = _file_digest(src)
+        dest = workdir / rel
+        if old.get("files", {}).get(rel) == digests[rel] and dest.is_file():
+            continue
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(src, dest)
+
+    _write_text(workdir / BACKEND_FILE, _render_backend(backend))
+    tfbackend = workdir / BACKEND_CONFIG_FILE
+    if backend.kind == "local":
+        tfbackend.unlink(missing_ok=True)
+    else:
+        _write_text(tfbackend, hcl_attributes(backend.config))
+    _write_text(workdir / INPUTS_FILE, _render_inputs(block, inputs))
+    _write_text(workdir / MANIFEST_FILE, json.dumps(
+        {"source_dir": str(source_dir.resolve()), "files": digests}, indent=2, sort_keys=True))
+    return workdir
+
+
+def init_reason(workdir: Path, extra_backend_config: Mapping[str, object] | None = None
+                ) -> str | None:
+    """Why ``terraform init`` must run in ``workdir`` now, or None when the last init still holds.
+
+    The answer starts with ``"backend"`` when the backend configuration changed (init then needs
+    ``-reconfigure``).
+    """
+    stamp = _read_json(workdir / INIT_STAMP_FILE)
+    if stamp is None or not (workdir / ".terraform").is_dir():
+        return "not initialized"
+    if stamp.get("backend") != backend_digest(workdir, extra_backend_config):
+        return "backend configuration changed"
+    if stamp.get("sources") != sources_digest(workdir):
+        return "block files changed"
+    return None
+
+
+def record_init(workdir: Path, extra_backend_config: Mapping[str, object] | None = None) -> None:
+    """Remember what a successful init saw (called by the driver)."""
+    _write_text(workdir / INIT_STAMP_FILE, json.dumps({
+        "backend": backend_digest(workdir, extra_backend_config),
+        "sources": sources_digest(workdir),
+    }, indent=2))
+
+
+def backend_digest(workdir: Path, extra: Mapping[str, object] | None = None) -> str:
+    digest = hashlib.sha256()
+    for name in (BACKEND_FILE, BACKEND_CONFIG_FILE):
+        path = workdir / name
+        digest.update(name.encode() + b"\0")
+        digest.update(path.read_bytes() if path.is_file() else b"<absent>")
+    digest.update(json.dumps(extra or {}, sort_keys=True, default=str).encode())
+    return digest.hexdigest()
+
+
+def sources_digest(workdir: Path) -> str:
+    manifest = _read_json(workdir / MANIFEST_FILE) or {}
+    return hashlib.sha256(json.dumps(manifest.get("files", {}), sort_keys=True).encode()
+                          ).hexdigest()
+
+
+def _source_files(source_dir: Path) -> Iterator[tuple[str, Path]]:
+    for dirpath, dirnames, filenames in os.walk(source_dir, followlinks=True):
+        dirnames[:] = sorted(d for d in dirnames if d not in _SKIPPED_DIRS)
+        for name in sorted(filenames):
+            if _SKIPPED_FILES.match(name):
+                continue
+            path = Path(dirpath) / name
+            yield path.relative_to(source_dir).as_posix(), path
+
+
+def _remove_stale(workdir: Path, rel: str) -> None:
+    path = workdir / rel
+    path.unlink(missing_ok=True)
+    # Remove directories the stale file leaves empty, up to (not including) the workdir.
+    parent = path.parent
+    while parent != workdir and parent.is_dir() and not any(parent.iterdir()):
+        parent.rmdir()
+        parent = parent.parent
+
+
+def _render_backend(backend: BackendSpec) -> str:
+    header = "# Generated by infrablocks: the state backend of this deployment.\n"
+    if backend.kind == "local":
+        body = hcl_attributes({"path": os.fspath(backend.config["path"])}, indent=2)
+        return f'{header}terraform {{\n  backend "local" {{\n{body}  }}\n}}\n'
+    return (f"{header}# Partial configuration: the settings are in {BACKEND_CONFIG_FILE}.\n"
+            f'terraform {{\n  backend "{backend.kind}" {{}}\n}}\n')
+
+
+def _render_inputs(block: str, inputs: Mapping[str, object]) -> str:
+    try:
+        return json.dumps(dict(inputs), indent=2, sort_keys=True, allow_nan=False) + "\n"
+    except (TypeError, ValueError) as exc:
+        bad = [k for k, v in inputs.items() if not _is_json(v)]
+        raise ConfigError(f"block {block!r}: inputs cannot be written as JSON ({exc})",
+                          problems=[f"input {k!r}" for k in bad]) from None
+
+
+def _is_json(value: object) -> bool:
+    try:
+        json.dumps(value, allow_nan=False)
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
+def _file_digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _read_json(path: Path) -> dict | None:
+    try:
+        data = json.loads(path.read_text())
+    except (FileNotFoundError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _write_text(path: Path, text: str) -> None:
+    """Write only when the content differs (keeps mtimes stable for unchanged files)."""
+    try:
+        if path.read_text() == text:
+            return
+    except FileNotFoundError:
+        pass
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
