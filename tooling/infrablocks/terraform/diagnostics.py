@@ -22,7 +22,10 @@ def extract_diagnostics(lines: Iterable[str], severity: str = "Error") -> list[s
     current: list[str] | None = None
     for raw in lines:
         line = _BOX.sub("", raw.rstrip("\n").rstrip())
-        if raw.startswith("╷") or raw.startswith("╵"):
+        if raw.startswith("╵"):  # the end of a boxed diagnostic
+            current = None
+            continue
+        if raw.startswith("╷"):
             continue
         heading = _START.match(line)
         if heading:
