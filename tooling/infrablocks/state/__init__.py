@@ -1,0 +1,39 @@
+"""State: backends (local directory, S3), deployment records, documents, locks, outputs.
+
+The usual entry points::
+
+    from infrablocks.state import backend_from_settings
+    backend = backend_from_settings(registry.settings.get("state", {}), repo_root)
+    spec = backend.terraform_backend(env, block)          # → prepare_workdir(..., backend=spec)
+    with backend.acquire_lock(env, block, "create"):      # LockHeldError names the holder
+        ...
+        backend.put_record(new_record(env, block, version, outputs=backend.read_outputs(env, block),
+                                      terraform_version=tf_version))
+
+See docs/state-and-runner.md.
+"""
+
+from infrablocks.state.backends import (
+    BlobStateBackend,
+    StateBackend,
+    backend_from_settings,
+    check_name,
+)
+from infrablocks.state.locks import Lock, LockHeldError, LockInfo, process_alive
+from infrablocks.state.outputs import MASK, Outputs, outputs_to_json, render_outputs_table
+from infrablocks.state.records import (
+    CREATING,
+    DEPLOYED,
+    DESTROYING,
+    FAILED,
+    DeploymentRecord,
+    current_identity,
+    new_record,
+)
+
+__all__ = [
+    "CREATING", "DEPLOYED", "DESTROYING", "FAILED", "MASK",
+    "BlobStateBackend", "DeploymentRecord", "Lock", "LockHeldError", "LockInfo", "Outputs",
+    "StateBackend", "backend_from_settings", "check_name", "current_identity", "new_record",
+    "outputs_to_json", "process_alive", "render_outputs_table",
+]

@@ -1,0 +1,109 @@
+"""Deployment records: which version of a block is deployed in an environment, when and by whom.
+
+A record lives beside the block's Terraform state, in the same backend (``deployment.json``), and
+is what ``status`` and ``upgrade`` read instead of running Terraform. It never holds output
+values — only their digest — so it carries no secrets.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import os
+import socket
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from infrablocks.errors import InfrablocksError
+from infrablocks.state.outputs import Outputs
+
+RECORD_FORMAT = 1
+
+# Record statuses. ``creating`` is written before an apply starts: a record left in that status
+# means the apply was interrupted (crash, kill) and the state may be partial.
+CREATING = "creating"
+DEPLOYED = "deployed"
+FAILED = "failed"
+DESTROYING = "destroying"
+STATUSES = (CREATING, DEPLOYED, FAILED, DESTROYING)
+
+
+def current_identity() -> str:
+    """``user@host`` of this process, as shown in records and locks."""
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):  # no passwd entry for the uid (containers)
+        user = str(os.getuid())
+    return f"{user}@{socket.gethostname()}"
+
+
+def utc_now_iso() -> str:
+    """Now, UTC, ISO 8601 with seconds precision and a ``Z`` (e.g. ``2026-11-26T07:43:31Z``)."""
+    return datetime.now(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+
+
+@dataclass(frozen=True)
+class DeploymentRecord:
+    """One block version applied (or being applied) in one environment."""
+
+    environment: str
+    block: str
+    version: str
+    status: str
+    applied_at: str
+    applied_by: str
+    terraform_version: str
+    outputs_digest: str
+    extra: dict[str, Any] = field(default_factory=dict)
+    """Free-form additions by the commands (e.g. dependency digests, images); JSON-able only."""
+
+    def to_json(self) -> dict[str, Any]:
+        return {"format": RECORD_FORMAT, **asdict(self)}
+
+    def dumps(self) -> bytes:
+        return (json.dumps(self.to_json(), indent=2, sort_keys=True) + "\n").encode()
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any], *, where: str) -> DeploymentRecord:
+        """Parse a stored record; ``where`` names it in the error if it is malformed."""
+        try:
+            fmt = data.get("format", RECORD_FORMAT)
+            if fmt != RECORD_FORMAT:
+                raise ValueError(f"record format {fmt} (this infrablocks reads {RECORD_FORMAT})")
+            return cls(
+                environment=str(data["environment"]), block=str(data["block"]),
+                version=str(data["version"]), status=str(data["status"]),
+                applied_at=str(data["applied_at"]), applied_by=str(data["applied_by"]),
+                terraform_version=str(data["terraform_version"]),
+                outputs_digest=str(data["outputs_digest"]), extra=dict(data.get("extra") or {}),
+            )
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise InfrablocksError(
+                f"deployment record {where} is malformed: {exc}",
+                hint="fix or delete it; `doit status` rebuilds nothing from it on its own",
+            ) from exc
+
+    @classmethod
+    def loads(cls, raw: bytes, *, where: str) -> DeploymentRecord:
+        try:
+            data = json.loads(raw)
+        except ValueError as exc:
+            raise InfrablocksError(f"deployment record {where} is not valid JSON: {exc}") from exc
+        if not isinstance(data, dict):
+            raise InfrablocksError(f"deployment record {where} is not a JSON object")
+        return cls.from_json(data, where=where)
+
+
+def new_record(environment: str, block: str, version: str, *, outputs: Outputs | None,
+               terraform_version: str, status: str = DEPLOYED,
+               extra: dict[str, Any] | None = None) -> DeploymentRecord:
+    """A record stamped now, by this user@host, with the digest of ``outputs`` (empty if None)."""
+    if status not in STATUSES:
+        raise ValueError(f"unknown record status {status!r}; valid: {', '.join(STATUSES)}")
+    return DeploymentRecord(
+        environment=environment, block=block, version=version, status=status,
+        applied_at=utc_now_iso(), applied_by=current_identity(),
+        terraform_version=terraform_version,
+        outputs_digest=(outputs or Outputs()).digest(), extra=dict(extra or {}),
+    )
