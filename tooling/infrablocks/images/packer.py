@@ -14,9 +14,12 @@ from infrablocks.errors import InfrablocksError
 PACKER_ENV = "INFRABLOCKS_PACKER"   # override of the packer executable
 DEFAULT_PACKER = "/usr/bin/packer"
 
-# Lines of packer's human output that carry the reason of a failure.
-_ERROR_LINE = re.compile(r"(error|errored|failed|failure|\* |missing|not found|unsupported)",
+# Lines of packer's human output that carry the reason of a failure: its own error reports,
+# and what the provisioners wrote to stderr ("==> BUILD: text"); progress lines are left out.
+_ERROR_LINE = re.compile(r"(^==> |^--> |^Build '|error|failed|\* |missing|not found|unsupported)",
                          re.IGNORECASE)
+_PROGRESS_LINE = re.compile(r"(Running local shell script|Running post-processor|Wait completed|"
+                            r"Builds finished|Running the cleanup provisioner|Did not export)")
 
 
 @dataclass(frozen=True)
@@ -68,7 +71,9 @@ def packer_build(template_dir: Path, variables: dict[str, str], log_path: Path,
                                 stdout=log, stderr=subprocess.STDOUT, check=False)
     if result.returncode != 0:
         lines = [line.rstrip() for line in log_path.read_text(errors="replace").splitlines()[2:]]
-        errors = [line for line in lines if line.strip() and _ERROR_LINE.search(line)]
+        errors = list(dict.fromkeys(
+            line for line in lines
+            if line.strip() and _ERROR_LINE.search(line) and not _PROGRESS_LINE.search(line)))
         shown = (errors or [line for line in lines if line.strip()])[-15:]
         detail = "\n".join(f"    {line.strip()}" for line in shown)
         raise PackerError(
