@@ -517,9 +517,7 @@ class LocalCloud:
         """A directory that outlives instances (``size_gb`` is recorded, not enforced)."""
         if not isinstance(name, str) or not name.strip():
             raise InvalidParameterError("a volume needs a non-empty name")
-        if isinstance(size_gb, bool) or not isinstance(size_gb, int) or size_gb < 1:
-            raise InvalidParameterError(
-                f"volume {name}: size_gb must be a whole number ≥ 1, not {size_gb!r}")
+        size_gb = _check_size(name, size_gb)
         tags = _string_map("tags", tags)
         with self.locked():
             volume_id = "vol-" + secrets.token_hex(8)
@@ -555,16 +553,47 @@ class LocalCloud:
 
     def update_tags(self, resource_id: str, tags: Mapping[str, str]) -> None:
         """Replace the tags of an instance or a volume (in place, like EC2's CreateTags)."""
-        tags = _string_map("tags", tags)
+        if resource_id.startswith("vol-"):
+            self.modify_volume(resource_id, tags=tags)
+        else:
+            self.modify_instance(resource_id, tags=tags)
+
+    def modify_instance(self, instance_id: str, *, name: str | None = None,
+                        tags: Mapping[str, str] | None = None) -> Instance:
+        """Change an instance's name and/or tags in place (the process keeps running)."""
+        changes: dict[str, Any] = {}
+        if name is not None:
+            if not isinstance(name, str) or not name.strip():
+                raise InvalidParameterError("an instance needs a non-empty name")
+            changes["name"] = name
+        if tags is not None:
+            changes["tags"] = _string_map("tags", tags)
         with self.locked():
-            if resource_id.startswith("vol-"):
-                path = self.volumes_dir / resource_id / VOLUME_RECORD
-                self.get_volume(resource_id)
-            else:
-                path = self._instance_record(resource_id)[1] / INSTANCE_RECORD
+            record, directory = self._instance_record(instance_id)
+            record.update(changes)
+            write_json(directory / INSTANCE_RECORD, record)
+            return self.get_instance(instance_id)
+
+    def modify_volume(self, volume_id: str, *, name: str | None = None,
+                      size_gb: int | None = None,
+                      tags: Mapping[str, str] | None = None) -> Volume:
+        """Change a volume's name, recorded size and/or tags in place (data untouched)."""
+        changes: dict[str, Any] = {}
+        if name is not None:
+            if not isinstance(name, str) or not name.strip():
+                raise InvalidParameterError("a volume needs a non-empty name")
+            changes["name"] = name
+        if size_gb is not None:
+            changes["size_gb"] = _check_size(name or volume_id, size_gb)
+        if tags is not None:
+            changes["tags"] = _string_map("tags", tags)
+        with self.locked():
+            self.get_volume(volume_id)
+            path = self.volumes_dir / volume_id / VOLUME_RECORD
             record = read_json(path) or {}
-            record["tags"] = tags
+            record.update(changes)
             write_json(path, record)
+            return self.get_volume(volume_id)
 
     def delete_volume(self, volume_id: str) -> None:
         """Delete the volume and its data; refused while it is attached."""
@@ -673,6 +702,15 @@ def _check_name(what: str, name: str) -> None:
     if not isinstance(name, str) or not _NAME_RE.match(name):
         raise InvalidParameterError(
             f"{what} {name!r} is not valid: use lower-case letters, digits, '-', '_' or '.'")
+
+
+def _check_size(volume: str, size_gb: Any) -> int:
+    if isinstance(size_gb, float) and size_gb.is_integer():
+        size_gb = int(size_gb)
+    if isinstance(size_gb, bool) or not isinstance(size_gb, int) or size_gb < 1:
+        raise InvalidParameterError(
+            f"volume {volume}: size_gb must be a whole number ≥ 1, not {size_gb!r}")
+    return size_gb
 
 
 def _check_tag(tag: str) -> str:
