@@ -186,8 +186,8 @@ class LocalCloud:
                         f"image {name}@{version} is already registered as {old.id} "
                         f"(digest sha256:{old.digest[7:19]}…) with different content "
                         f"(sha256:{digest[:12]}…); an image version is immutable",
-                        hint=f"bump the version of images/{name}/, or remove the old image "
-                             f"first (`doit image --remove {name}@{version}`)")
+                        hint=f"give the changed image a new version (images/{name}/NEW_VERSION/); "
+                             "a registered version never changes")
                 if not existing:
                     target = self.images_dir / image_id
                     if target.exists():  # a half-registered leftover without its record
