@@ -101,3 +101,10 @@ def test_summary_joins_error_blocks():
     summary = summarize_errors(lines(SYNTAX_AND_WARNING))
     assert summary.count("Error: ") == 2
     assert "\n\nError: Missing name" in summary
+
+
+def test_colour_codes_are_removed():
+    colored = ["\x1b[31mNo state file was found!\n", "Run init first.\x1b[0m\x1b[0m\n"]
+    assert summarize_errors(colored) == "No state file was found!\nRun init first."
+    assert extract_diagnostics(["\x1b[31mError: \x1b[0mbad\n", "detail\n"]) == [
+        "Error: bad\ndetail"]

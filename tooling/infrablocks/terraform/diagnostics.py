@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
 _BOX = re.compile(r"^[╷│╵]\s?")
 _START = re.compile(r"^(Error|Warning): ")
 # Lines that end a diagnostic even without a following Error:/Warning: heading.
@@ -21,6 +22,7 @@ def extract_diagnostics(lines: Iterable[str], severity: str = "Error") -> list[s
     blocks: list[list[str]] = []
     current: list[str] | None = None
     for raw in lines:
+        raw = _ANSI.sub("", raw)
         line = _BOX.sub("", raw.rstrip("\n").rstrip())
         if raw.startswith("╵"):  # the end of a boxed diagnostic
             current = None
@@ -52,5 +54,5 @@ def summarize_errors(lines: list[str], fallback_tail: int = 15) -> str:
     errors = extract_diagnostics(lines)
     if errors:
         return "\n\n".join(errors)
-    tail = [line.rstrip() for line in lines if line.strip()][-fallback_tail:]
+    tail = [_ANSI.sub("", line).rstrip() for line in lines if line.strip()][-fallback_tail:]
     return "\n".join(tail)

@@ -65,6 +65,7 @@ class RunResult:
     log_path: Path
     duration: float
     stdout: str = ""  # only for commands whose output is captured (JSON)
+    stderr: str = ""
 
 
 class Terraform:
@@ -92,7 +93,7 @@ class Terraform:
         self.on_output = on_output
         self.cancel = cancel if cancel is not None else threading.Event()
         self.timeout = timeout
-        self._running: set[subprocess.Popen[bytes]] = set()
+        self._running: set[_Process] = set()
         self._lock = threading.Lock()
 
     def for_deployment(self, environment: str, block: str, *,
@@ -197,7 +198,12 @@ class Terraform:
         return _parse_json(result, self._describe("show -json"))
 
     def state_list(self, workdir: Path) -> list[str]:
-        result = self._run(workdir, ["state", "list"], capture=True)
+        """Addresses in the state; empty when there is no state yet."""
+        result = self._run(workdir, ["state", "list"], capture=True, ok_codes=(0, 1))
+        if result.exit_code == 1:
+            if "No state file was found" in result.stderr:
+                return []
+            self._fail(result, None, result.stderr.splitlines(keepends=True))
         return [line for line in result.stdout.splitlines() if line.strip()]
 
     def validate(self, workdir: Path) -> RunResult:
@@ -214,7 +220,7 @@ class Terraform:
         with self._lock:
             running = list(self._running)
         for process in running:
-            _interrupt(process)
+            process.interrupt("cancelled")
 
     # -- running ----------------------------------------------------------------------------
 
@@ -275,46 +281,46 @@ class Terraform:
                 threading.Thread(target=self._pump, daemon=True, args=(
                     process.stderr, log, write_lock, None, stderr_lines)),
             ]
+            running = _Process(process)
             with self._lock:
-                self._running.add(process)
+                self._running.add(running)
             try:
                 for reader in readers:
                     reader.start()
-                rc, why_stopped = self._wait(process, started)
+                rc = self._wait(running, started)
             finally:
                 with self._lock:
-                    self._running.discard(process)
+                    self._running.discard(running)
                 # A grandchild that kept Terraform's stdout open must not hang the driver.
                 for reader in readers:
                     reader.join(timeout=_READER_GRACE)
             duration = time.monotonic() - started
+            why_stopped = running.stopped_because
             log.write(f"# exit code {rc} after {duration:.2f}s"
                       + (f" ({why_stopped})" if why_stopped else "") + "\n")
-        result = RunResult(command, rc, log_path, duration, "".join(stdout_chunks))
-        if why_stopped or rc not in tuple(ok_codes):
+        result = RunResult(command, rc, log_path, duration, "".join(stdout_chunks),
+                           "".join(stderr_lines))
+        # A command that completed despite a late stop request is a success.
+        if rc not in tuple(ok_codes):
             self._fail(result, why_stopped, stderr_lines)
         return result
 
-    def _wait(self, process: subprocess.Popen[bytes], started: float) -> tuple[int, str | None]:
+    def _wait(self, running: _Process, started: float) -> int:
         """Wait for the process; forward cancel/timeout/Ctrl-C as one graceful SIGINT."""
-        why: str | None = None
         try:
             while True:
                 try:
-                    return process.wait(timeout=_POLL), why
+                    return running.process.wait(timeout=_POLL)
                 except subprocess.TimeoutExpired:
                     pass
-                if why is None and self.cancel.is_set():
-                    why = "cancelled"
-                    _interrupt(process)
-                elif (why is None and self.timeout is not None
-                      and time.monotonic() - started > self.timeout):
-                    why = f"timed out after {self.timeout:g}s"
-                    _interrupt(process)
+                if self.cancel.is_set():
+                    running.interrupt("cancelled")
+                elif self.timeout is not None and time.monotonic() - started > self.timeout:
+                    running.interrupt(f"timed out after {self.timeout:g}s")
         except BaseException:
             # KeyboardInterrupt or the like in the caller: let Terraform save its state first.
-            _interrupt(process)
-            process.wait()
+            running.interrupt("interrupted")
+            running.process.wait()
             raise
 
     def _pump(self, stream: IO[bytes], log: IO[str], write_lock: threading.Lock,
@@ -374,10 +380,25 @@ class Terraform:
                         log_path=result.log_path, errors=errors)
 
 
-def _interrupt(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        with contextlib.suppress(ProcessLookupError):
-            process.send_signal(signal.SIGINT)
+class _Process:
+    """A running Terraform process, interrupted at most once.
+
+    A second SIGINT makes Terraform abort at once without saving its state, so every stop
+    request after the first one is ignored.
+    """
+
+    def __init__(self, process: subprocess.Popen[bytes]) -> None:
+        self.process = process
+        self.stopped_because: str | None = None
+        self._lock = threading.Lock()
+
+    def interrupt(self, reason: str) -> None:
+        with self._lock:
+            if self.stopped_because is not None or self.process.poll() is not None:
+                return
+            self.stopped_because = reason
+            with contextlib.suppress(ProcessLookupError):
+                self.process.send_signal(signal.SIGINT)
 
 
 def _selection_args(var_files: Sequence[Path | str], targets: Sequence[str],

@@ -1,0 +1,349 @@
+"""The driver against the real bundled Terraform, on modules of built-in `terraform_data`."""
+
+from __future__ import annotations
+
+import shutil
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from infrablocks.terraform.binary import find_terraform
+from infrablocks.terraform.cliconfig import CliConfigPaths, write_cli_config
+from infrablocks.terraform.driver import Terraform, TerraformCancelled, TerraformError
+from infrablocks.terraform.workdir import BackendSpec, init_reason, prepare_workdir
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+MODULE = """
+variable "environment" { type = string }
+variable "members" {
+  type    = number
+  default = 2
+}
+variable "password" {
+  type      = string
+  sensitive = true
+  default   = "s3cr3t"
+}
+variable "fail" {
+  type    = bool
+  default = false
+}
+variable "slow_seconds" {
+  type    = number
+  default = 0
+}
+
+resource "terraform_data" "member" {
+  count = var.members
+  input = "${var.environment}-member-${count.index}"
+}
+
+resource "terraform_data" "config" {
+  input = { environment = var.environment }
+}
+
+resource "terraform_data" "slow" {
+  count = var.slow_seconds > 0 ? 1 : 0
+  input = "slow"
+  provisioner "local-exec" {
+    command = "echo slow-started; sleep ${var.slow_seconds}"
+  }
+}
+
+resource "terraform_data" "after_slow" {
+  count = var.slow_seconds > 0 ? 1 : 0
+  input = terraform_data.slow[0].id
+}
+
+resource "terraform_data" "failing" {
+  count = var.fail ? 1 : 0
+  input = "failing"
+  provisioner "local-exec" {
+    command = "echo 'the member refused to start' >&2; exit 3"
+  }
+}
+
+output "member_ids" { value = terraform_data.member[*].id }
+output "password" {
+  value     = var.password
+  sensitive = true
+}
+"""
+
+
+@dataclass
+class Setup:
+    root: Path
+    source: Path
+    terraform: Terraform
+    lines: list[str]
+
+    def workdir(self, environment: str = "dev", block: str = "demo", **inputs) -> Path:
+        return prepare_workdir(
+            self.root / "work", environment, block, self.source,
+            BackendSpec("local", {"path": str(self.state_file(environment, block))}),
+            {"environment": environment, **inputs})
+
+    def state_file(self, environment: str, block: str) -> Path:
+        return self.root / "state" / environment / f"{block}.tfstate"
+
+    def driver(self, environment: str = "dev", block: str = "demo", **kwargs) -> Terraform:
+        return Terraform(self.terraform.executable, self.terraform.cli_config,
+                         self.terraform.log_dir, block=block, environment=environment, **kwargs)
+
+
+@pytest.fixture
+def setup(tmp_path, monkeypatch):
+    # As on this machine: the user's TF_CLI_CONFIG_FILE names a missing file.
+    monkeypatch.setenv("TF_CLI_CONFIG_FILE", str(tmp_path / "missing-user.tfrc"))
+    root = tmp_path / "area"
+    source = root / "blocks" / "demo" / "1.0.0"
+    source.mkdir(parents=True)
+    (source / "main.tf").write_text(MODULE)
+    (source / "tests").mkdir()
+    (source / "tests" / "test_live.py").write_text("def test_nothing():\n    pass\n")
+    config = write_cli_config(CliConfigPaths.under(root / "terraform"), populate_mirror=False)
+    lines: list[str] = []
+    terraform = Terraform(find_terraform(environ={}), config, root / "logs",
+                          env_extra={"INFRABLOCKS_TEST_MARK": "1"}, block="demo",
+                          environment="dev", on_output=lines.append)
+    yield Setup(root, source, terraform, lines)
+    terraform.stop()  # nothing may be left running, even after a failed assertion
+    shutil.rmtree(tmp_path, ignore_errors=True)
+
+
+def test_lifecycle_init_plan_apply_destroy(setup):
+    tf, workdir = setup.terraform, setup.workdir()
+    assert tf.ensure_init(workdir) is True
+    assert tf.ensure_init(workdir) is False  # nothing changed: no second init
+
+    plan = tf.plan(workdir)
+    assert plan.has_changes and plan.plan_file.is_file()
+    assert sorted((rc.address, rc.action) for rc in plan.changes) == [
+        ("terraform_data.config", "create"), ("terraform_data.member[0]", "create"),
+        ("terraform_data.member[1]", "create")]
+    assert plan.output_changes["password"] == ("create",)
+
+    tf.apply(workdir, plan)
+    assert tf.state_list(workdir) == [
+        "terraform_data.config", "terraform_data.member[0]", "terraform_data.member[1]"]
+    assert setup.state_file("dev", "demo").is_file()  # state lives where the backend says
+    state = tf.show_state(workdir)
+    resources = state["values"]["root_module"]["resources"]
+    assert {r["address"] for r in resources} >= {"terraform_data.member[0]"}
+
+    again = tf.plan(workdir)
+    assert not again.has_changes and again.changes == []  # detailed exit code 0
+
+    destroy_plan = tf.plan(workdir, destroy=True)
+    assert destroy_plan.has_changes and {rc.action for rc in destroy_plan.changes} == {"delete"}
+    tf.destroy(workdir)
+    assert tf.state_list(workdir) == []
+
+    # Terraform never wrote into the block's source directory.
+    assert sorted(p.name for p in setup.source.iterdir()) == ["main.tf", "tests"]
+    # One log per command, named with the time, environment, block and command.
+    logs = sorted(p.name for p in (setup.root / "logs").iterdir())
+    assert any(name.endswith("-dev-demo-init.log") for name in logs)
+    assert any(name.endswith("-dev-demo-apply.log") for name in logs)
+    assert any("Apply complete!" in line for line in setup.lines)
+
+
+def test_the_users_missing_cli_config_is_never_used(setup):
+    tf, workdir = setup.terraform, setup.workdir()
+    tf.ensure_init(workdir)
+    tf.apply(workdir)
+    text = "".join(p.read_text() for p in (setup.root / "logs").iterdir())
+    assert "missing-user.tfrc" not in text
+    assert "problems with the CLI configuration" not in text
+    env = tf.environment_for()
+    assert env["TF_CLI_CONFIG_FILE"] == str(tf.cli_config.resolve())
+    assert env["INFRABLOCKS_TEST_MARK"] == "1" and env["TF_IN_AUTOMATION"] == "1"
+
+
+def test_targets_and_var_files(setup):
+    tf, workdir = setup.terraform, setup.workdir()
+    tf.ensure_init(workdir)
+    plan = tf.plan(workdir, targets=["terraform_data.config"])
+    assert [rc.address for rc in plan.changes] == ["terraform_data.config"]
+    tf.apply(workdir, targets=["terraform_data.config"])
+    assert tf.state_list(workdir) == ["terraform_data.config"]
+
+    var_file = setup.root / "three.tfvars.json"
+    var_file.write_text('{"members": 3}')
+    plan = tf.plan(workdir, var_files=[var_file])
+    assert sorted(rc.address for rc in plan.changes) == [
+        f"terraform_data.member[{i}]" for i in range(3)]
+    tf.apply(workdir, var_files=[var_file])
+    assert len(tf.state_list(workdir)) == 4
+
+
+def test_replace_forces_a_new_resource(setup):
+    tf, workdir = setup.terraform, setup.workdir()
+    tf.ensure_init(workdir)
+    tf.apply(workdir)
+    before = tf.output(workdir)["member_ids"]["value"]
+    plan = tf.plan(workdir, replace=["terraform_data.member[1]"])
+    assert [(rc.address, rc.action, rc.action_reason) for rc in plan.changes] == [
+        ("terraform_data.member[1]", "replace", "replace_by_request")]
+    tf.apply(workdir, plan)
+    after = tf.output(workdir)["member_ids"]["value"]
+    assert after[0] == before[0] and after[1] != before[1]
+
+
+def test_outputs_include_sensitive_values_with_their_flag(setup):
+    tf, workdir = setup.terraform, setup.workdir()
+    tf.ensure_init(workdir)
+    tf.apply(workdir)
+    outputs = tf.output(workdir)
+    assert outputs["password"] == {"sensitive": True, "type": "string", "value": "s3cr3t"}
+    assert outputs["member_ids"]["sensitive"] is False
+    assert len(outputs["member_ids"]["value"]) == 2
+    # The JSON (with the secret) is not copied into the logs.
+    assert not any("s3cr3t" in p.read_text() for p in (setup.root / "logs").iterdir())
+
+
+def test_a_failing_apply_names_block_environment_command_log_and_terraforms_error(setup):
+    tf = setup.driver(environment="staging", block="stolon")
+    workdir = setup.workdir("staging", "stolon", fail=True)
+    tf.ensure_init(workdir)
+    with pytest.raises(TerraformError) as info:
+        tf.apply(workdir)
+    error = info.value
+    message = str(error)
+    assert message.startswith(
+        "terraform apply for block 'stolon' in environment 'staging' failed (exit code 1)")
+    assert "Error: local-exec provisioner error" in message
+    assert "the member refused to start" in message
+    assert f"log: {error.log_path}" in message
+    assert error.log_path.name.endswith("-staging-stolon-apply.log")
+    assert "the member refused to start" in error.log_path.read_text()
+    assert error.exit_code == 1 and error.returncode == 1 and error.command == "apply"
+    # What did succeed is in the state; a re-run without the fault converges.
+    assert "terraform_data.config" in tf.state_list(workdir)
+
+
+def test_invalid_configuration_fails_with_terraforms_lines(setup):
+    tf, workdir = setup.terraform, setup.workdir()
+    (workdir / "broken.tf").write_text('resource "terraform_data" {\n')
+    with pytest.raises(TerraformError, match="terraform init .* failed") as info:
+        tf.ensure_init(workdir)
+    assert "Error: " in info.value.errors and "broken.tf" in info.value.errors
+
+
+def test_stop_interrupts_gracefully_and_leaves_a_consistent_state(setup):
+    tf, workdir = setup.terraform, setup.workdir(slow_seconds=30)
+    tf.ensure_init(workdir)
+    started = threading.Event()
+    outcome: dict[str, BaseException | None] = {}
+
+    def watch(line: str) -> None:
+        if "slow-started" in line:
+            started.set()
+
+    worker_tf = setup.driver(on_output=watch)
+
+    def run() -> None:
+        try:
+            worker_tf.apply(workdir)
+            outcome["error"] = None
+        except BaseException as exc:  # noqa: BLE001 - handed to the test thread
+            outcome["error"] = exc
+
+    worker = threading.Thread(target=run)
+    worker.start()
+    try:
+        assert started.wait(60), "the slow resource never started"
+        worker_tf.stop()
+    finally:
+        worker.join(60)
+        worker_tf.stop()
+    assert not worker.is_alive()
+    error = outcome["error"]
+    assert isinstance(error, TerraformCancelled), error
+    assert "was cancelled" in str(error) and str(error.log_path) in str(error)
+    # The state is consistent and unlocked: what finished is recorded, the rest is not.
+    state = tf.state_list(workdir)
+    assert "terraform_data.config" in state and "terraform_data.after_slow[0]" not in state
+    # A cancelled driver refuses new commands; a fresh one finishes the job.
+    with pytest.raises(TerraformCancelled, match="not started"):
+        worker_tf.plan(workdir)
+    tf.apply(workdir, var_files=[_var_file(setup, slow_seconds=1)])
+    assert "terraform_data.after_slow[0]" in tf.state_list(workdir)
+
+
+def test_a_cancel_event_passed_in_stops_the_command(setup):
+    workdir = setup.workdir(slow_seconds=30)
+    cancel = threading.Event()
+    tf = setup.driver(cancel=cancel,
+                      on_output=lambda line: cancel.set() if "slow-started" in line else None)
+    tf.ensure_init(workdir)
+    with pytest.raises(TerraformCancelled):
+        tf.apply(workdir)
+    assert "terraform_data.after_slow[0]" not in setup.terraform.state_list(workdir)
+
+
+def test_timeout_stops_the_command(setup):
+    workdir = setup.workdir(slow_seconds=30)
+    tf = setup.driver(timeout=2)
+    tf.ensure_init(workdir)
+    with pytest.raises(TerraformError, match="timed out after 2s and was stopped"):
+        tf.apply(workdir)
+
+
+def test_two_workdirs_at_once(setup):
+    workdirs = {env: setup.workdir(env, "demo", members=3, slow_seconds=2)
+                for env in ("blue", "green")}
+    errors: list[BaseException] = []
+
+    def deploy(env: str) -> None:
+        try:
+            tf = setup.driver(environment=env)
+            tf.ensure_init(workdirs[env])
+            tf.apply(workdirs[env])
+        except BaseException as exc:  # noqa: BLE001
+            errors.append(exc)
+
+    threads = [threading.Thread(target=deploy, args=(env,)) for env in workdirs]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    assert errors == []
+    for env, workdir in workdirs.items():
+        outputs = setup.driver(environment=env).output(workdir)
+        assert len(outputs["member_ids"]["value"]) == 3
+        assert setup.state_file(env, "demo").is_file()
+
+
+def test_backend_change_reinitializes_and_block_upgrade_reinits(setup):
+    tf, workdir = setup.terraform, setup.workdir()
+    tf.ensure_init(workdir)
+    tf.apply(workdir)
+    # A new state location: init again (-reconfigure), the old state is left where it was.
+    moved = setup.root / "state" / "moved.tfstate"
+    prepare_workdir(setup.root / "work", "dev", "demo", setup.source,
+                    BackendSpec("local", {"path": str(moved)}), {"environment": "dev"})
+    assert init_reason(workdir) == "backend configuration changed"
+    assert tf.ensure_init(workdir) is True
+    assert tf.state_list(workdir) == []
+    # A new block version: its files replace the old ones, init runs again.
+    v2 = setup.root / "blocks" / "demo" / "1.1.0"
+    v2.mkdir()
+    (v2 / "main.tf").write_text('variable "environment" {}\nresource "terraform_data" "v2" {}\n')
+    prepare_workdir(setup.root / "work", "dev", "demo", v2,
+                    BackendSpec("local", {"path": str(moved)}), {"environment": "dev"})
+    assert init_reason(workdir) == "block files changed"
+    assert tf.ensure_init(workdir) is True
+    plan = tf.plan(workdir)
+    assert [rc.address for rc in plan.changes] == ["terraform_data.v2"]
+
+
+def _var_file(setup: Setup, **values) -> Path:
+    import json
+
+    path = setup.root / "extra.tfvars.json"
+    path.write_text(json.dumps(values))
+    return path
