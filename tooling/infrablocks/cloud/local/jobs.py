@@ -223,12 +223,16 @@ class Scheduler:
         staging.write_text(render_program(spec, jobs_dir))
         staging.replace(target)
         self._call("reloadConfig")
-        try:
-            self._call("addProcessGroup", spec.name)
-        except xmlrpc.client.Fault as fault:
-            if fault.faultCode != FAULT_ALREADY_ADDED:
-                raise JobError(f"job {spec.name}: supervisord could not load {target}: "
-                               f"{fault.faultString}") from fault
+        for attempt in range(2):
+            try:
+                self._call("addProcessGroup", spec.name)
+                break
+            except xmlrpc.client.Fault as fault:
+                if fault.faultCode != FAULT_ALREADY_ADDED or attempt:
+                    raise JobError(f"job {spec.name}: supervisord could not load {target}: "
+                                   f"{fault.faultString}") from fault
+                # A job of that name is loaded (e.g. left failed): replace it with this one.
+                self._stop_and_unload(spec.name)
         return self.wait_running(spec.name, jobs_dir, timeout=timeout)
 
     def wait_running(self, name: str, jobs_dir: Path | str, *,

@@ -49,6 +49,7 @@ from infrablocks.cloud.local.provider_base import (
     map_like,
     reporting,
 )
+from infrablocks.cloud.local.provider_jobs import JobResource
 
 # How long a new instance must survive before create reports success: catches entrypoints that
 # fail at once (bad script, missing binary) with their console output instead of a later drift.
@@ -103,6 +104,7 @@ class VolumeResource(CloudResource):
             Attribute("tags", Map(String()), optional=True),
             Attribute("id", String(), computed=True),
             Attribute("state", String(), computed=True, description="available | in-use"),
+            Attribute("path", String(), computed=True, description="the data directory"),
         ])
 
     def create(self, ctx: CreateContext, planned: dict) -> dict | None:
@@ -150,7 +152,8 @@ class VolumeResource(CloudResource):
         return {"id": volume.id, "name": volume.name,
                 # keep the configured number's form (1 vs 1.0) when it is the same value
                 "size_gb": size if size == volume.size_gb else volume.size_gb,
-                "tags": map_like(prior.get("tags"), volume.tags), "state": volume.state}
+                "tags": map_like(prior.get("tags"), volume.tags), "state": volume.state,
+                "path": volume.path}
 
 
 class InstanceResource(CloudResource):
@@ -312,7 +315,7 @@ class VolumeAttachmentResource(CloudResource):
 DATA_SOURCES: list[type[DataSource]] = [ImageDataSource]
 # The provider's resource types; another module may add its own (e.g. localcloud_job).
 RESOURCES: list[type[CloudResource]] = [VolumeResource, InstanceResource,
-                                        VolumeAttachmentResource]
+                                        VolumeAttachmentResource, JobResource]
 
 
 class LocalCloudProvider(Provider):
