@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+import signal
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,6 +17,9 @@ from infrablocks.terraform.driver import Terraform, TerraformCancelled, Terrafor
 from infrablocks.terraform.workdir import BackendSpec, init_reason, prepare_workdir
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+# A duration no other process on the machine sleeps for: lets the tests find leftovers.
+SLOW = 30.4173
 
 MODULE = """
 variable "environment" { type = string }
@@ -111,7 +117,32 @@ def setup(tmp_path, monkeypatch):
                           environment="dev", on_output=lines.append)
     yield Setup(root, source, terraform, lines)
     terraform.stop()  # nothing may be left running, even after a failed assertion
+    for pid in _sleepers():
+        os.kill(pid, signal.SIGKILL)
     shutil.rmtree(tmp_path, ignore_errors=True)
+
+
+def _sleepers() -> list[int]:
+    """Live processes running this module's slow provisioner (`sleep SLOW`)."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            argv = (proc / "cmdline").read_bytes().split(b"\0")
+            state = (proc / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if argv[:2] == [b"sleep", str(SLOW).encode()] and state != "Z":
+            found.append(int(proc.name))
+    return found
+
+
+def _wait_until_no_sleepers(timeout: float = 10.0) -> list[int]:
+    deadline = time.monotonic() + timeout
+    while _sleepers() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return _sleepers()
 
 
 def test_lifecycle_init_plan_apply_destroy(setup):
@@ -234,7 +265,7 @@ def test_invalid_configuration_fails_with_terraforms_lines(setup):
 
 
 def test_stop_interrupts_gracefully_and_leaves_a_consistent_state(setup):
-    tf, workdir = setup.terraform, setup.workdir(slow_seconds=30)
+    tf, workdir = setup.terraform, setup.workdir(slow_seconds=SLOW)
     tf.ensure_init(workdir)
     started = threading.Event()
     outcome: dict[str, BaseException | None] = {}
@@ -264,6 +295,7 @@ def test_stop_interrupts_gracefully_and_leaves_a_consistent_state(setup):
     error = outcome["error"]
     assert isinstance(error, TerraformCancelled), error
     assert "was cancelled" in str(error) and str(error.log_path) in str(error)
+    assert _wait_until_no_sleepers() == []  # the provisioner's child did not outlive the stop
     # The state is consistent and unlocked: what finished is recorded, the rest is not.
     state = tf.state_list(workdir)
     assert "terraform_data.config" in state and "terraform_data.after_slow[0]" not in state
@@ -275,22 +307,24 @@ def test_stop_interrupts_gracefully_and_leaves_a_consistent_state(setup):
 
 
 def test_a_cancel_event_passed_in_stops_the_command(setup):
-    workdir = setup.workdir(slow_seconds=30)
+    workdir = setup.workdir(slow_seconds=SLOW)
     cancel = threading.Event()
     tf = setup.driver(cancel=cancel,
                       on_output=lambda line: cancel.set() if "slow-started" in line else None)
     tf.ensure_init(workdir)
     with pytest.raises(TerraformCancelled):
         tf.apply(workdir)
+    assert _wait_until_no_sleepers() == []
     assert "terraform_data.after_slow[0]" not in setup.terraform.state_list(workdir)
 
 
 def test_timeout_stops_the_command(setup):
-    workdir = setup.workdir(slow_seconds=30)
+    workdir = setup.workdir(slow_seconds=SLOW)
     tf = setup.driver(timeout=2)
     tf.ensure_init(workdir)
     with pytest.raises(TerraformError, match="timed out after 2s and was stopped"):
         tf.apply(workdir)
+    assert _wait_until_no_sleepers() == []
 
 
 def test_two_workdirs_at_once(setup):

@@ -296,6 +296,8 @@ class Terraform:
                     reader.join(timeout=_READER_GRACE)
             duration = time.monotonic() - started
             why_stopped = running.stopped_because
+            if why_stopped and running.terminate_leftovers():
+                log.write("# terminated processes the stopped Terraform left behind\n")
             log.write(f"# exit code {rc} after {duration:.2f}s"
                       + (f" ({why_stopped})" if why_stopped else "") + "\n")
         result = RunResult(command, rc, log_path, duration, "".join(stdout_chunks),
@@ -321,6 +323,7 @@ class Terraform:
             # KeyboardInterrupt or the like in the caller: let Terraform save its state first.
             running.interrupt("interrupted")
             running.process.wait()
+            running.terminate_leftovers()
             raise
 
     def _pump(self, stream: IO[bytes], log: IO[str], write_lock: threading.Lock,
@@ -399,6 +402,19 @@ class _Process:
             self.stopped_because = reason
             with contextlib.suppress(ProcessLookupError):
                 self.process.send_signal(signal.SIGINT)
+
+    def terminate_leftovers(self) -> bool:
+        """SIGTERM what is left of the process's group (e.g. a provisioner's ``sleep``).
+
+        A stopped Terraform kills its provisioner shells but not their children. Terraform
+        runs in its own session, so its pid names the group; processes that detached into a
+        session of their own (local-cloud instances) are not touched.
+        """
+        try:
+            os.killpg(self.process.pid, signal.SIGTERM)
+        except (ProcessLookupError, PermissionError):
+            return False
+        return True
 
 
 def _selection_args(var_files: Sequence[Path | str], targets: Sequence[str],
