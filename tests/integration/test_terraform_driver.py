@@ -381,3 +381,52 @@ def _var_file(setup: Setup, **values) -> Path:
     path = setup.root / "extra.tfvars.json"
     path.write_text(json.dumps(values))
     return path
+
+
+LOCALCLOUD_MODULE = """
+terraform {
+  required_providers {
+    localcloud = { source = "infrablocks.local/infrablocks/localcloud", version = "~> 0.1" }
+  }
+}
+provider "localcloud" {}
+variable "environment" { type = string }
+"""
+
+
+def test_repo_terraform_installs_the_local_cloud_provider_from_the_mirror(tmp_path, monkeypatch):
+    """Real Terraform, real mirror: init finds the provider offline, validate starts it."""
+    from infrablocks.terraform.toolchain import (
+        cli_config_paths,
+        localcloud_root,
+        repo_terraform,
+        terraform_log_dir,
+        work_root,
+    )
+
+    monkeypatch.setenv("TF_CLI_CONFIG_FILE", str(tmp_path / "missing-user.tfrc"))
+    monkeypatch.delenv("LOCALCLOUD_ROOT", raising=False)
+    monkeypatch.delenv("INFRABLOCKS_TERRAFORM", raising=False)
+    repo = tmp_path / "repo"
+    try:
+        source = repo / "blocks" / "cloudy" / "1.0.0"
+        source.mkdir(parents=True)
+        (repo / "blocks.toml").write_text("")
+        (source / "main.tf").write_text(LOCALCLOUD_MODULE)
+        base = repo_terraform(repo).for_deployment("dev", "cloudy")
+        assert base.env_extra["LOCALCLOUD_ROOT"] == str(localcloud_root(repo))
+        assert localcloud_root(repo) == repo / ".infrablocks" / "cloud"
+        assert base.cli_config == cli_config_paths(repo).config_file
+        workdir = prepare_workdir(
+            work_root(repo), "dev", "cloudy", source,
+            BackendSpec("local", {"path": str(repo / ".infrablocks/state/dev/cloudy.tfstate")}),
+            {"environment": "dev"})
+        assert workdir == repo / ".infrablocks" / "work" / "dev" / "cloudy"
+        base.ensure_init(workdir)
+        lock = (workdir / ".terraform.lock.hcl").read_text()
+        assert 'provider "infrablocks.local/infrablocks/localcloud"' in lock
+        base.validate(workdir)
+        assert any(p.name.endswith("-dev-cloudy-init.log")
+                   for p in terraform_log_dir(repo).iterdir())
+    finally:
+        shutil.rmtree(tmp_path, ignore_errors=True)
