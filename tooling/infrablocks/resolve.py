@@ -59,7 +59,7 @@ class Resolution:
     reasons: dict[str, list[str]]  # why each version was chosen
     targets: list[str]  # block names, in the order given
     environment: str = ""
-    requirements: dict[str, dict[str, Constraint]] = field(default_factory=dict)
+    stateful: dict[str, bool] = field(default_factory=dict)  # by block name
 
     def dependencies(self, name: str) -> list[str]:
         """The blocks ``name``'s selected version requires (all inside the resolution)."""
@@ -153,7 +153,7 @@ def resolve(registry: Registry, targets: list[str], pins: Mapping[str, Version] 
         reasons[name] = lines
     return Resolution(selected=selected, reasons=reasons, targets=target_names,
                       environment=environment,
-                      requirements={n: dict(bv.requires) for n, bv in selected.items()})
+                      stateful={n: registry.blocks[n].stateful for n in selected})
 
 
 _HINT = ("change one of the requirements above in blocks.toml, the environment's pins, or the "

@@ -1,0 +1,199 @@
+"""`doit check`, `doit resolve`, `doit graph`: the block registry's commands.
+
+Thin on purpose: parse arguments, call the library, print. Heavy modules (networkx, resolvelib,
+hcl2, rich.tree) are imported inside the functions so `doit list` stays fast.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from infrablocks.errors import ConfigError, UsageError
+from infrablocks.tasks._command import command_task, flag, option
+
+GRAPH_FORMATS = ["tree", "dot", "mermaid", "json", "svg", "png"]
+
+
+def task_check() -> dict[str, Any]:
+    return command_task(
+        "check", _check,
+        doc="validate blocks.toml and every block contract (dependency variables vs outputs)")
+
+
+def task_resolve() -> dict[str, Any]:
+    return command_task(
+        "resolve", _resolve, positional="targets",
+        doc="choose block versions for targets (doit resolve microservice01 [base@1.1.0 ...])",
+        params=[option("env", help="environment whose pins apply (default: defaults.environment)"),
+                flag("json", help="print the resolution as JSON")])
+
+
+def task_graph() -> dict[str, Any]:
+    return command_task(
+        "graph", _graph,
+        doc="draw the dependency graph (tree, dot, mermaid, json, svg, png)",
+        params=[option("block", help="highlight this block's environment in the whole graph"),
+                option("env", help="environment whose pins apply (default: defaults.environment)"),
+                option("format", help="tree (default), dot, mermaid, json, svg or png",
+                       default="tree", choices=GRAPH_FORMATS),
+                option("output", help="write to this file instead of the terminal")])
+
+
+def _load():
+    from infrablocks.paths import find_repo_root
+    from infrablocks.registry import load_registry
+
+    return load_registry(find_repo_root())
+
+
+def _environment(registry, env: str | None):
+    """The environment, with a note on stderr when it is not declared (no pins apply)."""
+    from rich.console import Console
+
+    from infrablocks.registry import suggest
+
+    environment = registry.environment(env)
+    if environment.name and environment.name not in registry.environments:
+        Console(stderr=True, highlight=False).print(
+            f"[yellow]note:[/] environment `{environment.name}` is not declared in blocks.toml: "
+            f"no pins apply{suggest(environment.name, registry.environments)}")
+    return environment
+
+
+# check ----------------------------------------------------------------------------------------
+
+
+def _check() -> int | None:
+    from rich.console import Console
+
+    from infrablocks.checks_registry import run_checks
+
+    console = Console(highlight=False, soft_wrap=True)
+    registry = _load()
+    versions = sum(len(b.versions) for b in registry.blocks.values())
+    console.print(f"[green]ok[/] {registry.path.name}: {len(registry.blocks)} blocks, "
+                  f"{versions} block versions, {len(registry.environments)} environments")
+    problems: list[str] = []
+    for name, outcome in run_checks(registry):
+        for line in outcome.info:
+            console.print(f"  {line}")
+        status = "[green]ok[/]" if not outcome.problems else "[red]FAILED[/]"
+        console.print(f"{status} {name}" + (f": {len(outcome.problems)} problem(s)"
+                                           if outcome.problems else ""))
+        problems.extend(f"{name}: {p}" for p in outcome.problems)
+    if problems:
+        raise ConfigError(f"doit check: {len(problems)} problem(s)", problems=problems)
+    console.print("[bold green]all checks passed[/]")
+    return None
+
+
+# resolve --------------------------------------------------------------------------------------
+
+
+def _resolve(targets: list[str], env: str | None, json: bool) -> int | None:
+    import json as json_module
+
+    from rich.console import Console
+
+    from infrablocks.graph import dependency_graph, levels, topological_order
+    from infrablocks.resolve import resolve
+
+    if not targets:
+        raise UsageError("doit resolve: name at least one block, e.g. `doit resolve "
+                         "microservice01` or `doit resolve base@1.1.0`")
+    registry = _load()
+    environment = _environment(registry, env)
+    resolution = resolve(registry, targets, environment.pins, environment=environment.name)
+    graph = dependency_graph(resolution)
+    order, generations = topological_order(graph), levels(graph)
+    console = Console(highlight=False, soft_wrap=True)
+    if json:
+        document = resolution.to_json()
+        document["order"] = order
+        document["levels"] = generations
+        print(json_module.dumps(document, indent=2))
+        return None
+    where = f" in environment [bold]{environment.name}[/]" if environment.name else ""
+    console.print(f"Resolution of [bold]{', '.join(resolution.targets)}[/]{where}:")
+    width = max(len(name) for name in order)
+    for name in order:
+        bv = resolution.selected[name]
+        stateful = " [cyan](stateful)[/]" if resolution.stateful.get(name) else ""
+        console.print(f"  [bold]{name:<{width}}[/] [green]{bv.version}[/]{stateful}")
+        for reason in resolution.reasons[name]:
+            console.print(f"  {'':<{width}}   [dim]← {reason}[/]")
+    console.print("Run order (a block starts as soon as its own dependencies are done):")
+    for index, level in enumerate(generations, 1):
+        console.print(f"  {index}. " + ", ".join(
+            f"{n} {resolution.selected[n].version}" for n in level))
+    return None
+
+
+# graph ----------------------------------------------------------------------------------------
+
+
+def _graph(block: str | None, env: str | None, format: str, output: str | None) -> int | None:
+    from rich.console import Console
+
+    from infrablocks.graph import dependency_graph, highlight, registry_graph, render
+    from infrablocks.resolve import ResolutionError, resolve
+
+    if format not in GRAPH_FORMATS:
+        raise UsageError(f"doit graph: unknown format `{format}`: expected one of "
+                         f"{', '.join(GRAPH_FORMATS)}")
+    registry = _load()
+    environment = _environment(registry, env)
+    err = Console(stderr=True, highlight=False)
+    try:
+        graph = dependency_graph(resolve(registry, sorted(registry.blocks), environment.pins,
+                                         environment=environment.name))
+    except ResolutionError as exc:
+        err.print(f"[yellow]note:[/] the blocks do not all resolve together ({exc.message}); "
+                  "showing every version instead")
+        graph = registry_graph(registry)
+    title = f"infrablocks ({environment.name})" if environment.name else "infrablocks"
+    if block is not None:
+        registry.block(block)
+        sub = dependency_graph(resolve(registry, [block], environment.pins,
+                                       environment=environment.name))
+        for name, data in sub.nodes(data=True):  # this environment's versions win
+            graph.nodes[name].update(version=data["version"], versions=data["versions"])
+        for source, target, data in sub.edges(data=True):
+            graph.add_edge(source, target, **data)
+        highlight(graph, sub.nodes)
+        title = f"{title}: environment of {block}"
+    rendered = render(graph, format, title)
+    if isinstance(rendered, bytes):
+        target = Path(output) if output else _default_image_path(registry.root, format)
+        target.write_bytes(rendered)
+        Console(highlight=False, soft_wrap=True).print(f"wrote {target}")
+        return None
+    if output:
+        Path(output).write_text(rendered if isinstance(rendered, str)
+                                else _plain_text(rendered), encoding="utf-8")
+        Console(highlight=False, soft_wrap=True, stderr=True).print(f"wrote {output}")
+        return None
+    if isinstance(rendered, str):
+        print(rendered, end="")
+    else:
+        Console(highlight=False).print(rendered)
+    return None
+
+
+def _default_image_path(root: Path, fmt: str) -> Path:
+    from infrablocks.paths import work_dir
+
+    directory = work_dir(root)
+    directory.mkdir(parents=True, exist_ok=True)
+    return directory / f"graph.{fmt}"
+
+
+def _plain_text(renderable: Any) -> str:
+    import io
+
+    from rich.console import Console
+
+    buffer = io.StringIO()
+    Console(file=buffer, width=120, color_system=None, highlight=False).print(renderable)
+    return buffer.getvalue()
