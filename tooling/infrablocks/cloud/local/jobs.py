@@ -197,6 +197,21 @@ class Scheduler:
         """supervisord's own state name (RUNNING when it serves)."""
         return str(self._call("getState")["statename"])  # type: ignore[index]
 
+    def wait_serving(self, *, timeout: float = 30.0) -> None:
+        """Wait until supervisord answers and is RUNNING (a node that was just created may
+        still be starting); raise SchedulerUnreachable after ``timeout``."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                if self.state() == "RUNNING":
+                    return
+                problem = "supervisord is not RUNNING yet"
+            except SchedulerUnreachable as error:
+                problem = str(error)
+            if time.monotonic() > deadline:
+                raise SchedulerUnreachable(f"{problem} (waited {timeout:.0f}s)")
+            time.sleep(0.5)
+
     def status(self, name: str) -> JobStatus | None:
         """The job's status, or None when the scheduler has no such job."""
         try:
@@ -214,6 +229,7 @@ class Scheduler:
                timeout: float = 30.0) -> JobStatus:
         """Write the job's file, load it and wait until it runs (raise JobError otherwise)."""
         jobs_dir = Path(jobs_dir)
+        self.wait_serving(timeout=timeout)
         if not jobs_dir.is_dir():
             raise JobError(f"job {spec.name}: jobs_dir {jobs_dir} does not exist "
                            "(the nomad block's jobs_dir output, on the scheduler node)")
@@ -221,6 +237,7 @@ class Scheduler:
         target = config_path(jobs_dir, spec.name)
         staging = target.with_name(f".{target.name}.tmp")
         staging.write_text(render_program(spec, jobs_dir))
+        staging.chmod(0o600)  # the environment may hold credentials
         staging.replace(target)
         self._call("reloadConfig")
         for attempt in range(2):
