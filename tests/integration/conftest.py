@@ -148,7 +148,7 @@ class DeployedBlock(dict):
 
     def __init__(self, *, block: str, version: str, environment: str, subnet_cidr: str,
                  inputs: Mapping[str, Any], cloud: LocalCloud, setup: TerraformSetup,
-                 work_root: Path) -> None:
+                 work_root: Path, image_builder: Callable[..., Image]) -> None:
         super().__init__()
         from infrablocks.terraform.driver import Terraform
 
@@ -156,6 +156,7 @@ class DeployedBlock(dict):
         self.environment, self.subnet_cidr = environment, subnet_cidr
         self.inputs = dict(inputs)
         self.cloud = cloud
+        self.image_builder = image_builder
         self.work_root = work_root
         self.state_path = work_root / "state" / environment / f"{block}.tfstate"
         self.terraform = Terraform(setup.binary, setup.cli_config, work_root / "logs",
@@ -164,11 +165,14 @@ class DeployedBlock(dict):
         self.workdir: Path | None = None
 
     def prepare(self, version: str | None = None) -> Path:
-        """Copy ``blocks/BLOCK/VERSION`` into the working directory and init it."""
+        """Build the version's images, copy ``blocks/BLOCK/VERSION`` into the working
+        directory and init it."""
         from infrablocks.terraform.workdir import BackendSpec, prepare_workdir
 
         if version is not None:
             self.version = version
+        for ref in block_images(self.block, self.version):
+            self.image_builder(ref)
         self.state_path.parent.mkdir(parents=True, exist_ok=True)
         inputs = {"environment": self.environment, "subnet_cidr": self.subnet_cidr,
                   **self.inputs}
@@ -254,12 +258,11 @@ def deploy_block(local_cloud: LocalCloud, image_builder: Callable[..., Image],
 
     def deploy(block: str, version: str, inputs: Mapping[str, Any] | None = None,
                environment: str = "t-it", subnet_cidr: str = "127.42.210.0/24") -> DeployedBlock:
-        for ref in block_images(block, version):
-            image_builder(ref)
         deployment = DeployedBlock(block=block, version=version, environment=environment,
                                    subnet_cidr=subnet_cidr, inputs=inputs or {},
                                    cloud=local_cloud, setup=terraform_setup,
-                                   work_root=tmp_path / "deployments")
+                                   work_root=tmp_path / "deployments",
+                                   image_builder=image_builder)
         deployed.append(deployment)
         return deployment.apply()
 
