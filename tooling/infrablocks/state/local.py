@@ -34,13 +34,20 @@ class LocalBackend(BlobStateBackend):
     def deployment_dir(self, environment: str, block: str) -> Path:
         return self.root / check_name("environment", environment) / check_name("block", block)
 
+    def _private_deployment_dir(self, environment: str, block: str) -> Path:
+        """The deployment's directory, it and its parents up to the root made 0700."""
+        directory = self.deployment_dir(environment, block)
+        for level in (self.root, directory.parent, directory):
+            private_dir(level)
+        return directory
+
     def terraform_backend(self, environment: str, block: str) -> BackendSpec:
         """``local`` backend with an absolute path; creates the state (and backup) file 0600.
 
         Terraform rewrites an existing state file in place, keeping its mode, but would create
         a missing one (and its ``.backup``) world-readable under the usual umask.
         """
-        directory = private_dir(self.deployment_dir(environment, block))
+        directory = self._private_deployment_dir(environment, block)
         for name in (STATE_FILE, BACKUP_FILE):
             touch_private_file(directory / name)
         return BackendSpec("local", {"path": str((directory / STATE_FILE).resolve())})
@@ -79,7 +86,7 @@ class LocalBackend(BlobStateBackend):
 
     def acquire_lock(self, environment: str, block: str, operation: str, *,
                      wait: float = 0.0) -> Lock:
-        directory = private_dir(self.deployment_dir(environment, block))
+        directory = self._private_deployment_dir(environment, block)
         info = LockInfo.for_this_process(environment, block, operation)
         return acquire_file_lock(directory / LOCK_NAME, info, wait=wait)
 
@@ -99,6 +106,7 @@ class LocalBackend(BlobStateBackend):
 
     def _put(self, environment: str, block: str, name: str, data: bytes) -> None:
         path = self._path(environment, block, name)
+        self._private_deployment_dir(environment, block)
         private_dir(path.parent)
         write_private_file(path, data)
 
