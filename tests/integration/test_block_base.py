@@ -124,3 +124,40 @@ def test_block_tests_without_outputs_fail_with_a_clear_message(tmp_path, setting
     assert result.returncode == 1
     assert expected in result.stdout
     assert "Traceback" not in result.stdout and "blocktests.py" not in result.stdout
+
+
+PLUGIN_PROBE = '''
+def test_outputs(outputs):
+    assert outputs == {"endpoints": ["http://127.42.212.11:2379"], "password": "s3cret"}
+
+
+def test_dependency_outputs(dependency_outputs):
+    assert dependency_outputs == {"base": {"cluster_name": "base-t", "member_ips": ["a"]}}
+'''
+
+
+@pytest.mark.parametrize("wrapped", [False, True], ids=["plain", "terraform-output-json"])
+def test_block_test_plugin_reads_both_output_shapes(tmp_path, wrapped):
+    def shape(values: dict, sensitive: frozenset = frozenset()) -> dict:
+        if not wrapped:
+            return values
+        return {k: {"value": v, "type": "string", "sensitive": k in sensitive}
+                for k, v in values.items()}
+
+    tests = tmp_path / "tests"
+    tests.mkdir()
+    (tests / "test_probe.py").write_text(PLUGIN_PROBE)
+    (tmp_path / "outputs.json").write_text(json.dumps(shape(
+        {"endpoints": ["http://127.42.212.11:2379"], "password": "s3cret"},
+        frozenset({"password"}))))
+    (tmp_path / "deps.json").write_text(json.dumps(
+        {"base": shape({"cluster_name": "base-t", "member_ips": ["a"]})}))
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("INFRABLOCKS_")},
+           "INFRABLOCKS_BLOCK_OUTPUTS": str(tmp_path / "outputs.json"),
+           "INFRABLOCKS_DEPENDENCY_OUTPUTS": str(tmp_path / "deps.json")}
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "infrablocks.blocktests", "-q",
+         "-p", "no:cacheprovider", "--rootdir", str(tests), str(tests)],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "2 passed" in result.stdout
