@@ -318,6 +318,40 @@ def test_a_cancel_event_passed_in_stops_the_command(setup):
     assert "terraform_data.after_slow[0]" not in setup.terraform.state_list(workdir)
 
 
+def test_ctrl_c_in_the_caller_stops_terraform_gracefully_then_propagates(setup):
+    import _thread
+
+    workdir = setup.workdir(slow_seconds=SLOW)
+    pressed = threading.Event()
+
+    def ctrl_c_once(line: str) -> None:  # the line shows again in Terraform's error text
+        if "slow-started" in line and not pressed.is_set():
+            pressed.set()
+            _thread.interrupt_main()
+
+    tf = setup.driver(on_output=ctrl_c_once)
+    tf.ensure_init(workdir)
+    with pytest.raises(KeyboardInterrupt):
+        tf.apply(workdir)
+    assert _wait_until_no_sleepers() == []
+    state = setup.terraform.state_list(workdir)  # not locked, readable
+    assert "terraform_data.config" in state and "terraform_data.after_slow[0]" not in state
+
+
+def test_backend_config_at_init_is_passed_and_secrets_stay_out_of_the_log(setup):
+    tf, workdir = setup.terraform, setup.workdir()
+    elsewhere = setup.root / "state" / "elsewhere.tfstate"
+    tf.init(workdir, {"path": str(elsewhere)})
+    tf.apply(workdir)
+    assert elsewhere.is_file() and not setup.state_file("dev", "demo").exists()
+    with pytest.raises(TerraformError, match="Unsupported argument|secret_key") as info:
+        tf.init(workdir, {"secret_key": "hunter2", "endpoints": {"s3": "http://127.0.0.1:1"}},
+                reconfigure=True)
+    assert "hunter2" not in info.value.log_path.read_text()
+    assert "secret_key=***" in info.value.log_path.read_text()
+    assert not (workdir / ".infrablocks-init.tfbackend").exists()
+
+
 def test_timeout_stops_the_command(setup):
     workdir = setup.workdir(slow_seconds=SLOW)
     tf = setup.driver(timeout=2)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import signal
 import subprocess
 import threading
@@ -155,8 +156,11 @@ class Terraform:
     def plan(self, workdir: Path, var_files: Sequence[Path | str] = (),
              targets: Sequence[str] = (), replace: Sequence[str] = (), destroy: bool = False,
              out: Path | None = None, refresh: bool = True) -> Plan:
-        """``plan -detailed-exitcode -out`` then ``show -json`` of the saved plan."""
-        plan_file = Path(out) if out is not None else workdir / DEFAULT_PLAN_FILE
+        """``plan -detailed-exitcode -out`` then ``show -json`` of the saved plan.
+
+        Relative paths (``out``, ``var_files``) are relative to the working directory.
+        """
+        plan_file = workdir / (out if out is not None else DEFAULT_PLAN_FILE)
         args = ["plan", "-input=false", "-no-color", "-detailed-exitcode",
                 f"-out={plan_file}"]
         if destroy:
@@ -257,7 +261,7 @@ class Terraform:
         stderr_lines: list[str] = []
         stdout_chunks: list[str] = []
         with log:
-            log.write(f"# {self.executable} {' '.join(args)}\n# cwd: {workdir}\n"
+            log.write(f"# {self.executable} {' '.join(_masked(args))}\n# cwd: {workdir}\n"
                       f"# started: {datetime.now(UTC).isoformat()}\n")
             log.flush()
             try:
@@ -321,6 +325,8 @@ class Terraform:
                     running.interrupt(f"timed out after {self.timeout:g}s")
         except BaseException:
             # KeyboardInterrupt or the like in the caller: let Terraform save its state first.
+            # A second Ctrl-C during this wait leaves Terraform finishing on its own (it runs
+            # in its own session) rather than aborting it.
             running.interrupt("interrupted")
             running.process.wait()
             running.terminate_leftovers()
@@ -415,6 +421,20 @@ class _Process:
         except (ProcessLookupError, PermissionError):
             return False
         return True
+
+
+_SECRET_KEY = re.compile(r"secret|token|password|access_key", re.IGNORECASE)
+
+
+def _masked(args: list[str]) -> list[str]:
+    """The arguments for the log, with secret ``-backend-config=KEY=VALUE`` values hidden."""
+    masked = []
+    for arg in args:
+        key, sep, _ = arg.removeprefix("-backend-config=").partition("=")
+        if arg.startswith("-backend-config=") and sep and _SECRET_KEY.search(key):
+            arg = f"-backend-config={key}=***"
+        masked.append(arg)
+    return masked
 
 
 def _selection_args(var_files: Sequence[Path | str], targets: Sequence[str],
