@@ -54,6 +54,7 @@ def test_base_cluster_create_replace_one_member_destroy(deploy_block, local_clou
     result = base.run_block_tests()
     assert result.returncode == 0, result.stdout + result.stderr
     assert "4 passed" in result.stdout
+    assert base.plan().changes == []                        # converged: nothing to do
 
     assert etcdctl(base["endpoints"], "put", "/base/kept", "before-upgrade").returncode == 0
     member1_data = Path(volumes["1"].path)
@@ -88,6 +89,13 @@ def test_base_cluster_create_replace_one_member_destroy(deploy_block, local_clou
     assert len(members_list["members"]) == 3               # rejoined, not added as a 4th
     result = base.run_block_tests()
     assert result.returncode == 0, result.stdout + result.stderr
+
+    # The rest of the upgrade would replace members 2 and 3 the same way, volumes untouched.
+    rest = base.plan("1.1.0")
+    assert sorted(rest.addresses("replace")) == [
+        "localcloud_instance.member[1]", "localcloud_instance.member[2]",
+        "localcloud_volume_attachment.member[1]", "localcloud_volume_attachment.member[2]"]
+    assert [c.address for c in rest.changes if c.type == "localcloud_volume"] == []
 
     # -- destroy leaves nothing: no instances, processes, volumes or folders ---------------
     pids = [(i.pid, read_stat(i.pid)[1]) for i in base.instances() if i.pid]
