@@ -31,24 +31,34 @@ def read_stat(pid: int) -> tuple[str, int] | None:
     return rest[0], int(rest[19])
 
 
-def reap(pid: int) -> None:
-    """Collect ``pid``'s exit status if it is our own exited child (else nothing)."""
+def reap(pid: int, start_time: int | None = None) -> None:
+    """Collect ``pid``'s exit status if it is our own exited child that is still the process
+    launched at ``start_time`` — never a recycled pid that may be another child of ours (e.g.
+    a Terraform run whose exit status its Popen is waiting for)."""
+    stat = read_stat(pid)
+    if stat is None or stat[0] not in _DEAD_STATES:
+        return
+    if start_time is not None and stat[1] != start_time:
+        return
     with contextlib.suppress(ChildProcessError):
         os.waitpid(pid, os.WNOHANG)
 
 
 def is_alive(pid: int | None, start_time: int | None) -> bool:
-    """Whether the process launched as (pid, start_time) still runs (zombies are dead)."""
+    """Whether the process launched as (pid, start_time) still runs (zombies are dead; our own
+    exited children are reaped on the way)."""
     if not pid:
         return False
-    reap(pid)
     stat = read_stat(pid)
     if stat is None:
         return False
     state, started = stat
     if start_time is not None and started != start_time:
         return False  # the pid was recycled
-    return state not in _DEAD_STATES
+    if state in _DEAD_STATES:
+        reap(pid, started)
+        return False
+    return True
 
 
 def launch(argv: Sequence[str], *, cwd: Path, env: Mapping[str, str],
@@ -84,7 +94,6 @@ def stop_group(pid: int, start_time: int | None, grace: float) -> None:
     deadline = time.monotonic() + 5.0
     while is_alive(pid, start_time) and time.monotonic() < deadline:
         time.sleep(0.01)
-    reap(pid)
 
 
 def _group_is_ours(pid: int, start_time: int) -> bool:
