@@ -183,11 +183,12 @@ def test_create_update_replace_destroy(local_cloud: LocalCloud, images: dict[str
     assert local_cloud.get_instance(instance.id).tags == {"environment": "t-prov2"}
     assert local_cloud.get_instance(instance.id).pid == instance.pid
 
-    # a new image forces a new instance; the volume and its data stay
-    plan = tf.run("plan", "-input=false", "-var=image_version=2.0.0", "-var=environment=t-prov2")
+    # a new image forces a new instance; the volume and its data stay (its tags change in
+    # place in the same apply, while its attachment is replaced)
+    plan = tf.run("plan", "-input=false", "-var=image_version=2.0.0", "-var=environment=t-prov3")
     assert "forces replacement" in plan.stdout
-    replaced = tf.apply(image_version="2.0.0", environment="t-prov2")
-    assert "2 added, 0 changed, 2 destroyed" in replaced.stdout
+    replaced = tf.apply(image_version="2.0.0", environment="t-prov3")
+    assert "2 added, 1 changed, 2 destroyed" in replaced.stdout
     second = tf.outputs()
     assert second["instance_id"] != instance.id and second["volume_id"] == volume.id
     new_instance = local_cloud.wait_until_ready(str(second["instance_id"]), timeout=30)
@@ -198,8 +199,10 @@ def test_create_update_replace_destroy(local_cloud: LocalCloud, images: dict[str
     assert fetch("127.42.203.10", "boots").splitlines() == [
         f"{instance.id} 1.0.0", f"{new_instance.id} 2.0.0"]
 
+    assert tf.run("plan", "-detailed-exitcode", "-input=false", "-var=image_version=2.0.0",
+                  "-var=environment=t-prov3").returncode == 0
     destroyed = tf.run("destroy", "-auto-approve", "-input=false",
-                       "-var=image_version=2.0.0", "-var=environment=t-prov2")
+                       "-var=image_version=2.0.0", "-var=environment=t-prov3")
     assert "3 destroyed" in destroyed.stdout
     assert local_cloud.describe_instances() == [] and local_cloud.describe_volumes() == []
     assert not Path(new_instance.path).exists()

@@ -139,6 +139,9 @@ class VolumeResource(CloudResource):
         return None
 
     def plan(self, ctx: PlanContext, current: dict | None, planned: dict) -> dict:
+        if current is not None and ctx.changed_fields:
+            # an attachment replaced in the same apply may change it meanwhile
+            planned["state"] = Unknown
         return planned
 
     def import_(self, ctx: ImportContext, id: str) -> dict | None:
