@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
+from infrablocks.cloud.local.control import LocalCloud
 from infrablocks.cloud.local.errors import ImageConflictError, NotFoundError
 from infrablocks.errors import UsageError
 from infrablocks.images import (
@@ -137,6 +138,14 @@ def test_doit_image_command(tmp_path):
     assert bad.returncode == 2
     assert "available versions of etcd: 1.0.0, 1.1.0" in bad.stderr
     assert "Traceback" not in bad.stderr
+
+    again = subprocess.run([*doit, "image", "etcd@1.0.0"], cwd=REPO_ROOT, env=env,
+                           capture_output=True, text=True, timeout=120, check=False)
+    assert "unchanged (same content, same id)" in again.stdout, again.stderr
+    removed = subprocess.run([*doit, "image", "etcd@1.0.0", "--remove"], cwd=REPO_ROOT,
+                             env=env, capture_output=True, text=True, timeout=120, check=False)
+    assert removed.returncode == 0 and "etcd@1.0.0 removed" in removed.stdout, removed.stderr
+    assert LocalCloud(tmp_path / "cloud").list_images() == []
 
 
 # --------------------------------------------------------------------------- the image boots

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from infrablocks.errors import UsageError
-from infrablocks.tasks._command import command_task, option
+from infrablocks.tasks._command import command_task, flag, option
 
 
 def task_image() -> dict[str, Any]:
@@ -15,11 +15,13 @@ def task_image() -> dict[str, Any]:
         "image", _image, positional="refs",
         doc="build images/NAME/VERSION with packer and register it in the local cloud "
             "(doit image etcd@1.0.0 [etcd@1.1.0 ...])",
-        params=[option("tag", help="also tag the registered image(s) with TAG")],
+        params=[option("tag", help="also tag the registered image(s) with TAG"),
+                flag("remove", help="deregister NAME@VERSION from the local cloud instead of "
+                                    "building it (refused while instances use it)")],
     )
 
 
-def _image(refs: list[str], tag: str | None) -> int | None:
+def _image(refs: list[str], tag: str | None, remove: bool = False) -> int | None:
     import tempfile
     import time
 
@@ -37,6 +39,8 @@ def _image(refs: list[str], tag: str | None) -> int | None:
         raise UsageError("doit image: name an image to build, e.g. `doit image etcd@1.0.0`")
     parsed = [parse_image_ref(ref) for ref in refs]
     repo_root = find_repo_root()
+    if remove:
+        return _remove(repo_root, parsed)
     for ref in parsed:  # every reference checked before the first (slow) build
         find_template_dir(repo_root, ref)
 
@@ -70,3 +74,19 @@ def _relative(path: Path, base: Path) -> str:
         return str(path.relative_to(base))
     except ValueError:
         return str(path)
+
+
+def _remove(repo_root: Path, refs: list[Any]) -> int | None:
+    from rich.console import Console
+
+    from infrablocks.cloud.local.control import LocalCloud
+    from infrablocks.images import lookup_image
+    from infrablocks.paths import work_dir
+
+    cloud = LocalCloud.from_env(default=work_dir(repo_root) / "cloud")
+    images = [lookup_image(cloud, ref) for ref in refs]  # all found before removing any
+    console = Console(highlight=False, soft_wrap=True)
+    for image in images:
+        cloud.remove_image(image.id)
+        console.print(f"[bold]{image.ref}[/] removed ({image.id})")
+    return None
