@@ -125,24 +125,32 @@ def test_a_template_that_makes_no_entrypoint_is_refused(tmp_path):
 
 
 def test_doit_image_command(tmp_path):
-    env = {**os.environ, "LOCALCLOUD_ROOT": str(tmp_path / "cloud")}
+    # A copy of the monorepo's entry points, so that the command's logs and doit's database
+    # land in the test's directory, not in the real repository's .infrablocks/.
+    repo = tmp_path / "repo"
+    shutil.copytree(REPO_ROOT / "images" / "etcd", repo / "images" / "etcd")
+    for name in ("dodo.py", "blocks.toml"):
+        shutil.copy(REPO_ROOT / name, repo / name)
+    env = {k: v for k, v in os.environ.items() if k != "INFRABLOCKS_REPO"}
+    env["LOCALCLOUD_ROOT"] = str(tmp_path / "cloud")
     doit = [sys.executable, "-m", "doit"]
-    run = subprocess.run([*doit, "image", "etcd@1.0.0", "--tag", "candidate"], cwd=REPO_ROOT,
+    run = subprocess.run([*doit, "image", "etcd@1.0.0", "--tag", "candidate"], cwd=repo,
                          env=env, capture_output=True, text=True, timeout=120, check=False)
     assert run.returncode == 0, run.stderr
     assert "etcd@1.0.0 registered" in run.stdout
     for field in ("id          img-", "digest      sha256:", "build time", "candidate"):
         assert field in run.stdout
-    bad = subprocess.run([*doit, "image", "etcd@7.0.0"], cwd=REPO_ROOT, env=env,
+    bad = subprocess.run([*doit, "image", "etcd@7.0.0"], cwd=repo, env=env,
                          capture_output=True, text=True, timeout=120, check=False)
     assert bad.returncode == 2
     assert "available versions of etcd: 1.0.0, 1.1.0" in bad.stderr
+    assert (repo / ".infrablocks/logs/images/etcd@1.0.0.log").is_file()
     assert "Traceback" not in bad.stderr
 
-    again = subprocess.run([*doit, "image", "etcd@1.0.0"], cwd=REPO_ROOT, env=env,
+    again = subprocess.run([*doit, "image", "etcd@1.0.0"], cwd=repo, env=env,
                            capture_output=True, text=True, timeout=120, check=False)
     assert "unchanged (same content, same id)" in again.stdout, again.stderr
-    removed = subprocess.run([*doit, "image", "etcd@1.0.0", "--remove"], cwd=REPO_ROOT,
+    removed = subprocess.run([*doit, "image", "etcd@1.0.0", "--remove"], cwd=repo,
                              env=env, capture_output=True, text=True, timeout=120, check=False)
     assert removed.returncode == 0 and "etcd@1.0.0 removed" in removed.stdout, removed.stderr
     assert LocalCloud(tmp_path / "cloud").list_images() == []
