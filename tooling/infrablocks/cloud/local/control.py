@@ -127,8 +127,13 @@ class LocalCloud:
         return self.root / "volumes"
 
     def _ensure_layout(self) -> None:
-        for directory in (self.images_dir, self.instances_dir, self.volumes_dir):
-            directory.mkdir(parents=True, exist_ok=True)
+        try:
+            for directory in (self.images_dir, self.instances_dir, self.volumes_dir):
+                directory.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ConfigError(
+                f"the local cloud's directory {self.root} is not usable: {exc.strerror}",
+                hint=f"point {ENV_ROOT} at a writable directory") from None
 
     @contextlib.contextmanager
     def locked(self) -> Iterator[None]:
