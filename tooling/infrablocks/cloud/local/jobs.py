@@ -144,7 +144,7 @@ def render_program(spec: JobSpec, jobs_dir: Path | str) -> str:
         "autostart=true",
         f"autorestart={'true' if spec.autorestart else 'false'}",
         "startsecs=1",
-        "startretries=5",
+        "startretries=3",
         "stopsignal=TERM",
         "stopwaitsecs=10",
         "stopasgroup=true",
