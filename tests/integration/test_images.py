@@ -21,6 +21,7 @@ from infrablocks.images import (
     build_image,
     lookup_image,
     parse_image_ref,
+    verify_image,
 )
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -86,6 +87,26 @@ def test_changed_content_under_a_registered_version_is_refused(local_cloud, tmp_
         build_image(repo, "etcd", "1.0.0", local_cloud, log_dir=tmp_path)
     assert "immutable" in str(caught.value)
     assert len(local_cloud.list_images()) == 1
+
+
+def test_verify_finds_a_modified_artifact_and_a_changed_source(local_cloud, tmp_path):
+    repo = fake_repo(tmp_path)
+    ref = parse_image_ref("etcd@1.0.0")
+    assert verify_image(repo, ref, local_cloud).problems() == [
+        "etcd@1.0.0 is not registered (build it with `doit image etcd@1.0.0`)"]
+    image = build_image(repo, "etcd", "1.0.0", local_cloud, log_dir=tmp_path)
+    result = verify_image(repo, ref, local_cloud, log_dir=tmp_path)
+    assert result.ok and result.problems() == []
+
+    settings = repo / "images/etcd/1.0.0/files/etcd-settings.json"
+    settings.write_text(settings.read_text().replace("100", "90"))
+    result = verify_image(repo, ref, local_cloud, log_dir=tmp_path)
+    assert result.intact and not result.matches_source
+    assert "changed since it was registered" in result.problems()[0]
+
+    with (Path(image.path) / "release.json").open("a") as handle:
+        handle.write("tampered\n")
+    assert not verify_image(repo, ref, local_cloud, log_dir=tmp_path).intact
 
 
 def test_missing_template_lists_the_available_versions(local_cloud):

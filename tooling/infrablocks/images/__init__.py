@@ -18,10 +18,12 @@ from infrablocks.images.refs import (
     find_template_dir,
     parse_image_ref,
 )
+from infrablocks.images.verify import ImageVerification, verify_image
 
 __all__ = [
     "BuiltArtifact",
     "ImageRef",
+    "ImageVerification",
     "PackerError",
     "available_images",
     "build_artifact",
@@ -31,4 +33,5 @@ __all__ = [
     "lookup_image",
     "parse_image_ref",
     "register_artifact",
+    "verify_image",
 ]

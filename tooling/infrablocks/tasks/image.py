@@ -17,11 +17,15 @@ def task_image() -> dict[str, Any]:
             "(doit image etcd@1.0.0 [etcd@1.1.0 ...])",
         params=[option("tag", help="also tag the registered image(s) with TAG"),
                 flag("remove", help="deregister NAME@VERSION from the local cloud instead of "
-                                    "building it (refused while instances use it)")],
+                                    "building it (refused while instances use it)"),
+                flag("verify", help="check registered images instead of building them: "
+                                    "artifact intact and same content as a fresh build "
+                                    "(all images in images/ when none is named)")],
     )
 
 
-def _image(refs: list[str], tag: str | None, remove: bool = False) -> int | None:
+def _image(refs: list[str], tag: str | None, remove: bool = False,
+           verify: bool = False) -> int | None:
     import tempfile
     import time
 
@@ -35,10 +39,14 @@ def _image(refs: list[str], tag: str | None, remove: bool = False) -> int | None
     )
     from infrablocks.paths import find_repo_root
 
-    if not refs:
+    if remove and verify:
+        raise UsageError("doit image: --remove and --verify exclude each other")
+    if not refs and not verify:
         raise UsageError("doit image: name an image to build, e.g. `doit image etcd@1.0.0`")
     parsed = [parse_image_ref(ref) for ref in refs]
     repo_root = find_repo_root()
+    if verify:
+        return _verify(repo_root, parsed)
     if remove:
         return _remove(repo_root, parsed)
     for ref in parsed:  # every reference checked before the first (slow) build
@@ -90,3 +98,33 @@ def _remove(repo_root: Path, refs: list[Any]) -> int | None:
         cloud.remove_image(image.id)
         console.print(f"[bold]{image.ref}[/] removed ({image.id})")
     return None
+
+
+def _verify(repo_root: Path, refs: list[Any]) -> int | None:
+    from rich.console import Console
+
+    from infrablocks.cloud.local.control import LocalCloud
+    from infrablocks.images import ImageRef, available_images, find_template_dir, verify_image
+    from infrablocks.paths import work_dir
+
+    if not refs:
+        refs = [ImageRef(name, version)
+                for name, versions in available_images(repo_root).items() for version in versions]
+    for ref in refs:
+        find_template_dir(repo_root, ref)
+    cloud = LocalCloud.from_env(default=work_dir(repo_root) / "cloud")
+    console = Console(highlight=False, soft_wrap=True)
+    failed = 0
+    for ref in refs:
+        with console.status(f"verifying {ref}"):
+            result = verify_image(repo_root, ref, cloud)
+        if not result.registered:
+            console.print(f"[bold]{ref}[/] [dim]not registered (nothing to verify)[/]")
+        elif result.ok:
+            console.print(f"[bold]{ref}[/] [green]ok[/] ({result.image.id}, intact, same "
+                          f"content as images/{ref.name}/{ref.version}/)")
+        else:
+            failed += 1
+            for problem in result.problems():
+                console.print(f"[bold red]✗[/] {problem}")
+    return 1 if failed else None
