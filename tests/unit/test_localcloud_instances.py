@@ -17,6 +17,7 @@ from infrablocks.cloud.local.control import LocalCloud
 from infrablocks.cloud.local.errors import (
     InvalidParameterError,
     InvalidStateError,
+    LocalCloudError,
     NotFoundError,
     VolumeInUseError,
 )
@@ -250,3 +251,16 @@ def test_private_ip_is_checked_and_unique(cloud: LocalCloud, image: Image) -> No
         cloud.run_instance(name="y", image_id="img-000000000000", private_ip="127.42.201.32")
     with pytest.raises(InvalidParameterError, match="device name"):
         cloud.attach_volume(cloud.create_volume(name="v", size_gb=1).id, first.id, "../x")
+
+
+def test_an_entrypoint_that_cannot_start_leaves_nothing(cloud: LocalCloud,
+                                                        tmp_path: Path) -> None:
+    artifact = tmp_path / "broken"
+    artifact.mkdir()
+    (artifact / "entrypoint").write_text("no shebang line\n")
+    (artifact / "entrypoint").chmod(0o755)
+    broken = cloud.register_image("broken", "1.0.0", artifact)
+    with pytest.raises(LocalCloudError, match="cannot start the entrypoint of image broken@1.0.0"):
+        cloud.run_instance(name="b", image_id=broken.id, private_ip="127.42.201.40")
+    assert cloud.describe_instances() == []
+    assert list((cloud.root / "instances").iterdir()) == []

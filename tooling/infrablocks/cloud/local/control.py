@@ -324,7 +324,11 @@ class LocalCloud:
                 "start_time": None, "launched_at": _now(), "devices": {},
             }
             write_json(directory / INSTANCE_RECORD, record)
-            self._launch(record, directory, image)
+            try:
+                self._launch(record, directory, image)
+            except BaseException:
+                shutil.rmtree(directory, ignore_errors=True)
+                raise
             return self.get_instance(instance_id)
 
     def get_instance(self, instance_id: str) -> Instance:
@@ -397,7 +401,7 @@ class LocalCloud:
             record = loaded[0]
             for device, volume_id in sorted(record.get("devices", {}).items()):
                 self._clear_attachment(volume_id, instance_id, device)
-            doomed = self.instances_dir / f".terminated-{instance_id}"
+            doomed = self.instances_dir / f".terminated-{instance_id}-{secrets.token_hex(4)}"
             os.rename(directory, doomed)
             shutil.rmtree(doomed, ignore_errors=True)
 
@@ -506,8 +510,15 @@ class LocalCloud:
         })
         with open(directory / CONSOLE_LOG, "ab") as log:
             log.write(f"--- localcloud: starting {image.ref} ({image.id}) at {_now()}\n".encode())
-        pid, start_time = process.launch([str(Path(image.path) / "entrypoint")], cwd=directory,
-                                         env=env, log_path=directory / CONSOLE_LOG)
+        try:
+            pid, start_time = process.launch([str(Path(image.path) / "entrypoint")],
+                                             cwd=directory, env=env,
+                                             log_path=directory / CONSOLE_LOG)
+        except OSError as exc:
+            raise LocalCloudError(
+                f"cannot start the entrypoint of image {image.ref} ({image.id}) for instance "
+                f"{record['id']}: {exc.strerror or exc}",
+                hint="the entrypoint must be an executable with a #! line") from None
         record.update(status="running", state_reason="", pid=pid, start_time=start_time)
         write_json(directory / INSTANCE_RECORD, record)
 
@@ -610,7 +621,7 @@ class LocalCloud:
                     f"{volume.attachment.instance_id} as {volume.attachment.device}; "
                     "detach it first")
             directory = self.volumes_dir / volume_id
-            doomed = self.volumes_dir / f".deleted-{volume_id}"
+            doomed = self.volumes_dir / f".deleted-{volume_id}-{secrets.token_hex(4)}"
             os.rename(directory, doomed)
             shutil.rmtree(doomed, ignore_errors=True)
 
