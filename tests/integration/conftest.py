@@ -43,7 +43,7 @@ STOP_GRACE = 15.0   # an etcd member that lost quorum takes ~7 s to shut down
 def dismantle_cloud(cloud: LocalCloud) -> list[str]:
     """Terminate every instance and delete every volume of ``cloud``; return what stayed."""
     instances = cloud.describe_instances()
-    pids = [(i.pid, (read_stat(i.pid) or (None, None))[1]) for i in instances if i.pid]
+    pids = [(i.pid, stat[1]) for i in instances if i.pid and (stat := read_stat(i.pid))]
     with ThreadPoolExecutor(max_workers=8) as pool:
         list(pool.map(lambda i: _quietly(cloud.terminate_instance, i.id, grace=STOP_GRACE),
                       instances))
