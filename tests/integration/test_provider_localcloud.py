@@ -299,3 +299,20 @@ def test_provider_needs_a_root(local_cloud: LocalCloud, images: dict[str, Image]
     assert "LOCALCLOUD_ROOT" in failed.stderr
     time.sleep(0)  # nothing was started
     assert local_cloud.describe_instances() == []
+
+
+def test_an_entrypoint_that_exits_at_once_fails_the_apply(local_cloud: LocalCloud,
+                                                          tmp_path: Path,
+                                                          cli_config: Path) -> None:
+    artifact = tmp_path / "artifact-broken"
+    artifact.mkdir()
+    (artifact / "entrypoint").write_text("#!/bin/sh\necho 'boom: no config'\nexit 3\n")
+    (artifact / "entrypoint").chmod(0o755)
+    local_cloud.register_image("webtest", "1.0.0", artifact)
+    tf = new_workdir(tmp_path, "w", local_cloud, cli_config)
+    failed = tf.run("apply", "-auto-approve", "-input=false", "-var=ip=127.42.203.50",
+                    check=False)
+    assert failed.returncode == 1
+    assert "its entrypoint exited right after start" in failed.stderr
+    assert "boom: no config" in failed.stderr
+    assert local_cloud.describe_instances() == []
