@@ -18,8 +18,9 @@ from infrablocks.terraform.workdir import BackendSpec, init_reason, prepare_work
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-# A duration no other process on the machine sleeps for: lets the tests find leftovers.
-SLOW = 30.4173
+# A duration no other process sleeps for (per pytest process, so that concurrent runs of this
+# module do not take each other's provisioners for leftovers).
+SLOW = round(30 + (os.getpid() % 997 + 1) / 1000, 3)
 
 MODULE = """
 variable "environment" { type = string }
@@ -287,6 +288,7 @@ def test_stop_interrupts_gracefully_and_leaves_a_consistent_state(setup):
     worker.start()
     try:
         assert started.wait(60), "the slow resource never started"
+        assert _sleepers(), "the provisioner's sleep should be running (else no leftover check)"
         worker_tf.stop()
     finally:
         worker.join(60)
