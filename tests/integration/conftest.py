@@ -20,6 +20,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import threading
 import tomllib
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -66,14 +67,20 @@ def _quietly(call: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
 
 
 @pytest.fixture
-def local_cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCloud]:
-    root = tmp_path_factory.mktemp("cloud")
-    cloud = LocalCloud(root)
+def local_cloud() -> Iterator[LocalCloud]:
+    """A fresh local cloud, torn down completely after the test.
+
+    Its directory is not under pytest's tmp_path (mode 700): services that run as their own
+    user (PostgreSQL as ``postgres``) must be able to reach their volumes.
+    """
+    parent = Path(tempfile.mkdtemp(prefix="infrablocks-it-cloud-"))
+    parent.chmod(0o711)
+    cloud = LocalCloud(parent / "cloud")
     try:
         yield cloud
     finally:
         problems = dismantle_cloud(cloud)
-        shutil.rmtree(root, ignore_errors=True)
+        shutil.rmtree(parent, ignore_errors=True)
     assert not problems, "the local cloud was not left clean:\n" + "\n".join(problems)
 
 
