@@ -4,9 +4,13 @@
 # AWS build with packer's `shell` provisioner) run this before scripts/provision.sh.
 set -euo pipefail
 as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
-if ! dpkg-query -W -f='${Status}' etcd-server etcd-client python3 2>/dev/null \
-    | grep -c "install ok installed" | grep -q '^3$'; then
+missing=()
+for pkg in etcd-server etcd-client python3; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" ||
+    missing+=("$pkg")
+done
+if [ ${#missing[@]} -gt 0 ]; then
   as_root apt-get update -qq
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-    etcd-server etcd-client python3
+    "${missing[@]}"
 fi
