@@ -4,45 +4,22 @@ microservice02 (stateless) run on nomad as ``localcloud_job``s. Their block test
 PUT/GET round trip through the app into its database; health + echo), microservice01 keeps
 serving when the stolon primary moves, a job killed behind Terraform's back shows as drift and
 is recreated by the next apply, and destroy stops the jobs and removes their files.
-
-PostgreSQL runs as the ``postgres`` user, which must reach the volumes inside the cloud's root,
-so the local cloud lives under a world-traversable directory (``local_cloud`` below overrides
-the shared fixture), as in test_block_stolon.py.
 """
 
 from __future__ import annotations
 
 import json
-import shutil
-import tempfile
 import time
 import urllib.error
 import urllib.request
 import xmlrpc.client
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import dismantle_cloud
-from infrablocks.cloud.local.control import LocalCloud
 
 ENVIRONMENT = "t-micro"
 SUBNET = "127.42.223.0/24"
 NODE_IP = "127.42.223.31"
-
-
-@pytest.fixture
-def local_cloud() -> Iterator[LocalCloud]:
-    """A local cloud whose root the ``postgres`` user can traverse (see the module doc)."""
-    parent = Path(tempfile.mkdtemp(prefix="infrablocks-it-micro-"))
-    parent.chmod(0o711)
-    cloud = LocalCloud(parent / "cloud")
-    try:
-        yield cloud
-    finally:
-        problems = dismantle_cloud(cloud)
-        shutil.rmtree(parent, ignore_errors=True)
-    assert not problems, "the local cloud was not left clean:\n" + "\n".join(problems)
 
 
 def http(method: str, url: str, body: bytes | None = None) -> tuple[int, bytes]:

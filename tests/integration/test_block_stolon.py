@@ -4,25 +4,20 @@ replicas, write on the primary read on the replicas), one replica is replaced by
 1.1.0 image keeping its volume and data, and destroy leaves nothing behind.
 
 PostgreSQL runs as the ``postgres`` user, which must reach the volumes inside the cloud's root:
-pytest's tmp_path (under /tmp/pytest-of-root, mode 700) does not allow that, so these tests put
-the local cloud under a world-traversable directory of their own (``local_cloud`` below
-overrides the shared fixture; the directory is removed whatever happens).
+the shared ``local_cloud`` fixture puts the cloud under a world-traversable directory for that
+(pytest's tmp_path, under /tmp/pytest-of-root, is mode 700).
 """
 
 from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
-import tempfile
 import time
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import dismantle_cloud
 from infrablocks.cloud.local.control import LocalCloud
 from infrablocks.cloud.local.process import is_alive, read_stat
 
@@ -30,20 +25,6 @@ ENVIRONMENT = "t-stolon"
 SUBNET = "127.42.221.0/24"
 MEMBER_IPS = ["127.42.221.21", "127.42.221.22", "127.42.221.23"]
 PSQL = "/usr/bin/psql"
-
-
-@pytest.fixture
-def local_cloud() -> Iterator[LocalCloud]:
-    """A local cloud whose root the ``postgres`` user can traverse (see the module doc)."""
-    parent = Path(tempfile.mkdtemp(prefix="infrablocks-it-stolon-"))
-    parent.chmod(0o711)
-    cloud = LocalCloud(parent / "cloud")
-    try:
-        yield cloud
-    finally:
-        problems = dismantle_cloud(cloud)
-        shutil.rmtree(parent, ignore_errors=True)
-    assert not problems, "the local cloud was not left clean:\n" + "\n".join(problems)
 
 
 def base_inputs(base) -> dict[str, object]:
