@@ -288,6 +288,9 @@ def test_stop_interrupts_gracefully_and_leaves_a_consistent_state(setup):
     worker.start()
     try:
         assert started.wait(60), "the slow resource never started"
+        deadline = time.monotonic() + 10
+        while not _sleepers() and time.monotonic() < deadline:
+            time.sleep(0.05)
         assert _sleepers(), "the provisioner's sleep should be running (else no leftover check)"
         worker_tf.stop()
     finally:
