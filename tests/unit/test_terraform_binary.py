@@ -96,3 +96,9 @@ def test_the_probe_does_not_read_the_users_cli_config(bin_dir, monkeypatch):
                                          "echo '{\"terraform_version\": \"1.9.0\"}'")
     assert probe_terraform(probe, SETTING).version == "1.9.0"
     assert seen.read_text().strip() == os.devnull
+
+
+def test_an_opentofu_version_key_is_understood(bin_dir):
+    tofu = script(bin_dir, "my-iac", "echo '{\"opentofu_version\": \"1.8.2\"}'")
+    found = probe_terraform(tofu, ENV_VAR)
+    assert (found.flavor, found.version) == ("OpenTofu", "1.8.2")

@@ -102,7 +102,7 @@ def probe_terraform(path: Path, source: str = BUNDLED) -> TerraformBinary:
     except subprocess.TimeoutExpired:
         raise ConfigError(f"{source}: `{path} version -json` did not answer within "
                           f"{_PROBE_TIMEOUT:.0f}s") from None
-    version = _parse_version(done.stdout) if done.returncode == 0 else None
+    version, key = _parse_version(done.stdout) if done.returncode == 0 else (None, None)
     if version is None:
         detail = (done.stderr or done.stdout).strip().splitlines()[:3]
         raise ConfigError(
@@ -110,17 +110,24 @@ def probe_terraform(path: Path, source: str = BUNDLED) -> TerraformBinary:
             f"{done.returncode}" + (f": {' / '.join(detail)}" if detail else ""),
             hint="give the path of a terraform or tofu 1.x executable",
         )
-    flavor = "OpenTofu" if "tofu" in path.name.lower() else "Terraform"
+    flavor = "OpenTofu" if "tofu" in f"{path.name} {key}".lower() else "Terraform"
     if version.split(".")[0] != str(SUPPORTED_MAJOR):
         raise ConfigError(f"{source}: {path} is {flavor} {version}; infrablocks needs "
                           f"Terraform or OpenTofu {SUPPORTED_MAJOR}.x")
     return TerraformBinary(path=path, version=version, flavor=flavor, source=source)
 
 
-def _parse_version(stdout: str) -> str | None:
+def _parse_version(stdout: str) -> tuple[str | None, str | None]:
+    """The version and the key it was under: ``terraform_version`` (Terraform, and OpenTofu
+    for compatibility) or a ``*tofu_version`` key."""
     try:
         data = json.loads(stdout)
     except ValueError:
-        return None
-    version = data.get("terraform_version") if isinstance(data, dict) else None
-    return version if isinstance(version, str) and version[:1].isdigit() else None
+        return None, None
+    if not isinstance(data, dict):
+        return None, None
+    for key in ("terraform_version", "opentofu_version", "tofu_version"):
+        version = data.get(key)
+        if isinstance(version, str) and version[:1].isdigit():
+            return version, key
+    return None, None
