@@ -78,8 +78,8 @@ def _locate(value: str, source: str, base_dir: Path | None,
             )
         return Path(found)
     path = Path(expanded)
-    if not path.is_absolute() and base_dir is not None:
-        path = base_dir / path
+    if not path.is_absolute():
+        path = (base_dir or Path.cwd()) / path
     if not path.exists():
         raise ConfigError(f"{source}: {path} does not exist",
                           hint="give the path of a terraform or tofu 1.x executable")
