@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from infrablocks.errors import InfrablocksError, UsageError
-from infrablocks.registry import BlockVersion, Registry, suggest
+from infrablocks.registry import BlockVersion, Registry, gc_paused, suggest
 from infrablocks.versions import (
     Constraint,
     Version,
@@ -100,12 +100,13 @@ def parse_target(registry: Registry, text: str) -> tuple[str, Version | None]:
 
 def resolve(registry: Registry, targets: list[str], pins: Mapping[str, Version] | None = None,
             prefer: Mapping[str, Version] | None = None, *,
-            environment: str = "") -> Resolution:
+            environment: str = "", reporter: Any = None) -> Resolution:
     """Choose one version per block for ``targets`` (``"name"`` or ``"name@version"``).
 
     ``pins``: exact versions required by the environment (applied only to blocks in the
     closure). ``prefer``: versions already deployed, chosen first when they satisfy everything.
-    ``environment`` only names the pins in messages. Raises ``ResolutionError`` with a chain a
+    ``environment`` only names the pins in messages; ``reporter`` is an optional resolvelib
+    ``BaseReporter`` (diagnostics, benchmarks). Raises ``ResolutionError`` with a chain a
     person can act on, ``UsageError`` for unknown targets.
     """
     from resolvelib import BaseReporter, Resolver
@@ -125,9 +126,10 @@ def resolve(registry: Registry, targets: list[str], pins: Mapping[str, Version] 
             target_names.append(name)
         constraint = ANY if version is None else Constraint.exactly(version)
         roots.append(provider.requirement(name, constraint, None))
-    resolver = Resolver(provider, BaseReporter())
+    resolver = Resolver(provider, reporter or BaseReporter())
     try:
-        result = resolver.resolve(roots, max_rounds=max(1000, 20 * len(registry.blocks)))
+        with gc_paused():
+            result = resolver.resolve(roots, max_rounds=max(1000, 20 * len(registry.blocks)))
     except ResolutionImpossible as exc:
         raise ResolutionError(_explain(registry, exc.causes, target_names, pins, environment),
                               hint=_HINT) from None

@@ -19,7 +19,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
-from functools import lru_cache
+from typing import Any
 
 from semver import Version
 
@@ -59,15 +59,87 @@ _PARTIAL = re.compile(
 _CLAUSE = re.compile(r"^\s*(?P<op>~>|!=|>=|<=|==|=|>|<)?\s*(?P<version>\S*)\s*$")
 
 
-@lru_cache(maxsize=4096)
+class _Version(Version):
+    """A ``semver.Version`` with its precedence key, hash and text computed once.
+
+    semver compares through a generic decorator (~2 µs per comparison); registries with
+    100,000 block versions sort, hash and compare them a lot. Instances are only created by
+    ``parse_version`` / constraint parsing and shared (semver versions are immutable).
+    Comparisons with a plain ``Version`` fall back to semver's.
+    """
+
+    __slots__ = ("_key", "_hash", "_text")
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        pre = self.prerelease
+        pre_key: tuple[Any, ...] = (1,) if not pre else (0, *(
+            (0, int(part)) if part.isdigit() else (1, part) for part in pre.split(".")))
+        self._key = (self.major, self.minor, self.patch, pre_key)
+        self._hash = hash((self.major, self.minor, self.patch, pre))
+        self._text = super().__str__()
+
+    def __hash__(self) -> int:
+        return self._hash
+
+    def __repr__(self) -> str:
+        return super().__repr__().removeprefix("_")
+
+    def __str__(self) -> str:
+        return self._text
+
+    def __eq__(self, other: Any) -> bool:  # type: ignore[override]
+        if type(other) is _Version:
+            return self._key == other._key
+        return super().__eq__(other)
+
+    def __ne__(self, other: Any) -> bool:  # type: ignore[override]
+        if type(other) is _Version:
+            return self._key != other._key
+        return super().__ne__(other)
+
+    def __lt__(self, other: Any) -> bool:
+        if type(other) is _Version:
+            return self._key < other._key
+        return super().__lt__(other)
+
+    def __le__(self, other: Any) -> bool:
+        if type(other) is _Version:
+            return self._key <= other._key
+        return super().__le__(other)
+
+    def __gt__(self, other: Any) -> bool:
+        if type(other) is _Version:
+            return self._key > other._key
+        return super().__gt__(other)
+
+    def __ge__(self, other: Any) -> bool:
+        if type(other) is _Version:
+            return self._key >= other._key
+        return super().__ge__(other)
+
+
+_PARSED: dict[str, Version] = {}
+
+
 def parse_version(text: str) -> Version:
-    """A full semantic version, e.g. ``1.2.0``. Raises ``VersionSyntaxError``."""
+    """A full semantic version, e.g. ``1.2.0``. Raises ``VersionSyntaxError``.
+
+    Cached: the same string gives the same (immutable) object.
+    """
+    try:
+        return _PARSED[text]
+    except (KeyError, TypeError):
+        pass
     if not isinstance(text, str):
         raise VersionSyntaxError(f"expected a string, got {type(text).__name__}: {VERSION_HELP}")
     try:
-        return Version.parse(text.strip())
+        version = _Version.parse(text.strip())
     except (ValueError, TypeError):
         raise VersionSyntaxError(f"`{text}` is not {VERSION_HELP}") from None
+    if len(_PARSED) < 100_000:
+        _PARSED[text] = version
+    return version
 
 
 @dataclass(frozen=True)
@@ -144,9 +216,22 @@ class Constraint:
         return cls(f"= {version}", (Clause("=", version, 3),))
 
 
-@lru_cache(maxsize=8192)
+_CONSTRAINTS: dict[str, Constraint] = {}
+
+
 def parse_constraint(text: str) -> Constraint:
-    """Parse a Terraform version constraint. Raises ``ConstraintSyntaxError``."""
+    """Parse a Terraform version constraint. Raises ``ConstraintSyntaxError``. Cached."""
+    try:
+        return _CONSTRAINTS[text]
+    except (KeyError, TypeError):
+        pass
+    constraint = _parse_constraint(text)
+    if len(_CONSTRAINTS) < 100_000:
+        _CONSTRAINTS[text] = constraint
+    return constraint
+
+
+def _parse_constraint(text: str) -> Constraint:
     if not isinstance(text, str):
         raise ConstraintSyntaxError(
             f"expected a string, got {type(text).__name__}: {CONSTRAINT_HELP}")
@@ -172,8 +257,8 @@ def _parse_clause(part: str, whole: str) -> Clause:
         raise ConstraintSyntaxError(
             f"`{whole}`: `{written}` is not a version: expected {CONSTRAINT_HELP}")
     segments = 1 + (parts.group("minor") is not None) + (parts.group("patch") is not None)
-    version = Version(int(parts.group("major")), int(parts.group("minor") or 0),
-                      int(parts.group("patch") or 0), parts.group("pre"))
+    version = _Version(int(parts.group("major")), int(parts.group("minor") or 0),
+                       int(parts.group("patch") or 0), parts.group("pre"))
     return Clause(op, version, segments)
 
 
