@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 from infrablocks.cloud.local.control import LocalCloud
+from infrablocks.cloud.local.inventory import cloud_snapshot, purge_environment
 from infrablocks.cloud.local.process import is_alive
-from infrablocks.tasks.cloud import cloud_snapshot, purge_environment
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DOIT = Path(sys.executable).parent / "doit"
