@@ -111,7 +111,7 @@ def read_interface(directory: Path, *, block: str = "", version: Version | None 
 
 
 def _line_of(text: str, kind: str, name: str) -> int:
-    match = re.search(rf'^\s*{kind}\s+"{re.escape(name)}"', text, re.MULTILINE)
+    match = re.search(rf'^[ \t]*{kind}[ \t]+"{re.escape(name)}"', text, re.MULTILINE)
     return text.count("\n", 0, match.start()) + 1 if match else 1
 
 

@@ -1,0 +1,246 @@
+"""Resolution: newest first, pins, preferred (deployed) versions, minimal closure, backtracking,
+explanations of impossible cases, determinism."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from infrablocks.errors import UsageError
+from infrablocks.registry import Registry, load_registry
+from infrablocks.resolve import ResolutionError, resolve
+from infrablocks.versions import parse_version
+from registry_repo import copy_example, make_repo
+from resolvelib import BaseReporter
+
+
+def chosen(resolution) -> dict[str, str]:
+    return {name: str(bv.version) for name, bv in resolution.selected.items()}
+
+
+def registry_of(tmp_path: Path, toml: str) -> Registry:
+    return load_registry(make_repo(tmp_path, toml))
+
+
+@pytest.fixture
+def example(tmp_path: Path) -> Registry:
+    return load_registry(copy_example(tmp_path / "example"))
+
+
+def test_example_minimal_environment_of_microservice01(example: Registry) -> None:
+    resolution = resolve(example, ["microservice01"])
+    assert chosen(resolution) == {"base": "1.1.0", "microservice01": "1.0.0",
+                                  "nomad": "1.0.0", "stolon": "1.1.0"}
+    assert "microservice02" not in resolution.selected
+    assert resolution.targets == ["microservice01"]
+    assert resolution.stateful == {"base": True, "microservice01": False, "nomad": False,
+                                   "stolon": True}
+
+
+def test_example_with_the_prod_pins(example: Registry) -> None:
+    env = example.environment("prod")
+    resolution = resolve(example, ["microservice01"], env.pins, environment=env.name)
+    assert chosen(resolution)["base"] == "1.0.0"
+    assert "pinned to 1.0.0 by environment prod" in resolution.reasons["base"]
+    assert "microservice01 1.0.0 requires base ~> 1.0" in resolution.reasons["base"]
+    assert resolution.reasons["microservice01"][0] == "target microservice01"
+
+
+def test_newest_satisfying_version_is_chosen(tmp_path: Path) -> None:
+    registry = registry_of(tmp_path, """
+        [blocks.lib.versions."1.0.0"]
+        [blocks.lib.versions."1.4.0"]
+        [blocks.lib.versions."1.10.0"]
+        [blocks.lib.versions."2.0.0"]
+        [blocks.app.versions."1.0.0"]
+        requires = { lib = "~> 1.2" }
+    """)
+    resolution = resolve(registry, ["app"])
+    assert chosen(resolution) == {"app": "1.0.0", "lib": "1.10.0"}
+    assert resolution.reasons["lib"][-1].startswith(
+        "newest version compatible with the whole resolution (newer: 2.0.0)")
+
+
+def test_target_at_version(tmp_path: Path) -> None:
+    registry = registry_of(tmp_path, """
+        [blocks.lib.versions."1.0.0"]
+        [blocks.lib.versions."2.0.0"]
+        [blocks.app.versions."1.0.0"]
+        requires = { lib = "~> 1.0" }
+        [blocks.app.versions."2.0.0"]
+        requires = { lib = "~> 2.0" }
+    """)
+    assert chosen(resolve(registry, ["app@1.0.0"])) == {"app": "1.0.0", "lib": "1.0.0"}
+    assert chosen(resolve(registry, ["app"])) == {"app": "2.0.0", "lib": "2.0.0"}
+    assert chosen(resolve(registry, ["lib@1.0.0"])) == {"lib": "1.0.0"}
+
+
+def test_several_targets_share_one_resolution(tmp_path: Path) -> None:
+    registry = registry_of(tmp_path, """
+        [blocks.lib.versions."1.0.0"]
+        [blocks.lib.versions."1.5.0"]
+        [blocks.a.versions."1.0.0"]
+        requires = { lib = ">= 1.0" }
+        [blocks.b.versions."1.0.0"]
+        requires = { lib = "< 1.5" }
+        [blocks.unrelated.versions."1.0.0"]
+    """)
+    resolution = resolve(registry, ["a", "b"])
+    assert chosen(resolution) == {"a": "1.0.0", "b": "1.0.0", "lib": "1.0.0"}
+    assert chosen(resolve(registry, ["a"])) == {"a": "1.0.0", "lib": "1.5.0"}
+
+
+def test_diamond(tmp_path: Path) -> None:
+    registry = registry_of(tmp_path, """
+        [blocks.d.versions."1.0.0"]
+        [blocks.d.versions."1.1.0"]
+        [blocks.d.versions."1.2.0"]
+        [blocks.d.versions."1.3.0"]
+        [blocks.b.versions."1.0.0"]
+        requires = { d = ">= 1.1" }
+        [blocks.c.versions."1.0.0"]
+        requires = { d = "< 1.3" }
+        [blocks.top.versions."1.0.0"]
+        requires = { b = "1.0.0", c = "1.0.0" }
+    """)
+    resolution = resolve(registry, ["top"])
+    assert chosen(resolution)["d"] == "1.2.0"
+    assert sorted(resolution.reasons["d"][:2]) == ["b 1.0.0 requires d >= 1.1",
+                                                   "c 1.0.0 requires d < 1.3"]
+
+
+def test_backtracking_to_an_older_version(tmp_path: Path) -> None:
+    # top's newest version needs x 2.x, whose only versions need base 2.x, but y pins base 1.x:
+    # the resolver must give up top 2.0.0 after trying it.
+    registry = registry_of(tmp_path, """
+        [blocks.base.versions."1.0.0"]
+        [blocks.base.versions."2.0.0"]
+        [blocks.x.versions."1.0.0"]
+        requires = { base = "~> 1.0" }
+        [blocks.x.versions."2.0.0"]
+        requires = { base = "~> 2.0" }
+        [blocks.y.versions."1.0.0"]
+        requires = { base = "~> 1.0" }
+        [blocks.top.versions."1.0.0"]
+        requires = { x = "~> 1.0", y = "~> 1.0" }
+        [blocks.top.versions."2.0.0"]
+        requires = { x = "~> 2.0", y = "~> 1.0" }
+    """)
+
+    class Counting(BaseReporter):
+        rejected = 0
+
+        def rejecting_candidate(self, criterion, candidate):  # noqa: ANN001
+            Counting.rejected += 1
+
+    resolution = resolve(registry, ["top"], reporter=Counting())
+    assert chosen(resolution) == {"base": "1.0.0", "top": "1.0.0", "x": "1.0.0", "y": "1.0.0"}
+    assert Counting.rejected >= 1
+
+
+def test_backjumping_across_blocks(tmp_path: Path) -> None:
+    # a (resolved first: it is higher) takes lib 1.9.0 >= 1.5; b only works with lib < 1.5, so
+    # a must go back to 1.8.0.
+    registry = registry_of(tmp_path, """
+        [blocks.lib.versions."1.0.0"]
+        [blocks.lib.versions."1.9.0"]
+        [blocks.mid.versions."1.0.0"]
+        requires = { lib = "~> 1.0" }
+        [blocks.a.versions."1.8.0"]
+        requires = { lib = "~> 1.0", mid = "~> 1.0" }
+        [blocks.a.versions."1.9.0"]
+        requires = { lib = ">= 1.5", mid = "~> 1.0" }
+        [blocks.b.versions."1.0.0"]
+        requires = { lib = "< 1.5" }
+        [blocks.top.versions."1.0.0"]
+        requires = { a = "~> 1.0", b = "~> 1.0" }
+    """)
+    assert chosen(resolve(registry, ["top"])) == {
+        "a": "1.8.0", "b": "1.0.0", "lib": "1.0.0", "mid": "1.0.0", "top": "1.0.0"}
+
+
+def test_pins_apply_only_inside_the_closure(tmp_path: Path) -> None:
+    registry = registry_of(tmp_path, """
+        [blocks.lib.versions."1.0.0"]
+        [blocks.lib.versions."1.1.0"]
+        [blocks.other.versions."1.0.0"]
+        [blocks.other.versions."2.0.0"]
+        [blocks.app.versions."1.0.0"]
+        requires = { lib = "~> 1.0" }
+    """)
+    pins = {"lib": parse_version("1.0.0"), "other": parse_version("1.0.0")}
+    resolution = resolve(registry, ["app"], pins)
+    assert chosen(resolution) == {"app": "1.0.0", "lib": "1.0.0"}
+
+
+def test_preferred_versions_are_kept_when_they_fit(tmp_path: Path) -> None:
+    registry = registry_of(tmp_path, """
+        [blocks.lib.versions."1.0.0"]
+        [blocks.lib.versions."1.1.0"]
+        [blocks.lib.versions."2.0.0"]
+        [blocks.app.versions."1.0.0"]
+        requires = { lib = "~> 1.0" }
+    """)
+    kept = resolve(registry, ["app"], prefer={"lib": parse_version("1.0.0")},
+                   environment="prod")
+    assert chosen(kept)["lib"] == "1.0.0"
+    assert "already deployed in prod" in kept.reasons["lib"]
+    ignored = resolve(registry, ["app"], prefer={"lib": parse_version("2.0.0")})
+    assert chosen(ignored)["lib"] == "1.1.0"
+
+
+def test_pin_conflict_is_explained(example: Registry) -> None:
+    env = example.environment("prod")
+    with pytest.raises(ResolutionError) as caught:
+        resolve(example, ["base@1.1.0"], env.pins, environment="prod")
+    message = str(caught.value)
+    assert caught.value.exit_code == 1
+    assert "no versions satisfy base in environment prod" in message
+    assert "target base = 1.1.0" in message
+    assert "pinned to 1.0.0 by environment prod" in message
+    assert "versions of base: 1.0.0, 1.1.0" in message
+    assert "hint:" in message
+
+
+def test_impossible_requirements_are_explained_as_a_chain(tmp_path: Path) -> None:
+    registry = registry_of(tmp_path, """
+        [blocks.base.versions."1.0.0"]
+        [blocks.base.versions."2.0.0"]
+        [blocks.nomad.versions."1.0.0"]
+        requires = { base = "~> 1.0" }
+        [blocks.stolon.versions."1.0.0"]
+        requires = { base = "~> 2.0" }
+        [blocks.svc.versions."1.0.0"]
+        requires = { nomad = "~> 1.0", stolon = "~> 1.0" }
+    """)
+    with pytest.raises(ResolutionError) as caught:
+        resolve(registry, ["svc"])
+    message = str(caught.value)
+    assert "no versions satisfy svc:" in message
+    assert "base: no version satisfies all of" in message
+    assert "nomad 1.0.0 requires base ~> 1.0   (required via svc → nomad)" in message
+    assert "stolon 1.0.0 requires base ~> 2.0   (required via svc → stolon)" in message
+    assert "versions of base: 1.0.0, 2.0.0" in message
+
+
+def test_unknown_targets_are_usage_errors(example: Registry) -> None:
+    with pytest.raises(UsageError, match="did you mean `microservice01`"):
+        resolve(example, ["microservice1"])
+    with pytest.raises(UsageError, match="has no version 9.0.0") as caught:
+        resolve(example, ["base@9.0.0"])
+    assert "versions of base: 1.0.0, 1.1.0" in str(caught.value)
+    with pytest.raises(UsageError, match="MAJOR.MINOR.PATCH"):
+        resolve(example, ["base@latest"])
+    with pytest.raises(UsageError, match="nothing to resolve"):
+        resolve(example, [])
+
+
+def test_resolution_is_deterministic(example: Registry) -> None:
+    first = resolve(example, ["microservice02", "microservice01"])
+    second = resolve(example, ["microservice02", "microservice01"])
+    assert first.to_json() == second.to_json()
+    assert list(first.selected) == sorted(first.selected)
+    document = first.to_json()
+    assert document["targets"] == ["microservice02", "microservice01"]
+    assert document["selected"]["nomad"]["requires"] == {"base": "~> 1.0"}
+    assert document["selected"]["base"]["path"].endswith("blocks/base/1.1.0")
