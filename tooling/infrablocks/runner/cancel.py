@@ -39,6 +39,12 @@ class CancelToken:
     def reason(self) -> str | None:
         return self._shared.reason
 
+    @property
+    def event(self) -> threading.Event:
+        """The underlying event, set on cancel — e.g. ``Terraform(..., cancel=token.event)``,
+        whose driver then sends SIGINT to its running command by itself."""
+        return self._shared.event
+
     def cancel(self, reason: str = "cancelled") -> bool:
         """Cancel; True the first time, False when it already was (callbacks run only once)."""
         shared = self._shared
