@@ -1,7 +1,8 @@
 """The stolon block for real: base's etcd (the base block) as DCS, Terraform creates the
 3-member Patroni/PostgreSQL cluster on the local cloud, its block tests pass (leader, streaming
-replicas, write on the primary read on the replicas), one replica is replaced by the patroni
-1.1.0 image keeping its volume and data, and destroy leaves nothing behind.
+replicas, write on the primary read on the replicas), every member is replaced by the patroni
+1.1.0 image one at a time (replicas first, leader last) keeping its volume and data, and
+destroy leaves nothing behind.
 
 PostgreSQL runs as the ``postgres`` user, which must reach the volumes inside the cloud's root:
 the shared ``local_cloud`` fixture puts the cloud under a world-traversable directory for that
@@ -52,6 +53,10 @@ def roles(stolon) -> dict[str, str]:
     return {m["host"]: m["role"] for m in members}
 
 
+def host_with_role(stolon, role: str) -> str:
+    return next(host for host, r in roles(stolon).items() if r == role)
+
+
 def wait_ready(cloud: LocalCloud, deployment, timeout: float = 180) -> dict[str, object]:
     members = {i.tags["member"]: i for i in deployment.instances()}
     for instance in members.values():
@@ -61,7 +66,7 @@ def wait_ready(cloud: LocalCloud, deployment, timeout: float = 180) -> dict[str,
 
 @pytest.mark.slow
 @pytest.mark.integration
-def test_stolon_cluster_create_replace_one_replica_destroy(deploy_block, local_cloud):
+def test_stolon_cluster_create_rolling_replace_by_1_1_0_destroy(deploy_block, local_cloud):
     base = deploy_block("base", "1.0.0", environment=ENVIRONMENT, subnet_cidr=SUBNET)
     stolon = deploy_block("stolon", "1.0.0", inputs=base_inputs(base),
                           environment=ENVIRONMENT, subnet_cidr=SUBNET)
@@ -89,39 +94,51 @@ def test_stolon_cluster_create_replace_one_replica_destroy(deploy_block, local_c
     second = stolon.plan()
     assert second.changes == [], second.summary()
 
-    # -- replace a replica by the 1.1.0 image: its volume and data stay --------------------
-    leader = next(host for host, role in roles(stolon).items() if role == "leader")
+    # -- rolling replacement by the 1.1.0 image, replicas first, leader last ---------------
+    # each member: stop, targeted apply of its instance + attachment; its volume and data stay
+    leader = host_with_role(stolon, "leader")
     psql(stolon, leader, "CREATE TABLE kept (v text); INSERT INTO kept VALUES ('before-upgrade')")
-    number = next(n for n, i in members.items()
-                  if roles(stolon)[i.private_ip] == "replica")
-    index = int(number) - 1
-    replica_ip = MEMBER_IPS[index]
-    data = Path(volumes[number].path)
-    filesystem_id = (data / ".formatted").read_text()
-    assert psql(stolon, replica_ip, "SHOW work_mem") == "4MB"
+    by_ip = {i.private_ip: n for n, i in members.items()}
+    replicas = [by_ip[host] for host, role in roles(stolon).items() if role == "replica"]
+    order = [*replicas, by_ip[leader]]
+    assert len(order) == 3
+    for step, number in enumerate(order):
+        index = int(number) - 1
+        ip = MEMBER_IPS[index]
+        data = Path(volumes[number].path)
+        filesystem_id = (data / ".formatted").read_text()
+        assert psql(stolon, ip, "SHOW work_mem") == "4MB"
+        old = next(i for i in stolon.instances() if i.tags["member"] == number)
 
-    local_cloud.stop_instance(members[number].id, grace=15)
-    stolon.apply("1.1.0", targets=[f"localcloud_instance.member[{index}]",
-                                   f"localcloud_volume_attachment.member[{index}]"])
-    after = {i.tags["member"]: i for i in stolon.instances()}
-    assert after[number].id != members[number].id
-    assert after[number].image_id == local_cloud.find_image("patroni", "1.1.0").id
-    assert after[number].private_ip == replica_ip
-    local_cloud.wait_until_ready(after[number].id, timeout=180)
-    assert local_cloud.get_volume(volumes[number].id).attachment.instance_id == after[number].id
-    assert (data / ".formatted").read_text() == filesystem_id
-    assert (data / ".mounted").read_text().strip() == after[number].id
+        local_cloud.stop_instance(old.id, grace=15)
+        stolon.apply("1.1.0", targets=[f"localcloud_instance.member[{index}]",
+                                       f"localcloud_volume_attachment.member[{index}]"])
+        new_image = local_cloud.find_image("patroni", "1.1.0")    # built by that apply
+        new = next(i for i in stolon.instances() if i.tags["member"] == number)
+        assert new.id != old.id and new.image_id == new_image.id and new.private_ip == ip
+        local_cloud.wait_until_ready(new.id, timeout=180)
+        assert local_cloud.get_volume(volumes[number].id).attachment.instance_id == new.id
+        assert (data / ".formatted").read_text() == filesystem_id
+        assert (data / ".mounted").read_text().strip() == new.id
 
-    assert psql(stolon, replica_ip, "SHOW work_mem") == "16MB"      # 1.1.0's configuration
-    assert psql(stolon, replica_ip, "SELECT pg_is_in_recovery()") == "t"
-    deadline = time.monotonic() + 30
-    while psql(stolon, replica_ip, "SELECT v FROM kept") != "before-upgrade":
-        assert time.monotonic() < deadline, "the replaced replica did not catch up"
-        time.sleep(0.5)
-    # on the mixed cluster, all but 1.1.0's "every member runs 1.1.0's settings" check hold
-    result = stolon.run_block_tests(extra_args=["-k", "not this_version"])
+        assert psql(stolon, ip, "SHOW work_mem") == "16MB"          # 1.1.0's configuration
+        assert psql(stolon, ip, "SELECT pg_is_in_recovery()") == "t"  # rejoined as a replica
+        deadline = time.monotonic() + 30
+        while psql(stolon, ip, "SELECT v FROM kept") != "before-upgrade":
+            assert time.monotonic() < deadline, f"member {number} did not catch up"
+            time.sleep(0.5)
+        if step == 0:
+            # mixed cluster: all but 1.1.0's "every member runs 1.1.0's settings" check hold
+            result = stolon.run_block_tests(extra_args=["-k", "not this_version"])
+            assert result.returncode == 0, result.stdout + result.stderr
+            assert "3 passed, 1 deselected" in result.stdout
+
+    assert host_with_role(stolon, "leader") != leader                 # leadership moved
+    assert {i.image_id for i in stolon.instances()} == {new_image.id}
+    result = stolon.run_block_tests()
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "3 passed, 1 deselected" in result.stdout
+    assert "4 passed" in result.stdout
+    assert stolon.plan().changes == []
 
     # -- destroy leaves nothing: no instances, processes, volumes ---------------------------
     pids = [(i.pid, read_stat(i.pid)[1]) for i in stolon.instances() if i.pid]
