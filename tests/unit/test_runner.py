@@ -284,6 +284,18 @@ def test_a_cycle_is_refused_with_its_path() -> None:
         run_dag(nx.DiGraph([("a", "b")]), quick, jobs=0)
 
 
+def test_a_failing_event_callback_does_not_abort_the_run() -> None:
+    graph = nx.DiGraph([("a", "b")])
+
+    def broken(event: RunEvent) -> None:
+        raise RuntimeError("display gone")
+
+    report = run_dag(graph, quick, jobs=2, on_event=broken)
+    assert report.ok
+    assert report.warnings == ["on_event callback failed and was disabled: "
+                               "RuntimeError: display gone"]
+
+
 def test_report_json_has_per_node_status_and_timing(tmp_path) -> None:
     graph = nx.DiGraph([("a", "b")])
     report = run_dag(graph, lambda n, t: Result.success(version="1.0.0"), jobs=2)

@@ -267,7 +267,14 @@ class _Run:
         if self.on_event is None:
             return
         with self.event_lock:
-            self.on_event(event)
+            try:
+                self.on_event(event)
+            except Exception as exc:  # noqa: BLE001
+                # A broken progress display must not abandon blocks half-applied: stop
+                # calling it, finish the run, and say so in the report.
+                self.on_event = None
+                self.report.warnings.append(
+                    f"on_event callback failed and was disabled: {type(exc).__name__}: {exc}")
 
     def _phase(self, node: Hashable, text: str) -> None:
         self.report.nodes[node].phase = text

@@ -89,6 +89,7 @@ class RunReport:
     wall: float = 0.0
     cancelled: bool = False
     cancel_reason: str | None = None
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -136,6 +137,7 @@ class RunReport:
             "cancelled": self.cancelled,
             "cancel_reason": self.cancel_reason,
             "counts": self.counts(),
+            "warnings": self.warnings,
             "nodes": [r.to_json() for r in self.nodes.values()],
         }
 
