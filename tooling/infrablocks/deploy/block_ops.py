@@ -1,0 +1,237 @@
+"""Applying, planning and destroying one block version in one environment.
+
+These are the work functions the DAG runner calls for each node. Each holds the block's lock in
+the state backend while it changes anything, keeps a deployment record beside the state, and
+reads its dependencies' outputs straight from their state (no ``terraform output`` per block).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from infrablocks.errors import InfrablocksError
+from infrablocks.runner import Cancelled, CancelToken, Result
+from infrablocks.state import CREATING, DEPLOYED, DESTROYING, FAILED, Outputs, new_record
+
+if TYPE_CHECKING:
+    from infrablocks.deploy.workspace import Workspace
+    from infrablocks.registry import BlockVersion
+    from infrablocks.terraform.driver import Terraform
+    from infrablocks.terraform.plan import Plan
+
+STOP_GRACE = 15.0  # seconds an instance gets to stop before SIGKILL (an etcd member without
+#                    quorum takes ~7 s to give up)
+
+
+class DependencyNotDeployed(InfrablocksError):
+    """A dependency's outputs are needed but it has no state in the environment."""
+
+
+@dataclass
+class BlockRun:
+    """One (environment, block version) as the runner sees it."""
+
+    workspace: Workspace
+    environment: str
+    version: BlockVersion
+    subnet: str
+
+    @property
+    def block(self) -> str:
+        return self.version.block
+
+    # -- inputs ---------------------------------------------------------------------------------
+
+    def inputs(self) -> dict[str, Any]:
+        """Variables for the block: environment, subnet and one object per dependency.
+
+        Each dependency object carries only the attributes the block's variable declares
+        (Terraform refuses nothing extra today, but sending secrets a block did not ask for
+        would widen where they end up).
+        """
+        from infrablocks.contracts import object_attributes, read_interface
+
+        interface = read_interface(self.version.path, block=self.block,
+                                   version=self.version.version)
+        values: dict[str, Any] = {"environment": self.environment, "subnet_cidr": self.subnet}
+        for dependency in sorted(self.version.requires):
+            outputs = self.workspace.backend.read_outputs(self.environment, dependency)
+            if not outputs:
+                raise DependencyNotDeployed(
+                    f"{self.block} needs the outputs of {dependency}, which is not deployed in "
+                    f"environment {self.environment}",
+                    hint=f"create it first: doit create {dependency} --env {self.environment}")
+            wanted = object_attributes(interface.variables.get(dependency))
+            plain = outputs.unmasked()
+            values[dependency] = ({k: v for k, v in plain.items() if k in wanted}
+                                  if wanted is not None else plain)
+        return values
+
+    def prepare(self, inputs: dict[str, Any] | None = None) -> Path:
+        from infrablocks.terraform.workdir import prepare_workdir
+
+        return prepare_workdir(
+            self.workspace.work_root, self.environment, self.block, self.version.path,
+            self.workspace.backend.terraform_backend(self.environment, self.block),
+            self.inputs() if inputs is None else inputs)
+
+
+def _terraform_for(run: BlockRun, token: CancelToken) -> Terraform:
+    return run.workspace.terraform(run.environment, run.block)
+
+
+@contextlib.contextmanager
+def _interruptible(terraform: Terraform, token: CancelToken) -> Iterator[None]:
+    """Forward a cancel of the run to Terraform (one graceful SIGINT)."""
+    with token.on_cancel(terraform.stop):
+        yield
+    token.raise_if_cancelled()
+
+
+def ensure_images(run: BlockRun, token: CancelToken) -> list[str]:
+    """Build and register the images the block version lists, when the cloud lacks them."""
+    from infrablocks.images.build import ensure_image
+    from infrablocks.images.refs import parse_image_ref
+
+    ids = []
+    for text in run.version.images:
+        token.raise_if_cancelled()
+        token.phase(f"image {text}")
+        ids.append(ensure_image(run.workspace.repo_root, parse_image_ref(text),
+                                run.workspace.cloud).id)
+    return ids
+
+
+def apply_block(run: BlockRun, token: CancelToken) -> Result:
+    """Create or update the block to ``run.version``; a no-op when already there."""
+    workspace, env, block = run.workspace, run.environment, run.block
+    backend = workspace.backend
+    with backend.acquire_lock(env, block, "create"):
+        record = backend.get_record(env, block)
+        if record and record.status == DEPLOYED and record.version == str(run.version.version):
+            return Result.success(action="unchanged", version=record.version)
+        if (record and record.status == DEPLOYED and workspace.registry.blocks[block].stateful
+                and record.version != str(run.version.version)):
+            raise InfrablocksError(
+                f"{block} is deployed at {record.version} in {env}; moving a stateful block to "
+                f"{run.version.version} is a rolling upgrade",
+                hint=f"run: doit upgrade {block} --env {env} --to {run.version.version}")
+        started = time.monotonic()
+        tf_version = workspace.terraform_binary().version
+        ensure_images(run, token)
+        token.phase("inputs")
+        workdir = run.prepare()
+        terraform = _terraform_for(run, token)
+        backend.put_record(new_record(env, block, str(run.version.version), outputs=None,
+                                      terraform_version=tf_version,
+                                      status=CREATING))
+        try:
+            with _interruptible(terraform, token):
+                token.phase("init")
+                terraform.ensure_init(workdir)
+                token.phase("plan")
+                plan = terraform.plan(workdir)
+                if plan.has_changes:
+                    token.phase(f"apply ({plan.summary()})")
+                    terraform.apply(workdir, plan)
+        except (InfrablocksError, Cancelled):
+            backend.put_record(new_record(env, block, str(run.version.version), outputs=None,
+                                          terraform_version=tf_version,
+                                          status=FAILED))
+            raise
+        outputs = backend.read_outputs(env, block)
+        backend.put_record(new_record(env, block, str(run.version.version), outputs=outputs,
+                                      terraform_version=tf_version))
+        return Result.success(action="created" if record is None else "updated",
+                              version=str(run.version.version),
+                              changes=plan.counts() if plan.has_changes else {},
+                              seconds=round(time.monotonic() - started, 2))
+
+
+def plan_block(run: BlockRun, token: CancelToken) -> Plan:
+    """What applying ``run.version`` would change (read-only: no lock, no record)."""
+    workdir = run.prepare()
+    terraform = _terraform_for(run, token)
+    with _interruptible(terraform, token):
+        terraform.ensure_init(workdir)
+        return terraform.plan(workdir)
+
+
+def stop_block_instances(workspace: Workspace, environment: str, block: str) -> list[str]:
+    """Stop the block's running instances (in parallel), so their volumes may detach.
+
+    This is the pre-destroy operation: like a mounted EBS volume, a local-cloud volume refuses
+    to detach from a running instance.
+    """
+    cloud = workspace.cloud
+    running = [i for i in cloud.describe_instances(
+        filters={"tag:environment": environment, "tag:block": block})
+        if i.state not in ("stopped", "terminated")]
+    if not running:
+        return []
+    with ThreadPoolExecutor(max_workers=len(running)) as pool:
+        list(pool.map(lambda i: cloud.stop_instance(i.id, grace=STOP_GRACE), running))
+    return [i.name for i in running]
+
+
+def destroy_block(workspace: Workspace, environment: str, block: str,
+                  token: CancelToken) -> Result:
+    """Destroy the block's resources in the environment, its state and record."""
+    backend = workspace.backend
+    with backend.acquire_lock(environment, block, "destroy"):
+        record = backend.get_record(environment, block)
+        state = backend.read_state(environment, block)
+        if record is None and not (state and state.get("resources")):
+            backend.delete_record(environment, block)
+            return Result.success(action="absent")
+        run = _run_for_record(workspace, environment, block, record)
+        token.phase("stop instances")
+        stopped = stop_block_instances(workspace, environment, block)
+        workdir = run.workspace.work_root / environment / block
+        inputs_file = workdir / "_infrablocks_inputs.auto.tfvars.json"
+        if inputs_file.is_file():
+            import json
+
+            inputs = json.loads(inputs_file.read_text())
+        else:
+            inputs = run.inputs()
+        workdir = run.prepare(inputs)
+        terraform = _terraform_for(run, token)
+        tf_version = workspace.terraform_binary().version
+        if record is not None:
+            backend.put_record(new_record(environment, block, record.version, outputs=None,
+                                          terraform_version=tf_version,
+                                          status=DESTROYING))
+        with _interruptible(terraform, token):
+            token.phase("init")
+            terraform.ensure_init(workdir)
+            token.phase("destroy")
+            terraform.destroy(workdir)
+        backend.delete_record(environment, block)
+        backend.purge(environment, block)
+        return Result.success(action="destroyed", stopped=stopped)
+
+
+def _run_for_record(workspace: Workspace, environment: str, block: str,
+                    record: Any) -> BlockRun:
+    registry = workspace.registry
+    if record is None:
+        raise InfrablocksError(
+            f"{block} has state in {environment} but no deployment record",
+            hint=f"inspect {workspace.backend.describe(environment, block)}")
+    version = registry.block_version(block, record.version)
+    return BlockRun(workspace, environment, version, workspace.subnet(environment))
+
+
+def read_block_outputs(workspace: Workspace, environment: str, block: str) -> Outputs:
+    outputs = workspace.backend.read_outputs(environment, block)
+    if not outputs and workspace.backend.get_record(environment, block) is None:
+        raise InfrablocksError(f"{block} is not deployed in environment {environment}",
+                               hint=f"doit status --env {environment}")
+    return outputs

@@ -1,0 +1,80 @@
+"""Running a block version's own tests (``blocks/NAME/VERSION/tests``) against a deployment."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from infrablocks.deploy.workspace import Workspace
+    from infrablocks.registry import BlockVersion
+
+
+@dataclass(frozen=True)
+class BlockTestResult:
+    block: str
+    version: str
+    returncode: int           # pytest's: 0 passed, 1 failed, 5 no tests, ...
+    summary: str              # pytest's closing line
+    log_path: Path | None
+
+    @property
+    def ok(self) -> bool:
+        return self.returncode == 0
+
+    @property
+    def skipped(self) -> bool:
+        return self.returncode == 5
+
+
+def run_block_tests(workspace: Workspace, environment: str, version: BlockVersion, *,
+                    echo: bool = True) -> BlockTestResult:
+    """Run pytest on the block version's tests with its (and its dependencies') outputs.
+
+    The outputs, sensitive ones included, go to files readable by the owner only; pytest's
+    output is shown as it runs (like pytest does) and kept in a log.
+    """
+    tests = version.path / "tests"
+    if not tests.is_dir():
+        return BlockTestResult(version.block, str(version.version), 5,
+                               f"no tests folder in {tests}", None)
+    files = workspace.work_root / environment / version.block / "block-tests"
+    files.mkdir(parents=True, exist_ok=True, mode=0o700)
+    backend = workspace.backend
+    outputs = backend.read_outputs(environment, version.block).unmasked()
+    dependencies = {dep: backend.read_outputs(environment, dep).unmasked()
+                    for dep in sorted(version.requires)}
+    outputs_file = _private_json(files / "outputs.json", outputs)
+    dependencies_file = _private_json(files / "dependency_outputs.json", dependencies)
+    env = {**os.environ, "INFRABLOCKS_BLOCK_OUTPUTS": str(outputs_file),
+           "INFRABLOCKS_DEPENDENCY_OUTPUTS": str(dependencies_file),
+           "INFRABLOCKS_ENVIRONMENT": environment}
+    log_path = files / "pytest.log"
+    command = [sys.executable, "-m", "pytest", "-p", "infrablocks.blocktests",
+               "-p", "no:cacheprovider", "--rootdir", str(tests), "-q", "-rA", str(tests)]
+    lines: list[str] = []
+    with open(log_path, "w") as log, subprocess.Popen(
+            command, cwd=files, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL, text=True) as process:
+        assert process.stdout is not None
+        for line in process.stdout:
+            log.write(line)
+            lines.append(line.rstrip("\n"))
+            if echo:
+                sys.stdout.write(line)
+                sys.stdout.flush()
+    summary = next((line.strip("= ") for line in reversed(lines) if line.strip()), "")
+    return BlockTestResult(version.block, str(version.version), process.returncode, summary,
+                           log_path)
+
+
+def _private_json(path: Path, data: object) -> Path:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        json.dump(data, handle)
+    return path

@@ -1,0 +1,257 @@
+"""Environment-level operations: create, plan, destroy, and the throwaway test environment.
+
+Each resolves what the environment needs, turns it into a dependency DAG and hands the DAG to
+the runner with the per-block work functions of :mod:`infrablocks.deploy.block_ops`.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from infrablocks.deploy.block_ops import BlockRun, apply_block, destroy_block, plan_block
+from infrablocks.errors import InfrablocksError, UsageError
+from infrablocks.runner import CancelToken, Result, RunEvent, RunReport, run_dag
+
+if TYPE_CHECKING:
+    import networkx as nx
+
+    from infrablocks.deploy.blocktests import BlockTestResult
+    from infrablocks.deploy.workspace import Workspace
+    from infrablocks.resolve import Resolution
+    from infrablocks.terraform.plan import Plan
+
+EventSink = Callable[[RunEvent], None]
+
+
+def resolve_for_environment(workspace: Workspace, targets: list[str],
+                            environment: str) -> Resolution:
+    """Resolve ``targets`` with the environment's pins, preferring what is already deployed."""
+    from infrablocks.resolve import resolve
+
+    return resolve(workspace.registry, targets, workspace.pins(environment),
+                   prefer=workspace.deployed_versions(environment), environment=environment)
+
+
+def _check_auto_create(workspace: Workspace, resolution: Resolution, environment: str) -> None:
+    declared = workspace.registry.environments.get(environment)
+    if declared is None or declared.extra.get("auto_create", True):
+        return
+    deployed = workspace.deployed_versions(environment)
+    missing = [name for name in resolution.selected
+               if name not in resolution.targets and name not in deployed]
+    if missing:
+        raise UsageError(
+            f"environment {environment} has auto_create = false and these dependencies are not "
+            f"deployed there: {', '.join(missing)}",
+            hint=f"create them explicitly: doit create {' '.join(missing)} --env {environment}")
+
+
+def create(workspace: Workspace, targets: list[str], environment: str, *, jobs: int = 4,
+           keep_going: bool = False, on_event: EventSink | None = None,
+           token: CancelToken | None = None) -> tuple[Resolution, RunReport]:
+    """Create or update everything ``targets`` need in ``environment``, dependencies first."""
+    from infrablocks.graph import dependency_graph
+
+    resolution = resolve_for_environment(workspace, targets, environment)
+    _check_auto_create(workspace, resolution, environment)
+    subnet = workspace.subnet(environment)
+    runs = {name: BlockRun(workspace, environment, version, subnet)
+            for name, version in resolution.selected.items()}
+    report = run_dag(dependency_graph(resolution), lambda node, tok: apply_block(runs[node], tok),
+                     jobs=jobs, keep_going=keep_going, on_event=on_event, token=token)
+    return resolution, report
+
+
+@dataclass
+class BlockPlan:
+    block: str
+    deployed: str | None
+    target: str
+    plan: Plan | None = None
+    note: str = ""
+
+
+def plan(workspace: Workspace, targets: list[str], environment: str,
+         token: CancelToken | None = None) -> tuple[Resolution, list[BlockPlan]]:
+    """What ``create`` would change, block by block, without changing anything.
+
+    A block whose dependencies are not deployed yet cannot be planned against their real
+    outputs; it is reported as "would be created" instead.
+    """
+    from infrablocks.graph import dependency_graph, topological_order
+
+    resolution = resolve_for_environment(workspace, targets, environment)
+    deployed = workspace.deployed_versions(environment)
+    subnet = workspace.subnet(environment)
+    token = token or CancelToken()
+    plans: list[BlockPlan] = []
+    for name in topological_order(dependency_graph(resolution)):
+        version = resolution.selected[name]
+        current = str(deployed[name]) if name in deployed else None
+        entry = BlockPlan(name, current, str(version.version))
+        missing = [d for d in version.requires if d not in deployed]
+        if missing:
+            entry.note = f"would be created after {', '.join(sorted(missing))}"
+        elif current is not None and current != entry.target and resolution.stateful[name]:
+            entry.note = "version change of a stateful block: a rolling upgrade"
+            entry.plan = plan_block(BlockRun(workspace, environment, version, subnet), token)
+        else:
+            entry.plan = plan_block(BlockRun(workspace, environment, version, subnet), token)
+        plans.append(entry)
+    return resolution, plans
+
+
+def deployed_graph(workspace: Workspace, environment: str) -> nx.DiGraph:
+    """Dependency DAG of what is deployed in ``environment`` (edge dependency → dependent)."""
+    import networkx as nx
+
+    graph = nx.DiGraph()
+    records = {r.block: r for r in workspace.backend.list_records(environment)}
+    with_state = set(workspace.backend.list_blocks(environment))
+    for block in sorted(set(records) | with_state):
+        graph.add_node(block)
+    for block, record in records.items():
+        try:
+            requires = workspace.registry.block_version(block, record.version).requires
+        except UsageError:
+            continue  # a version removed from blocks.toml: no known edges
+        for dependency in requires:
+            if dependency in graph:
+                graph.add_edge(dependency, block)
+    return graph
+
+
+def destroy(workspace: Workspace, targets: list[str], environment: str, *,
+            with_dependents: bool = False, jobs: int = 4, keep_going: bool = False,
+            on_event: EventSink | None = None, token: CancelToken | None = None,
+            confirm: Callable[[list[str]], bool] | None = None) -> RunReport | None:
+    """Destroy ``targets`` (and, with ``with_dependents``, what depends on them), dependents first.
+
+    ``confirm`` is shown the blocks that will go and may refuse (returns None then).
+    """
+    import networkx as nx
+
+    graph = deployed_graph(workspace, environment)
+    for target in targets:
+        if target not in graph:
+            workspace.registry.block(target)  # an unknown block gets its own error
+            raise UsageError(f"{target} is not deployed in environment {environment}",
+                             hint=f"deployed there: {', '.join(sorted(graph)) or '(nothing)'}")
+    doomed = set(targets)
+    dependents = set().union(*(nx.descendants(graph, t) for t in targets)) - doomed
+    if dependents and not with_dependents:
+        raise UsageError(
+            f"cannot destroy {', '.join(targets)} in {environment}: deployed blocks depend on "
+            f"it: {', '.join(sorted(dependents))}",
+            hint="destroy those first, or pass --with-dependents")
+    doomed |= dependents
+    order = [n for n in reversed(list(nx.lexicographical_topological_sort(graph, key=str)))
+             if n in doomed]
+    if confirm is not None and not confirm(order):
+        return None
+    return _destroy_nodes(workspace, environment, graph.subgraph(doomed).copy(), jobs=jobs,
+                          keep_going=keep_going, on_event=on_event, token=token)
+
+
+def destroy_environment(workspace: Workspace, environment: str, *, jobs: int = 4,
+                        on_event: EventSink | None = None,
+                        token: CancelToken | None = None) -> RunReport:
+    """Destroy everything deployed in ``environment`` (keep-going: take down all that can go)."""
+    graph = deployed_graph(workspace, environment)
+    return _destroy_nodes(workspace, environment, graph, jobs=jobs, keep_going=True,
+                          on_event=on_event, token=token)
+
+
+def _destroy_nodes(workspace: Workspace, environment: str, graph: nx.DiGraph, *, jobs: int,
+                   keep_going: bool, on_event: EventSink | None,
+                   token: CancelToken | None) -> RunReport:
+    def work(node: Any, tok: CancelToken) -> Result:
+        return destroy_block(workspace, environment, node, tok)
+
+    return run_dag(graph, work, jobs=jobs, keep_going=keep_going, reverse=True,
+                   on_event=on_event, token=token)
+
+
+@dataclass
+class TestEnvironmentOutcome:
+    environment: str
+    resolution: Resolution | None = None
+    create_report: RunReport | None = None
+    tests: list[BlockTestResult] = field(default_factory=list)
+    destroy_report: RunReport | None = None
+    leftovers: dict[str, list[str]] = field(default_factory=dict)
+    kept: bool = False
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        created = self.create_report is not None and self.create_report.ok
+        tests_ok = all(t.ok or t.skipped for t in self.tests) and bool(self.tests)
+        destroyed = self.kept or (self.destroy_report is not None and self.destroy_report.ok)
+        return created and tests_ok and destroyed and self.error is None
+
+
+def run_test_environment(workspace: Workspace, targets: list[str], *, keep: bool = False,
+                         jobs: int = 4, keep_going: bool = False,
+                         on_event: Callable[[str], EventSink | None] | None = None,
+                         announce: Callable[[str, str], None] | None = None,
+                         environment: str | None = None) -> TestEnvironmentOutcome:
+    """Create the targets' minimal environment under a throwaway name, test, destroy.
+
+    Destroy always happens (also after a failed create, failed tests or Ctrl-C) unless ``keep``.
+    ``on_event(stage)`` gives the progress sink for the stage ("create" / "destroy");
+    ``announce(stage, text)`` reports milestones.
+    """
+    from infrablocks.deploy.blocktests import run_block_tests
+    from infrablocks.environments import new_ephemeral_name
+
+    say = announce or (lambda stage, text: None)
+    sink = on_event or (lambda stage: None)
+    name = environment or new_ephemeral_name()
+    outcome = TestEnvironmentOutcome(environment=name)
+    try:
+        say("create", f"environment {name} ({workspace.subnet(name)})")
+        outcome.resolution, outcome.create_report = create(
+            workspace, targets, name, jobs=jobs, keep_going=keep_going, on_event=sink("create"))
+        if outcome.create_report.ok:
+            for target in outcome.resolution.targets:
+                version = outcome.resolution.selected[target]
+                say("test", f"block tests of {version.label}")
+                outcome.tests.append(run_block_tests(workspace, name, version))
+    except InfrablocksError as exc:
+        outcome.error = str(exc)
+    except KeyboardInterrupt:
+        outcome.error = "interrupted"
+    finally:
+        if keep:
+            outcome.kept = True
+        else:
+            say("destroy", f"environment {name}")
+            outcome.destroy_report, outcome.leftovers = teardown_environment(
+                workspace, name, jobs=jobs, on_event=sink("destroy"))
+    return outcome
+
+
+def teardown_environment(workspace: Workspace, environment: str, *, jobs: int = 4,
+                         on_event: EventSink | None = None
+                         ) -> tuple[RunReport, dict[str, list[str]]]:
+    """Destroy an environment completely: Terraform destroy, then anything left in the cloud.
+
+    The cloud sweep catches what a failed Terraform run could not record in state (an instance
+    started by an apply that was interrupted before its state write). It also forgets the
+    environment's subnet and working directories.
+    """
+    from infrablocks.cloud.local.inventory import purge_environment
+
+    report = destroy_environment(workspace, environment, jobs=jobs, on_event=on_event,
+                                 token=CancelToken())
+    leftovers = purge_environment(workspace.cloud, environment)
+    if report.ok:
+        for block in workspace.backend.list_blocks(environment):
+            workspace.backend.purge(environment, block)
+        workspace.subnets.release(environment)
+        shutil.rmtree(workspace.work_root / environment, ignore_errors=True)
+    return report, {k: v for k, v in leftovers.items() if v}

@@ -1,0 +1,202 @@
+"""How the environment commands show their work: live progress, summaries, tables, JSON."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from rich.console import Console
+from rich.table import Table
+
+if TYPE_CHECKING:
+    from infrablocks.deploy.orchestrate import BlockPlan, TestEnvironmentOutcome
+    from infrablocks.deploy.status import EnvironmentStatus
+    from infrablocks.runner import RunEvent, RunReport
+    from infrablocks.state import Outputs
+
+console = Console(highlight=False, soft_wrap=True)
+err_console = Console(stderr=True, highlight=False, soft_wrap=True)
+
+_STATUS_STYLE = {"succeeded": "green", "failed": "red", "skipped": "yellow",
+                 "not started": "dim", "cancelled": "magenta"}
+
+
+def progress_for(title: str) -> _LazyProgress:
+    """A live progress display (one line per block) fed by the runner's events."""
+    return _LazyProgress(title)
+
+
+class _LazyProgress:
+    """Creates the LiveProgress on the first event, when the run's nodes are known."""
+
+    def __init__(self, title: str) -> None:
+        self.title = title
+        self._progress: Any = None
+
+    def __enter__(self) -> _LazyProgress:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._progress is not None:
+            self._progress.__exit__(*exc)
+            self._progress = None
+
+    def __call__(self, event: RunEvent) -> None:
+        from infrablocks.runner import RUN_STARTED
+        from infrablocks.runner.progress import LiveProgress
+
+        if event.kind == RUN_STARTED and self._progress is None:
+            nodes = list(event.report.nodes) if event.report is not None else []
+            self._progress = LiveProgress(nodes, console=err_console, title=self.title)
+            self._progress.__enter__()
+        if self._progress is not None:
+            self._progress(event)
+
+
+def print_run_summary(report: RunReport, title: str) -> None:
+    table = Table(title=title, title_justify="left")
+    for column in ("block", "status", "action", "version", "time", "detail"):
+        table.add_column(column)
+    for node, entry in report.nodes.items():
+        status = str(entry.status)
+        style = _STATUS_STYLE.get(status, "")
+        detail = entry.error or entry.reason or ""
+        changes = entry.detail.get("changes")
+        if changes:
+            detail = ", ".join(f"{n} {a}" for a, n in changes.items())
+        table.add_row(str(node), f"[{style}]{status}[/]" if style else status,
+                      entry.detail.get("action", ""), entry.detail.get("version", ""),
+                      f"{entry.duration:.1f}s" if entry.duration is not None else "",
+                      _first_lines(detail))
+    console.print(table)
+    console.print(report.summary())
+    for node, entry in report.nodes.items():
+        if entry.error and "\n" in entry.error:
+            err_console.print(f"[red]{node}[/]: {entry.error}")
+
+
+def _first_lines(text: str, lines: int = 3) -> str:
+    parts = text.strip().splitlines()
+    return "\n".join(parts[:lines]) + (" …" if len(parts) > lines else "")
+
+
+def write_report(path: str | None, document: dict[str, Any]) -> None:
+    if not path:
+        return
+    Path(path).write_text(json.dumps(document, indent=2, sort_keys=True, default=str))
+    err_console.print(f"report written to {path}")
+
+
+class TestEnvironmentPrinter:
+    """Output of `doit env`: stages, live progress per stage, block tests, verdict."""
+
+    def __init__(self, targets: list[str]) -> None:
+        self.targets = targets
+        self._progress: _LazyProgress | None = None
+
+    def announce(self, stage: str, text: str) -> None:
+        if self._progress is not None:
+            self._progress.__exit__(None, None, None)
+            self._progress = None
+        console.rule(f"[bold]{stage}[/] {text}")
+
+    def sink(self, stage: str) -> _LazyProgress:
+        self._progress = _LazyProgress(f"{stage}")
+        return self._progress
+
+    def finish(self, outcome: TestEnvironmentOutcome) -> None:
+        if self._progress is not None:
+            self._progress.__exit__(None, None, None)
+        if outcome.create_report is not None:
+            print_run_summary(outcome.create_report, f"create in {outcome.environment}")
+        for result in outcome.tests:
+            verdict = ("[green]passed[/]" if result.ok else
+                       "[yellow]no tests[/]" if result.skipped else "[red]failed[/]")
+            console.print(f"block tests {result.block} {result.version}: {verdict} "
+                          f"({result.summary})")
+        if outcome.destroy_report is not None:
+            print_run_summary(outcome.destroy_report, f"destroy {outcome.environment}")
+        if outcome.leftovers:
+            err_console.print(f"[yellow]swept from the local cloud after destroy:[/] "
+                              f"{outcome.leftovers}")
+        if outcome.error:
+            err_console.print(f"[red]error:[/] {outcome.error}")
+        if outcome.kept:
+            console.print(f"environment [bold]{outcome.environment}[/] kept. Reach it with "
+                          f"`doit outputs BLOCK --env {outcome.environment}`; destroy it with "
+                          f"`doit destroy {' '.join(self.targets)} --env {outcome.environment} "
+                          f"--with-dependents --yes` (dependencies: `doit status --env "
+                          f"{outcome.environment}`) or `doit cloud --purge "
+                          f"{outcome.environment}`")
+        verdict = "[green]PASSED[/]" if outcome.ok else "[red]FAILED[/]"
+        console.print(f"doit env {' '.join(self.targets)} ({outcome.environment}): {verdict}")
+
+    def report_document(self, outcome: TestEnvironmentOutcome) -> dict[str, Any]:
+        return {
+            "command": "env", "environment": outcome.environment, "ok": outcome.ok,
+            "resolution": outcome.resolution.to_json() if outcome.resolution else None,
+            "create": outcome.create_report.to_json() if outcome.create_report else None,
+            "tests": [{"block": t.block, "version": t.version, "returncode": t.returncode,
+                       "summary": t.summary} for t in outcome.tests],
+            "destroy": outcome.destroy_report.to_json() if outcome.destroy_report else None,
+            "leftovers": outcome.leftovers, "kept": outcome.kept, "error": outcome.error,
+        }
+
+
+def print_plans(environment: str, plans: list[BlockPlan], *, as_json: bool) -> None:
+    if as_json:
+        document = [{"block": p.block, "deployed": p.deployed, "target": p.target,
+                     "note": p.note or None,
+                     "has_changes": p.plan.has_changes if p.plan else None,
+                     "changes": [{"address": c.address, "action": c.action}
+                                 for c in (p.plan.changes if p.plan else [])]}
+                    for p in plans]
+        print(json.dumps({"environment": environment, "blocks": document}, indent=2))
+        return
+    table = Table(title=f"plan for {environment}", title_justify="left")
+    for column in ("block", "deployed", "target", "changes"):
+        table.add_column(column)
+    for p in plans:
+        if p.plan is None:
+            changes = p.note
+        elif not p.plan.has_changes:
+            changes = "[green]no changes[/]"
+        else:
+            changes = p.plan.summary() + "\n" + "\n".join(
+                f"  {c.action} {c.address}" for c in p.plan.changes)
+            if p.note:
+                changes = f"{p.note}\n{changes}"
+        table.add_row(p.block, p.deployed or "-", p.target, changes)
+    console.print(table)
+
+
+def print_status(statuses: list[EnvironmentStatus], *, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps([s.to_json() for s in statuses], indent=2))
+        return
+    for status in statuses:
+        table = Table(title=f"{status.environment}"
+                            + ("" if status.declared else " (ephemeral / not in blocks.toml)"),
+                      title_justify="left")
+        for column in ("block", "version", "status", "applied", "by", "drift", "newer allowed"):
+            table.add_column(column)
+        for b in status.blocks:
+            drift = ("[green]none[/]" if b.drift == "none" else
+                     f"[red]{b.drift}[/]" if b.drift.startswith(("drifted", "error")) else b.drift)
+            table.add_row(b.block, b.version, b.status, b.applied_at, b.applied_by, drift,
+                          ", ".join(b.newer_allowed) or "-")
+        if not status.blocks:
+            table.add_row("(nothing deployed)", "", "", "", "", "", "")
+        console.print(table)
+
+
+def print_outputs(block: str, environment: str, outputs: Outputs, *, as_json: bool) -> None:
+    from infrablocks.state import outputs_to_json, render_outputs_table
+
+    if as_json:
+        json.dump(outputs_to_json(outputs), sys.stdout, indent=2)
+        print()
+        return
+    console.print(render_outputs_table(outputs, title=f"{block} outputs in {environment}"))

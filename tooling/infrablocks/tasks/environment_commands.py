@@ -1,0 +1,200 @@
+"""`doit create`, `destroy`, `env`, `plan`, `status`, `outputs`: environments of blocks.
+
+Thin on purpose: parse arguments, call :mod:`infrablocks.deploy`, print with rich.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from infrablocks.tasks._command import command_task, flag, option
+
+DEFAULT_JOBS = 4
+_ENV = option("env", help="environment (default: defaults.environment in blocks.toml)")
+_JOBS = option("jobs", type=int, default=DEFAULT_JOBS,
+               help=f"blocks run at once (default {DEFAULT_JOBS})")
+_KEEP_GOING = flag("keep_going", help="after a failure, still run everything not downstream")
+_REPORT = option("report", help="write the run report (per-block status, durations) as JSON")
+
+
+def task_create() -> dict[str, Any]:
+    return command_task(
+        "create", _create, positional="targets",
+        doc="create or update the blocks targets need in an environment, dependencies first",
+        params=[_ENV, _JOBS, _KEEP_GOING, _REPORT])
+
+
+def task_destroy() -> dict[str, Any]:
+    return command_task(
+        "destroy", _destroy, positional="targets",
+        doc="destroy blocks in an environment, dependents first",
+        params=[_ENV, _JOBS, _KEEP_GOING, _REPORT,
+                flag("with_dependents", help="also destroy deployed blocks that depend on them"),
+                flag("yes", help="do not ask for confirmation")])
+
+
+def task_env() -> dict[str, Any]:
+    return command_task(
+        "env", _env, positional="targets",
+        doc="throwaway environment: create what targets need, run their block tests, destroy",
+        params=[_JOBS, _KEEP_GOING, _REPORT,
+                flag("keep", help="keep the environment afterwards (prints how to destroy it)")])
+
+
+def task_plan() -> dict[str, Any]:
+    return command_task(
+        "plan", _plan, positional="targets",
+        doc="show what create would change, per block, without changing anything",
+        params=[_ENV, flag("json", help="print the plan as JSON")])
+
+
+def task_status() -> dict[str, Any]:
+    return command_task(
+        "status", _status,
+        doc="deployed blocks per environment: versions, when, by whom, drift, newer versions",
+        params=[option("env", help="only this environment (default: all with state)"),
+                flag("json", help="print the status as JSON"),
+                flag("no_drift", help="skip the drift check (no terraform plan)")])
+
+
+def task_outputs() -> dict[str, Any]:
+    return command_task(
+        "outputs", _outputs, positional="targets",
+        doc="a deployed block's outputs (sensitive values masked)",
+        params=[_ENV, flag("json", help="print the outputs as JSON (still masked)")])
+
+
+# -- implementations ------------------------------------------------------------------------------
+
+
+def _one_target(targets: list[str], command: str) -> str:
+    from infrablocks.errors import UsageError
+
+    if len(targets) != 1:
+        raise UsageError(f"doit {command} takes exactly one block, got {len(targets)}",
+                         hint=f"e.g. doit {command} base --env prod")
+    return targets[0]
+
+
+def _create(targets: list[str], env: str | None, jobs: int, keep_going: bool,
+            report: str | None) -> int:
+    from infrablocks.deploy.orchestrate import create
+    from infrablocks.deploy.workspace import open_workspace
+    from infrablocks.tasks._deploy_output import print_run_summary, progress_for, write_report
+
+    workspace = open_workspace()
+    environment = workspace.environment_name(env)
+    workspace.check_known_environment(environment)
+    with progress_for(f"create in {environment}") as progress:
+        _resolution, run = create(workspace, targets, environment, jobs=int(jobs),
+                                  keep_going=keep_going, on_event=progress)
+    print_run_summary(run, f"create in {environment}")
+    write_report(report, {"command": "create", "environment": environment, "run": run.to_json()})
+    return 0 if run.ok else 1
+
+
+def _destroy(targets: list[str], env: str | None, jobs: int, keep_going: bool,
+             report: str | None, with_dependents: bool, yes: bool) -> int:
+    from rich.console import Console
+    from rich.prompt import Confirm
+
+    from infrablocks.deploy.orchestrate import destroy
+    from infrablocks.deploy.workspace import open_workspace
+    from infrablocks.errors import UsageError
+    from infrablocks.tasks._deploy_output import print_run_summary, progress_for, write_report
+
+    if not targets:
+        raise UsageError("name the blocks to destroy", hint="e.g. doit destroy nomad --env prod")
+    workspace = open_workspace()
+    environment = workspace.environment_name(env)
+    workspace.check_known_environment(environment)
+    console = Console(highlight=False)
+
+    def confirm(order: list[str]) -> bool:
+        console.print(f"will destroy in [bold]{environment}[/], in this order: "
+                      + " → ".join(order))
+        if yes:
+            return True
+        import sys
+
+        if not sys.stdin.isatty():
+            raise UsageError("refusing to destroy without confirmation on a non-interactive "
+                             "terminal", hint="pass --yes")
+        return Confirm.ask("destroy?", default=False)
+
+    with progress_for(f"destroy in {environment}") as progress:
+        run = destroy(workspace, targets, environment, with_dependents=with_dependents,
+                      jobs=int(jobs), keep_going=keep_going, on_event=progress, confirm=confirm)
+    if run is None:
+        console.print("nothing destroyed")
+        return 1
+    print_run_summary(run, f"destroy in {environment}")
+    write_report(report, {"command": "destroy", "environment": environment,
+                          "run": run.to_json()})
+    return 0 if run.ok else 1
+
+
+def _env(targets: list[str], jobs: int, keep_going: bool, report: str | None,
+         keep: bool) -> int:
+    from infrablocks.deploy.orchestrate import run_test_environment
+    from infrablocks.deploy.workspace import open_workspace
+    from infrablocks.errors import UsageError
+    from infrablocks.tasks._deploy_output import TestEnvironmentPrinter, write_report
+
+    if not targets:
+        raise UsageError("name the blocks to test", hint="e.g. doit env microservice01")
+    workspace = open_workspace()
+    # Resolve before creating anything: bad targets fail here, with nothing to clean up.
+    from infrablocks.resolve import resolve
+
+    resolve(workspace.registry, targets)
+    printer = TestEnvironmentPrinter(targets)
+    outcome = run_test_environment(workspace, targets, keep=keep, jobs=int(jobs),
+                                   keep_going=keep_going, on_event=printer.sink,
+                                   announce=printer.announce)
+    printer.finish(outcome)
+    write_report(report, printer.report_document(outcome))
+    return 0 if outcome.ok else 1
+
+
+def _plan(targets: list[str], env: str | None, json: bool) -> int | None:
+    from infrablocks.deploy.orchestrate import plan
+    from infrablocks.deploy.workspace import open_workspace
+    from infrablocks.tasks._deploy_output import print_plans
+
+    workspace = open_workspace()
+    environment = workspace.environment_name(env)
+    workspace.check_known_environment(environment)
+    resolution, plans = plan(workspace, targets, environment)
+    print_plans(environment, plans, as_json=json)
+    return None
+
+
+def _status(env: str | None, json: bool, no_drift: bool) -> int | None:
+    from infrablocks.deploy.status import environment_status
+    from infrablocks.deploy.workspace import open_workspace
+    from infrablocks.tasks._deploy_output import print_status
+
+    workspace = open_workspace()
+    environments = [env] if env else sorted(set(workspace.backend.list_environments())
+                                            | set(workspace.registry.environments))
+    if env:
+        workspace.check_known_environment(env)
+    statuses = [environment_status(workspace, name, drift=not no_drift) for name in environments]
+    print_status(statuses, as_json=json)
+    return None
+
+
+def _outputs(targets: list[str], env: str | None, json: bool) -> int | None:
+    from infrablocks.deploy.block_ops import read_block_outputs
+    from infrablocks.deploy.workspace import open_workspace
+    from infrablocks.tasks._deploy_output import print_outputs
+
+    block = _one_target(targets, "outputs")
+    workspace = open_workspace()
+    workspace.registry.block(block)
+    environment = workspace.environment_name(env)
+    workspace.check_known_environment(environment)
+    print_outputs(block, environment, read_block_outputs(workspace, environment, block),
+                  as_json=json)
+    return None
