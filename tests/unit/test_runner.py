@@ -296,6 +296,31 @@ def test_a_failing_event_callback_does_not_abort_the_run() -> None:
                                "RuntimeError: display gone"]
 
 
+def test_an_interrupt_in_the_main_thread_cancels_running_work_before_propagating() -> None:
+    graph = nx.DiGraph()
+    graph.add_nodes_from(["a"])
+    saw_cancel: list[bool] = []
+
+    def work(node: Hashable, token: CancelToken) -> None:
+        saw_cancel.append(token.wait(WAIT))
+
+    def interrupting(event: RunEvent) -> None:
+        if event.kind == NODE_STARTED:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_dag(graph, work, jobs=1, on_event=interrupting, handle_signals=False)
+    assert saw_cancel == [True]
+
+
+def test_a_work_function_returning_something_else_is_a_failure() -> None:
+    graph = nx.DiGraph()
+    graph.add_node("a")
+    report = run_dag(graph, lambda n, t: True, jobs=1)
+    assert report.nodes["a"].status is Status.FAILED
+    assert "expected a runner Result or None" in (report.nodes["a"].error or "")
+
+
 def test_report_json_has_per_node_status_and_timing(tmp_path) -> None:
     graph = nx.DiGraph([("a", "b")])
     report = run_dag(graph, lambda n, t: Result.success(version="1.0.0"), jobs=2)

@@ -130,18 +130,13 @@ class _Run:
         try:
             with ThreadPoolExecutor(max_workers=self.jobs,
                                     thread_name_prefix="infrablocks-run") as pool:
-                while True:
-                    self._announce_cancel()
-                    while self.ready and len(self.running) < self.jobs and not self._stopping:
-                        self._start(pool, heapq.heappop(self.ready)[-1])
-                    if not self.running:
-                        break
-                    try:
-                        # A timeout keeps the main thread responsive to signals.
-                        finished = self.done.get(timeout=0.2)
-                    except queue.Empty:
-                        continue
-                    self._finish(*finished)
+                try:
+                    self._loop(pool)
+                except BaseException as exc:
+                    # E.g. KeyboardInterrupt without our handlers: leaving the pool waits for
+                    # the running work, so tell it to stop first.
+                    self.token.cancel(f"interrupted by {type(exc).__name__}")
+                    raise
             self._announce_cancel()
         finally:
             self._restore_signal_handlers(previous_handlers)
@@ -153,6 +148,20 @@ class _Run:
         report.cancel_reason = self.token.reason
         self._emit(RunEvent(RUN_FINISHED, message=report.summary(), time=time.monotonic()))
         return report
+
+    def _loop(self, pool: ThreadPoolExecutor) -> None:
+        while True:
+            self._announce_cancel()
+            while self.ready and len(self.running) < self.jobs and not self._stopping:
+                self._start(pool, heapq.heappop(self.ready)[-1])
+            if not self.running:
+                return
+            try:
+                # A timeout keeps the main thread responsive to signals.
+                finished = self.done.get(timeout=0.2)
+            except queue.Empty:
+                continue
+            self._finish(*finished)
 
     @property
     def _stopping(self) -> bool:
@@ -190,7 +199,11 @@ class _Run:
             ok, error = False, _describe(exc)
             report.traceback = trace
         else:
-            result = result if result is not None else Result()
+            if result is None:
+                result = Result()
+            elif not isinstance(result, Result):
+                result = Result.failure(f"work returned {type(result).__name__}, "
+                                        "expected a runner Result or None")
             ok, error = result.ok, (None if result.ok else (result.error or "failed"))
             report.detail.update(result.detail)
         if ok:
