@@ -298,18 +298,18 @@ def test_a_failing_event_callback_does_not_abort_the_run() -> None:
 
 def test_an_interrupt_in_the_main_thread_cancels_running_work_before_propagating() -> None:
     graph = nx.DiGraph()
-    graph.add_nodes_from(["a"])
+    graph.add_nodes_from(["a", "b"])
     saw_cancel: list[bool] = []
 
     def work(node: Hashable, token: CancelToken) -> None:
         saw_cancel.append(token.wait(WAIT))
 
     def interrupting(event: RunEvent) -> None:
-        if event.kind == NODE_STARTED:
+        if event.kind == NODE_STARTED and event.node == "b":  # a is running by then
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        run_dag(graph, work, jobs=1, on_event=interrupting, handle_signals=False)
+        run_dag(graph, work, jobs=2, on_event=interrupting, handle_signals=False)
     assert saw_cancel == [True]
 
 
