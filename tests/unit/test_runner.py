@@ -334,6 +334,16 @@ def test_report_json_has_per_node_status_and_timing(tmp_path) -> None:
     assert data["nodes"][0]["detail"] == {"version": "1.0.0"}
 
 
+def test_critical_path_follows_the_longest_chain_of_measured_durations() -> None:
+    graph = nx.DiGraph([("base", "nomad"), ("base", "stolon"), ("stolon", "app"),
+                        ("nomad", "app")])
+    report = run_dag(graph, quick, jobs=2)
+    for node, seconds in {"base": 2.0, "nomad": 1.0, "stolon": 3.0, "app": 0.5}.items():
+        report.nodes[node].duration = seconds  # as if measured
+    assert report.critical_path(graph) == (5.5, ["base", "stolon", "app"])
+    assert report.critical_path(nx.DiGraph()) == (0.0, [])
+
+
 def test_progress_prints_plain_lines_when_not_on_a_terminal() -> None:
     from infrablocks.runner.progress import LiveProgress
     from rich.console import Console

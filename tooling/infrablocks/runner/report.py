@@ -144,6 +144,33 @@ class RunReport:
     def write_json(self, path: Path) -> None:
         path.write_text(json.dumps(self.to_json(), indent=2) + "\n")
 
+    def critical_path(self, graph: Any) -> tuple[float, list[Hashable]]:
+        """The longest chain of measured node durations through ``graph`` and its nodes.
+
+        ``wall ÷ critical path`` is the scheduling efficiency of the run (1.0 is perfect);
+        nodes that did not run count as 0 s. Edges are read dependency → dependent whatever
+        the run's direction (a chain is as long either way).
+        """
+        import networkx as nx
+
+        finish: dict[Hashable, float] = {}
+        via: dict[Hashable, Hashable | None] = {}
+        for node in nx.topological_sort(graph):
+            report = self.nodes.get(node)
+            own = (report.duration or 0.0) if report else 0.0
+            best = max(graph.predecessors(node), key=lambda p: finish[p], default=None)
+            finish[node] = own + (finish[best] if best is not None else 0.0)
+            via[node] = best
+        if not finish:
+            return 0.0, []
+        end: Hashable | None = max(finish, key=lambda n: finish[n])
+        total = finish[end]
+        chain: list[Hashable] = []
+        while end is not None:
+            chain.append(end)
+            end = via[end]
+        return total, chain[::-1]
+
     def summary_table(self, *, title: str | None = None, labels: dict[Hashable, str] | None
                       = None) -> Any:
         """A rich Table: one row per node with status, duration and error or reason."""
