@@ -141,7 +141,10 @@ def resolve(registry: Registry, targets: list[str], pins: Mapping[str, Version] 
     reasons: dict[str, list[str]] = {}
     for name, chosen in selected.items():
         lines = sorted({info.requirement.describe() for info in
-                        result.criteria[name].information},
+                        result.criteria[name].information
+                        # only requirements of versions in the final choice
+                        if info.parent is None or selected.get(info.parent.block)
+                        is info.parent},
                        key=lambda line: (not line.startswith("target"), line))
         if name in pins:
             lines.append(f"pinned to {pins[name]}" + _by_env(environment))
