@@ -26,6 +26,9 @@ EPHEMERAL_PREFIX = "t-"
 SUPERNET = ipaddress.ip_network("127.42.0.0/16")
 PERSISTENT_RANGE = range(1, 100)      # 127.42.1.0/24 … 127.42.99.0/24
 EPHEMERAL_RANGE = range(100, 200)     # 127.42.100.0/24 … 127.42.199.0/24 (200+ is for tests)
+# Narrows the ephemeral range, e.g. "180-199" (third octets, inclusive): lets a test suite keep
+# its throwaway environments inside the addresses it owns.
+EPHEMERAL_RANGE_ENV = "INFRABLOCKS_EPHEMERAL_SUBNETS"
 _NAME = re.compile(r"^[a-z][a-z0-9-]{0,30}$")
 
 
@@ -58,6 +61,23 @@ def parse_subnet(value: str, *, where: str) -> str:
         raise ConfigError(f"{where}: {value!r} must be a /24 inside {SUPERNET}",
                           hint='for example "127.42.5.0/24"')
     return str(net)
+
+
+def ephemeral_range() -> range:
+    """Third octets of ephemeral subnets: ``$INFRABLOCKS_EPHEMERAL_SUBNETS``, else the default."""
+    text = os.environ.get(EPHEMERAL_RANGE_ENV, "").strip()
+    if not text:
+        return EPHEMERAL_RANGE
+    low, _, high = text.partition("-")
+    try:
+        chosen = range(int(low), int(high or low) + 1)
+    except ValueError:
+        chosen = range(0)
+    if not chosen or chosen.start < EPHEMERAL_RANGE.start or chosen.stop > EPHEMERAL_RANGE.stop:
+        raise UsageError(f"{EPHEMERAL_RANGE_ENV}={text!r} is not a range inside "
+                         f"{EPHEMERAL_RANGE.start}-{EPHEMERAL_RANGE.stop - 1}",
+                         hint=f'e.g. {EPHEMERAL_RANGE_ENV}="180-199"')
+    return chosen
 
 
 class SubnetAllocator:
@@ -98,7 +118,7 @@ class SubnetAllocator:
             if environment in table:
                 return table[environment]
             taken = set(table.values())
-            pool = EPHEMERAL_RANGE if is_ephemeral(environment) else PERSISTENT_RANGE
+            pool = ephemeral_range() if is_ephemeral(environment) else PERSISTENT_RANGE
             for third in pool:
                 candidate = f"127.42.{third}.0/24"
                 if candidate not in taken:
