@@ -13,18 +13,23 @@ from urllib.parse import urlsplit
 
 from tf.iface import CreateContext, DeleteContext, PlanContext, ReadContext, UpdateContext
 from tf.schema import Attribute, Schema
-from tf.types import List, Map, String
+from tf.types import List, Map, String, Unknown
+from tf.utils import Diagnostics
 
 from infrablocks.cloud.local.jobs import (
     FAILED_STATES,
+    JobError,
+    JobSpec,
     JobStatus,
     Scheduler,
     SchedulerUnreachable,
     job_spec,
 )
 from infrablocks.cloud.local.provider_base import CloudResource, map_like, reporting
+from infrablocks.errors import ConfigError
 
 START_TIMEOUT_SECONDS = 30.0
+_SPEC_FIELDS = ("name", "command", "environment", "directory")
 
 
 class JobResource(CloudResource):
@@ -57,8 +62,10 @@ class JobResource(CloudResource):
 
     def create(self, ctx: CreateContext, planned: dict) -> dict | None:
         with reporting(ctx.diagnostics, f"creating job {planned.get('name')}"):
-            spec = job_spec(planned["name"], planned["command"], planned.get("environment"),
-                            planned.get("directory"))
+            try:
+                spec = _spec(planned)
+            except ConfigError as error:  # its message lists the problems: keep them
+                raise JobError(str(error)) from error
             scheduler = Scheduler(planned["scheduler_url"])
             status = scheduler.submit(spec, planned["jobs_dir"], timeout=START_TIMEOUT_SECONDS)
             return _state(planned, status)
@@ -84,8 +91,37 @@ class JobResource(CloudResource):
             Scheduler(current["scheduler_url"]).remove(current["name"], current["jobs_dir"])
         return None
 
+    def validate(self, diags: Diagnostics, type_name: str, config: dict) -> None:
+        # Terraform validates each resource's evaluated configuration before planning it: an
+        # invalid job is refused at plan time (when its values are known), naming every problem.
+        super().validate(diags, type_name, config)
+        if diags.has_errors() or not _all_known(config, _SPEC_FIELDS):
+            return
+        try:
+            _spec(config)
+        except ConfigError as error:
+            diags.add_error(f"localcloud_job {config.get('name')}: {error}")
+
     def plan(self, ctx: PlanContext, current: dict | None, planned: dict) -> dict:
         return planned
+
+
+def _spec(values: dict) -> JobSpec:
+    return job_spec(values["name"], values["command"], values.get("environment"),
+                    values.get("directory"))
+
+
+def _all_known(values: dict, keys: tuple[str, ...]) -> bool:
+    def known(value: object) -> bool:
+        if value is Unknown:
+            return False
+        if isinstance(value, dict):
+            return all(known(v) for v in value.values())
+        if isinstance(value, list | tuple):
+            return all(known(v) for v in value)
+        return True
+
+    return all(known(values.get(key)) for key in keys)
 
 
 def _state(prior: dict, status: JobStatus) -> dict:
