@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from infrablocks.errors import InfrablocksError
+from infrablocks.errors import InfrablocksError, UsageError
 from infrablocks.runner import Cancelled, CancelToken, Result
 from infrablocks.state import CREATING, DEPLOYED, DESTROYING, FAILED, Outputs, new_record
 
@@ -62,7 +62,7 @@ class BlockRun:
         values: dict[str, Any] = {"environment": self.environment, "subnet_cidr": self.subnet}
         for dependency in sorted(self.version.requires):
             outputs = self.workspace.backend.read_outputs(self.environment, dependency)
-            if not outputs:
+            if not outputs and not _deployed(self.workspace, self.environment, dependency):
                 raise DependencyNotDeployed(
                     f"{self.block} needs the outputs of {dependency}, which is not deployed in "
                     f"environment {self.environment}",
@@ -74,12 +74,25 @@ class BlockRun:
         return values
 
     def prepare(self, inputs: dict[str, Any] | None = None) -> Path:
+        """The block's working directory, ready for ``terraform init``.
+
+        The working area is private (0700): the inputs file and saved plans hold dependency
+        outputs, sensitive ones included.
+        """
         from infrablocks.terraform.workdir import prepare_workdir
 
+        work_root = self.workspace.work_root
+        work_root.mkdir(parents=True, exist_ok=True)  # parents keep their modes: the local
+        work_root.chmod(0o700)                        # cloud may live in .infrablocks/
         return prepare_workdir(
             self.workspace.work_root, self.environment, self.block, self.version.path,
             self.workspace.backend.terraform_backend(self.environment, self.block),
             self.inputs() if inputs is None else inputs)
+
+
+def _deployed(workspace: Workspace, environment: str, block: str) -> bool:
+    record = workspace.backend.get_record(environment, block)
+    return record is not None and record.status == DEPLOYED
 
 
 def _terraform_for(run: BlockRun, token: CancelToken) -> Terraform:
@@ -232,6 +245,6 @@ def _run_for_record(workspace: Workspace, environment: str, block: str,
 def read_block_outputs(workspace: Workspace, environment: str, block: str) -> Outputs:
     outputs = workspace.backend.read_outputs(environment, block)
     if not outputs and workspace.backend.get_record(environment, block) is None:
-        raise InfrablocksError(f"{block} is not deployed in environment {environment}",
+        raise UsageError(f"{block} is not deployed in environment {environment}",
                                hint=f"doit status --env {environment}")
     return outputs

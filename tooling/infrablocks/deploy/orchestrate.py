@@ -6,13 +6,16 @@ the runner with the per-block work functions of :mod:`infrablocks.deploy.block_o
 
 from __future__ import annotations
 
+import contextlib
 import shutil
-from collections.abc import Callable
+import signal
+import threading
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from infrablocks.deploy.block_ops import BlockRun, apply_block, destroy_block, plan_block
-from infrablocks.errors import InfrablocksError, UsageError
+from infrablocks.errors import ConfigError, InfrablocksError, UsageError
 from infrablocks.runner import CancelToken, Result, RunEvent, RunReport, run_dag
 
 if TYPE_CHECKING:
@@ -28,11 +31,18 @@ EventSink = Callable[[RunEvent], None]
 
 def resolve_for_environment(workspace: Workspace, targets: list[str],
                             environment: str) -> Resolution:
-    """Resolve ``targets`` with the environment's pins, preferring what is already deployed."""
-    from infrablocks.resolve import resolve
+    """Resolve ``targets`` with the environment's pins, preferring what is already deployed.
 
-    return resolve(workspace.registry, targets, workspace.pins(environment),
-                   prefer=workspace.deployed_versions(environment), environment=environment)
+    A conflict (e.g. a pin that no longer fits a requirement) is a blocks.toml problem the user
+    fixes, so it is a :class:`ConfigError` (exit 2) here.
+    """
+    from infrablocks.resolve import ResolutionError, resolve
+
+    try:
+        return resolve(workspace.registry, targets, workspace.pins(environment),
+                       prefer=workspace.deployed_versions(environment), environment=environment)
+    except ResolutionError as exc:
+        raise ConfigError(exc.message, hint=exc.hint) from None
 
 
 def _check_auto_create(workspace: Workspace, resolution: Resolution, environment: str) -> None:
@@ -84,6 +94,7 @@ def plan(workspace: Workspace, targets: list[str], environment: str,
     from infrablocks.graph import dependency_graph, topological_order
 
     resolution = resolve_for_environment(workspace, targets, environment)
+    _check_auto_create(workspace, resolution, environment)
     deployed = workspace.deployed_versions(environment)
     subnet = workspace.subnet(environment)
     token = token or CancelToken()
@@ -158,21 +169,22 @@ def destroy(workspace: Workspace, targets: list[str], environment: str, *,
 
 def destroy_environment(workspace: Workspace, environment: str, *, jobs: int = 4,
                         on_event: EventSink | None = None,
-                        token: CancelToken | None = None) -> RunReport:
+                        token: CancelToken | None = None,
+                        handle_signals: bool = True) -> RunReport:
     """Destroy everything deployed in ``environment`` (keep-going: take down all that can go)."""
     graph = deployed_graph(workspace, environment)
     return _destroy_nodes(workspace, environment, graph, jobs=jobs, keep_going=True,
-                          on_event=on_event, token=token)
+                          on_event=on_event, token=token, handle_signals=handle_signals)
 
 
 def _destroy_nodes(workspace: Workspace, environment: str, graph: nx.DiGraph, *, jobs: int,
                    keep_going: bool, on_event: EventSink | None,
-                   token: CancelToken | None) -> RunReport:
+                   token: CancelToken | None, handle_signals: bool = True) -> RunReport:
     def work(node: Any, tok: CancelToken) -> Result:
         return destroy_block(workspace, environment, node, tok)
 
     return run_dag(graph, work, jobs=jobs, keep_going=keep_going, reverse=True,
-                   on_event=on_event, token=token)
+                   on_event=on_event, token=token, handle_signals=handle_signals)
 
 
 @dataclass
@@ -230,13 +242,36 @@ def run_test_environment(workspace: Workspace, targets: list[str], *, keep: bool
             outcome.kept = True
         else:
             say("destroy", f"environment {name}")
-            outcome.destroy_report, outcome.leftovers = teardown_environment(
-                workspace, name, jobs=jobs, on_event=sink("destroy"))
+            with _interrupts_deferred(lambda: say(
+                    "destroy", "interrupt ignored: the environment is being destroyed "
+                               "(this always completes)")):
+                outcome.destroy_report, outcome.leftovers = teardown_environment(
+                    workspace, name, jobs=jobs, on_event=sink("destroy"), handle_signals=False)
     return outcome
 
 
+@contextlib.contextmanager
+def _interrupts_deferred(notice: Callable[[], None]) -> Iterator[None]:
+    """While the body runs, SIGINT/SIGTERM only call ``notice`` (main thread only).
+
+    `doit env` promises to destroy what it created also after a Ctrl-C: a second Ctrl-C during
+    the teardown must not leave the environment half destroyed. (Terraform runs in its own
+    session, so the terminal's Ctrl-C never reaches it directly.)
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {signum: signal.signal(signum, lambda *_: notice())
+                for signum in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
 def teardown_environment(workspace: Workspace, environment: str, *, jobs: int = 4,
-                         on_event: EventSink | None = None
+                         on_event: EventSink | None = None, handle_signals: bool = True
                          ) -> tuple[RunReport, dict[str, list[str]]]:
     """Destroy an environment completely: Terraform destroy, then anything left in the cloud.
 
@@ -247,7 +282,7 @@ def teardown_environment(workspace: Workspace, environment: str, *, jobs: int = 
     from infrablocks.cloud.local.inventory import purge_environment
 
     report = destroy_environment(workspace, environment, jobs=jobs, on_event=on_event,
-                                 token=CancelToken())
+                                 token=CancelToken(), handle_signals=handle_signals)
     leftovers = purge_environment(workspace.cloud, environment)
     if report.ok:
         for block in workspace.backend.list_blocks(environment):
