@@ -1,0 +1,169 @@
+"""The rolling declaration of a stateful block: which resources roll, which gates apply.
+
+Declared in blocks.toml under the block, and overridable per version (version keys win; the
+``timeouts`` and ``check_options`` tables merge key by key)::
+
+    [blocks.base.rolling]
+    instances = "localcloud_instance.member"
+    attachments = "localcloud_volume_attachment.member"
+    check = "etcd"
+    order = "leader-last"
+    timeouts = { stop = 60, running = 60, volume = 60, rejoin = 120, healthy = 180 }
+
+Validation reports every problem at once with its key path (``ConfigError``, exit 2).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from infrablocks.errors import ConfigError
+
+if TYPE_CHECKING:
+    from infrablocks.registry import BlockVersion, Registry
+
+__all__ = ["DEFAULT_TIMEOUTS", "ORDERS", "RollingDeclaration", "declaration_for",
+           "declaration_problems", "rolling_check"]
+
+ORDERS = ("leader-last", "index")
+DEFAULT_TIMEOUTS: dict[str, float] = {
+    "stop": 60.0,      # the instance stops (SIGTERM, then the platform's own kill)
+    "running": 120.0,  # the new instance runs (and is ready)
+    "volume": 60.0,    # the volume detaches (available) / re-attaches (in-use)
+    "rejoin": 120.0,   # the replaced member serves and is back in the cluster
+    "healthy": 180.0,  # the whole cluster is healthy again
+}
+KEYS = {"instances", "attachments", "check", "check_options", "order", "timeouts",
+        "volume_marker", "poll_interval"}
+_IDENT = r"[A-Za-z_][A-Za-z0-9_-]*"
+_ADDRESS = re.compile(rf"^(module\.{_IDENT}\.)*{_IDENT}\.{_IDENT}$")
+
+
+@dataclass(frozen=True)
+class RollingDeclaration:
+    """How to roll one block version. Addresses are without index (``type.name``)."""
+
+    instances: str
+    attachments: str | None
+    check: Any                       # a built-in name, "module:function" or {command=[...]}
+    check_options: dict[str, Any] = field(default_factory=dict)
+    order: str = "leader-last"
+    timeouts: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_TIMEOUTS))
+    volume_marker: str = ".infrablocks-upgrade-marker"
+    poll_interval: float = 0.5
+
+    def timeout(self, name: str) -> float:
+        return float(self.timeouts.get(name, DEFAULT_TIMEOUTS[name]))
+
+    def instance_address(self, index: int) -> str:
+        return f"{self.instances}[{index}]"
+
+    def attachment_address(self, index: int) -> str | None:
+        return f"{self.attachments}[{index}]" if self.attachments else None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"instances": self.instances, "attachments": self.attachments,
+                "check": self.check, "check_options": dict(self.check_options),
+                "order": self.order, "timeouts": dict(self.timeouts),
+                "volume_marker": self.volume_marker, "poll_interval": self.poll_interval}
+
+
+def _merged(block_table: dict[str, Any] | None,
+            version_table: dict[str, Any] | None) -> dict[str, Any] | None:
+    if block_table is None and version_table is None:
+        return None
+    merged = dict(block_table or {})
+    for key, value in (version_table or {}).items():
+        if key in ("timeouts", "check_options") and isinstance(value, dict) \
+                and isinstance(merged.get(key), dict):
+            merged[key] = {**merged[key], **value}
+        else:
+            merged[key] = value
+    return merged
+
+
+def declaration_problems(table: dict[str, Any], where: str) -> list[str]:
+    """Every problem of a (merged) rolling table; ``where`` prefixes each message."""
+    from infrablocks.checks import check_spec_problems
+
+    problems: list[str] = []
+    for key in sorted(set(table) - KEYS):
+        problems.append(f"{where}.{key}: unknown key (valid: {', '.join(sorted(KEYS))})")
+    for key in ("instances", "attachments"):
+        value = table.get(key)
+        if value is None and key == "attachments":
+            continue
+        if not isinstance(value, str) or not _ADDRESS.match(value):
+            problems.append(f"{where}.{key}: must be a resource address without index, like "
+                            f"\"localcloud_instance.member\" (got {value!r})")
+    if "check" not in table:
+        problems.append(f"{where}.check: missing (e.g. \"etcd\", \"patroni\", \"http\")")
+    else:
+        problems += [f"{where}.check: {p}" for p in check_spec_problems(table["check"])]
+    if "check_options" in table and not isinstance(table["check_options"], dict):
+        problems.append(f"{where}.check_options: must be a table")
+    order = table.get("order", "leader-last")
+    if order not in ORDERS:
+        problems.append(f"{where}.order: {order!r} is not one of {', '.join(ORDERS)}")
+    timeouts = table.get("timeouts", {})
+    if not isinstance(timeouts, dict):
+        problems.append(f"{where}.timeouts: must be a table like {{ stop = 60 }}")
+    else:
+        for name, value in timeouts.items():
+            if name not in DEFAULT_TIMEOUTS:
+                problems.append(f"{where}.timeouts.{name}: unknown timeout (valid: "
+                                f"{', '.join(DEFAULT_TIMEOUTS)})")
+            elif isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+                problems.append(f"{where}.timeouts.{name}: must be a positive number of "
+                                f"seconds, not {value!r}")
+    marker = table.get("volume_marker", ".x")
+    if not isinstance(marker, str) or not marker or "/" in marker or marker in (".", ".."):
+        problems.append(f"{where}.volume_marker: must be a plain file name")
+    interval = table.get("poll_interval", 0.5)
+    if isinstance(interval, bool) or not isinstance(interval, int | float) or interval <= 0:
+        problems.append(f"{where}.poll_interval: must be a positive number of seconds")
+    return problems
+
+
+def _where(version: BlockVersion, at_version: bool) -> str:
+    from infrablocks.registry import format_key_path
+
+    if at_version:
+        return "blocks.toml " + format_key_path("blocks", version.block, "versions",
+                                                str(version.version), "rolling")
+    return "blocks.toml " + format_key_path("blocks", version.block, "rolling")
+
+
+def declaration_for(registry: Registry, version: BlockVersion) -> RollingDeclaration | None:
+    """The block version's rolling declaration (None when it has none); ConfigError if invalid."""
+    block = registry.block(version.block)
+    table = _merged(block.extra.get("rolling"), version.extra.get("rolling"))
+    if table is None:
+        return None
+    where = _where(version, "rolling" in version.extra)
+    problems = declaration_problems(table, where)
+    if problems:
+        raise ConfigError(f"invalid rolling declaration of {version.label}", problems=problems)
+    return RollingDeclaration(
+        instances=table["instances"], attachments=table.get("attachments"),
+        check=table["check"], check_options=dict(table.get("check_options", {})),
+        order=table.get("order", "leader-last"),
+        timeouts={**DEFAULT_TIMEOUTS, **{k: float(v) for k, v in
+                                          table.get("timeouts", {}).items()}},
+        volume_marker=table.get("volume_marker", ".infrablocks-upgrade-marker"),
+        poll_interval=float(table.get("poll_interval", 0.5)))
+
+
+def rolling_check(registry: Registry) -> list[str]:
+    """``doit check``: every block version's rolling declaration is valid."""
+    problems: list[str] = []
+    for block in registry.blocks.values():
+        for version in block.versions.values():
+            table = _merged(block.extra.get("rolling"), version.extra.get("rolling"))
+            if table is None:
+                continue
+            found = declaration_problems(table, _where(version, "rolling" in version.extra))
+            problems += [p for p in found if p not in problems]
+    return problems
