@@ -131,9 +131,15 @@ def levels(graph: nx.DiGraph) -> list[list[str]]:
 def node_label(graph: nx.DiGraph, name: str) -> str:
     data = graph.nodes[name]
     if data.get("version"):
-        return f"{name} {data['version']}"
-    versions = data.get("versions") or []
-    return f"{name} ({', '.join(versions)})" if versions else name
+        label = f"{name} {data['version']}"
+    else:
+        versions = data.get("versions") or []
+        label = f"{name} ({', '.join(versions)})" if versions else name
+    if "deployments_of" in graph.graph:  # doit graph --env E (infrablocks.deploy.graph_state)
+        from infrablocks.deploy.graph_state import deployment_note
+
+        label += f" [{deployment_note(data.get('deployed'))}]"
+    return label
 
 
 # renderers ------------------------------------------------------------------------------------
@@ -193,6 +199,10 @@ def render_dot(graph: nx.DiGraph, title: str = "infrablocks") -> str:
         data = graph.nodes[name]
         label = name + "\\n" + (data["version"] if data.get("version")
                                 else ", ".join(data.get("versions") or []))
+        if "deployments_of" in graph.graph:
+            from infrablocks.deploy.graph_state import deployment_note
+
+            label += "\\n" + deployment_note(data.get("deployed"))
         attrs = [f"label=\"{label}\""]
         if data.get("stateful"):
             attrs.append("shape=cylinder")
@@ -254,6 +264,8 @@ def graph_document(graph: nx.DiGraph) -> dict[str, Any]:
                    "stateful": bool(graph.nodes[name].get("stateful")),
                    "highlighted": bool(graph.nodes[name].get("highlighted")),
                    "level": level_of[name],
+                   **({"deployed": graph.nodes[name].get("deployed")}
+                      if "deployments_of" in graph.graph else {}),
                    "dependencies": sorted(graph.predecessors(name))}
                   for name in sorted(graph.nodes)],
         "edges": [{"from": source, "to": target,

@@ -153,6 +153,12 @@ def _graph(block: str | None, env: str | None, format: str, output: str | None) 
                   "showing every version instead")
         graph = registry_graph(registry)
     title = f"infrablocks ({environment.name})" if environment.name else "infrablocks"
+    if env:  # deployed versions and status in that environment
+        from infrablocks.deploy.graph_state import annotate_deployments
+        from infrablocks.state import backend_from_settings
+
+        annotate_deployments(graph, backend_from_settings(registry.settings.get("state"),
+                                                          registry.root), environment.name)
     if block is not None:
         registry.block(block)
         sub = dependency_graph(resolve(registry, [block], environment.pins,
