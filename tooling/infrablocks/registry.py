@@ -209,6 +209,11 @@ def _type_name(value: Any) -> str:
             list: "an array", dict: "a table"}.get(type(value), type(value).__name__)
 
 
+def _precedence(bv: BlockVersion) -> Any:
+    """Sort key: the cached semver precedence tuple (C-level comparisons)."""
+    return getattr(bv.version, "_key", None) or bv.version.to_tuple()
+
+
 class _Problems:
     """Collects problems as (key path parts, message); formats them with file and line."""
 
@@ -410,6 +415,8 @@ class _Loader:
         self.root = root
         self.problems = _Problems(file)
         self._dir_listings: dict[str, set[str] | None] = {}
+        # every distinct (required block, constraint text), checked once after loading
+        self._requirement_pairs: set[tuple[str, str]] = set()
         self._blocks_dir = os.path.join(root, "blocks")
 
     def load(self, data: dict[str, Any]) -> Registry:
@@ -484,6 +491,9 @@ class _Loader:
                   f"(its Terraform code goes in blocks/{name}/1.0.0/)")
         loaded: list[BlockVersion] = []
         listing = self._listing(name)
+        constraint_of = _known_constraints.__getitem__
+        remember_pairs = self._requirement_pairs.update
+        root = self.root
         for text, vspec in versions.items():
             try:
                 version = _parsed_versions.get(text) or parse_version(text)
@@ -495,28 +505,33 @@ class _Loader:
                 # Fast path for the common shape (requires + images, default directory).
                 raw = vspec.get("requires")
                 try:
-                    requires = {} if raw is None else {
-                        dep: _known_constraints[c] for dep, c in raw.items()}
+                    requires = {} if raw is None else dict(
+                        zip(raw, map(constraint_of, raw.values()), strict=True))
                 except (KeyError, TypeError, AttributeError):
                     pass  # a constraint not seen yet, or bad input: the general path
                 else:
+                    if raw:
+                        remember_pairs(raw.items())
                     images = vspec.get("images")
                     loaded.append(BlockVersion(
                         name, version, None, requires,
                         [] if images is None else self._images(
                             images, (*path, "versions", text, "images")),
-                        {}, root=self.root))
+                        {}, root=root))
                     continue
             if not isinstance(vspec, dict):
                 p.add((*path, "versions", text), f"must be a table, not {_type_name(vspec)}")
                 continue
             loaded.append(self._load_version(name, version, text, vspec, path))
-        loaded.sort(key=lambda b: b.version)
-        for bv in loaded:
-            if bv.version in block.versions:
-                p.add((*path, "versions", str(bv.version)),
-                      f"version {bv.version} is declared twice (as different spellings)")
-            block.versions[bv.version] = bv
+        loaded.sort(key=_precedence)
+        block.versions = {bv.version: bv for bv in loaded}
+        if len(block.versions) != len(loaded):
+            seen: set[Version] = set()
+            for bv in loaded:
+                if bv.version in seen:
+                    p.add((*path, "versions", str(bv.version)),
+                          f"version {bv.version} is declared twice (as different spellings)")
+                seen.add(bv.version)
         return block
 
     def _load_version(self, block: str, version: Version, text: str, spec: dict[str, Any],
@@ -537,6 +552,7 @@ class _Loader:
         for dep, constraint_text in (raw_requires or {}).items():
             try:
                 requires[dep] = parse_constraint(constraint_text)
+                self._requirement_pairs.add((dep, constraint_text))
             except ConstraintSyntaxError as exc:
                 p.add((*block_path, "versions", text, "requires", dep),
                       f"invalid constraint: {exc}" if isinstance(constraint_text, str) else
@@ -626,8 +642,9 @@ class _Loader:
     def _check_requirements(self, blocks: dict[str, Block]) -> None:
         """Unknown blocks, self-requirements and requirements no version satisfies.
 
-        Satisfiability is cached per (constraint, set of versions): blocks mostly share the
-        same few version sets, so 300,000 requirements cost a few hundred checks.
+        Each distinct (block, constraint) is checked once, against the block's set of versions
+        (cached per constraint and set: blocks mostly share the same few version sets). Only when
+        something is wrong are the versions walked again to say where.
         """
         interned: dict[tuple[Version, ...], int] = {}
         set_of: dict[str, int] = {}  # block → id of its set of versions
@@ -635,22 +652,31 @@ class _Loader:
             set_of[name] = interned.setdefault(tuple(block.versions), len(interned))
         members = {number: versions for versions, number in interned.items()}
         satisfiable: dict[tuple[str, int], bool] = {}
-        for block in blocks.values():
+        bad: set[tuple[str, str]] = set()  # (block, normalised constraint text)
+        for dep, text in self._requirement_pairs:
+            constraint = parse_constraint(text)
+            number = set_of.get(dep)
+            if number is None:
+                bad.add((dep, constraint.text))
+                continue
+            key = (constraint.text, number)
+            ok = satisfiable.get(key)
+            if ok is None:
+                versions = members[number]
+                ok = satisfiable[key] = not versions or any(
+                    constraint.allows(v) for v in versions)
+            if not ok:
+                bad.add((dep, constraint.text))
+        for name, block in blocks.items():
             for bv in block.versions.values():
-                for dep, constraint in bv.requires.items():
-                    number = set_of.get(dep)
-                    if number is not None and dep != block.name:
-                        key = (constraint.text, number)
-                        ok = satisfiable.get(key)
-                        if ok is None:
-                            versions = members[number]
-                            ok = satisfiable[key] = not versions or any(
-                                constraint.allows(v) for v in versions)
-                        if ok:
-                            continue
-                    self._requirement_problem(blocks, block.name, bv, dep, constraint)
-                for dep in [d for d in bv.requires if d == block.name or d not in blocks]:
-                    del bv.requires[dep]
+                requires = bv.requires
+                if not requires or (name not in requires and not bad):
+                    continue
+                for dep, constraint in list(requires.items()):
+                    if dep == name or (dep, constraint.text) in bad:
+                        self._requirement_problem(blocks, name, bv, dep, constraint)
+                        if dep == name or dep not in blocks:
+                            del requires[dep]
 
     def _requirement_problem(self, blocks: dict[str, Block], name: str, bv: BlockVersion,
                              dep: str, constraint: Constraint) -> None:

@@ -205,6 +205,13 @@ class Constraint:
     def allows(self, version: Version) -> bool:
         return all(clause.allows(version) for clause in self.clauses)
 
+    # Equal texts (normalised) are equal constraints; hashing the text alone is cheap.
+    def __hash__(self) -> int:
+        return hash(self.text)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Constraint) and other.text == self.text
+
     def filter(self, versions: Iterable[Version]) -> list[Version]:
         return [v for v in versions if self.allows(v)]
 
