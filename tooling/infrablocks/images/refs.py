@@ -51,7 +51,7 @@ def available_images(repo_root: Path) -> dict[str, list[str]]:
         versions = [v.name for v in name_dir.iterdir()
                     if v.is_dir() and any(v.glob(f"*{TEMPLATE_SUFFIX}"))]
         if versions:
-            found[name_dir.name] = sorted(versions, key=_version_key)
+            found[name_dir.name] = sorted(versions, key=version_key)
     return found
 
 
@@ -72,7 +72,7 @@ def find_template_dir(repo_root: Path, ref: ImageRef) -> Path:
                      hint=f"available images: {known}")
 
 
-def _version_key(version: str) -> tuple[int, ...]:
+def version_key(version: str) -> tuple[int, ...]:
     core = re.split(r"[-+]", version, maxsplit=1)[0]
     try:
         return tuple(int(part) for part in core.split("."))

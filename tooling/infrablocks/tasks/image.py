@@ -1,4 +1,4 @@
-"""`doit image NAME@VERSION`: build an image with packer and register it in the local cloud."""
+"""`doit image NAME@VERSION [--tag TAG]`: build with packer, verify by booting, tag or remove."""
 
 from __future__ import annotations
 
@@ -10,12 +10,15 @@ from infrablocks.tasks._command import command_task, flag, option
 
 
 def task_image() -> dict[str, Any]:
-    """Build images/NAME/VERSION with packer and register it in the local cloud."""
+    """Build images/NAME/VERSION with packer, verify it by booting it, keep it if tagged."""
     return command_task(
         "image", _image, positional="refs",
-        doc="build images/NAME/VERSION with packer and register it in the local cloud "
-            "(doit image etcd@1.0.0 [etcd@1.1.0 ...])",
-        params=[option("tag", help="also tag the registered image(s) with TAG"),
+        doc="build images/NAME/VERSION with packer, boot it on the local cloud and run its "
+            "checks (checks.toml), then keep it if tagged, else remove it "
+            "(doit image etcd@1.1.0 [--tag stable])",
+        params=[option("tag", help="tag the verified image(s) with TAG and keep them "
+                                   "(found by tag: data \"localcloud_image\" { tag = … })"),
+                flag("keep", help="keep a verified image even without a tag"),
                 flag("remove", help="deregister NAME@VERSION from the local cloud instead of "
                                     "building it (refused while instances use it)"),
                 flag("verify", help="check registered images instead of building them: "
@@ -24,23 +27,17 @@ def task_image() -> dict[str, Any]:
     )
 
 
-def _image(refs: list[str], tag: str | None, remove: bool = False,
+def _image(refs: list[str], tag: str | None, keep: bool = False, remove: bool = False,
            verify: bool = False) -> int | None:
-    import tempfile
-    import time
-
-    from rich.console import Console
-
-    from infrablocks.images import (
-        build_artifact,
-        find_template_dir,
-        parse_image_ref,
-        register_artifact,
-    )
+    from infrablocks.images import find_template_dir, parse_image_ref
+    from infrablocks.images.checkspec import load_verify_spec
     from infrablocks.paths import find_repo_root
 
     if remove and verify:
         raise UsageError("doit image: --remove and --verify exclude each other")
+    if (remove or verify) and (tag or keep):
+        raise UsageError("doit image: --tag and --keep go with a build, not with "
+                         f"--{'remove' if remove else 'verify'}")
     if not refs and not verify:
         raise UsageError("doit image: name an image to build, e.g. `doit image etcd@1.0.0`")
     parsed = [parse_image_ref(ref) for ref in refs]
@@ -49,31 +46,39 @@ def _image(refs: list[str], tag: str | None, remove: bool = False,
         return _verify(repo_root, parsed)
     if remove:
         return _remove(repo_root, parsed)
-    for ref in parsed:  # every reference checked before the first (slow) build
+    for ref in parsed:  # every reference (and its checks) checked before the first slow build
         find_template_dir(repo_root, ref)
+        load_verify_spec(repo_root, ref)
+    return _release(repo_root, parsed, tag, keep)
+
+
+def _release(repo_root: Path, refs: list[Any], tag: str | None, keep: bool) -> int | None:
+    from rich.console import Console
 
     from infrablocks.cloud.local.control import LocalCloud
+    from infrablocks.images.release import release_image
     from infrablocks.paths import work_dir
 
     cloud = LocalCloud.from_env(default=work_dir(repo_root) / "cloud")
     console = Console(highlight=False, soft_wrap=True)
-    for ref in parsed:
-        known = {image.id for image in cloud.list_images() if image.ref == str(ref)}
-        with console.status(f"building {ref} with packer"), \
-                tempfile.TemporaryDirectory(prefix="infrablocks-artifact-") as tmp:
-            artifact = build_artifact(repo_root, ref, Path(tmp) / "artifact")
-            started = time.monotonic()
-            image = register_artifact(cloud, artifact, [tag] if tag else [])
-            seconds = artifact.build_seconds + time.monotonic() - started
-        outcome = ("[yellow]unchanged[/] (same content, same id)" if image.id in known
-                   else "[green]registered[/]")
-        console.print(f"[bold]{ref}[/] {outcome}")
-        console.print(f"  id          {image.id}")
-        console.print(f"  digest      {image.digest}")
-        console.print(f"  build time  {seconds:.2f} s")
-        if image.tags:
-            console.print(f"  tags        {', '.join(image.tags)}")
-        console.print(f"  packer log  {_relative(artifact.log_path, repo_root)}")
+    for ref in refs:
+        with console.status(f"{ref}: building") as status:
+            release = release_image(repo_root, ref, cloud, tag=tag, keep=keep,
+                                    progress=lambda text, ref=ref: status.update(
+                                        f"{ref}: {text}"))
+        verification = release.verification
+        console.print(f"[bold]{ref}[/] [green]verified[/] "
+                      f"({len(verification.checks)} checks passed in "
+                      f"{verification.seconds:.1f} s), {release.outcome}")
+        console.print(f"  id          {release.image.id}")
+        console.print(f"  digest      {release.image.digest}")
+        console.print(f"  build time  {release.artifact.build_seconds:.2f} s")
+        for check in verification.checks:
+            console.print(f"  [green]✓[/] {check.name} [dim]({check.seconds:.1f} s: "
+                          f"{check.detail})[/]")
+        if release.image.tags and release.outcome != "removed (untagged)":
+            console.print(f"  tags        {', '.join(release.image.tags)}")
+        console.print(f"  packer log  {_relative(release.artifact.log_path, repo_root)}")
     return None
 
 
