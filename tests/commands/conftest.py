@@ -47,10 +47,13 @@ def _write_repo(root: Path, toml: str, files: dict[str, str] | None = None,
 
 
 def copy_example_repo(root: Path) -> Path:
-    """The project's example registry with its block contracts (variables.tf, outputs.tf)."""
+    """The project's example registry with its block contracts (variables.tf, outputs.tf) and
+    image templates (checked by `doit check`)."""
     root.mkdir(parents=True, exist_ok=True)
     (root / "dodo.py").write_text(DODO, encoding="utf-8")
     shutil.copy(MAIN_REPO / "blocks.toml", root / "blocks.toml")
+    if (MAIN_REPO / "images").is_dir():
+        shutil.copytree(MAIN_REPO / "images", root / "images")
     for tf in sorted((MAIN_REPO / "blocks").glob("*/*/*.tf")):
         if tf.name in ("variables.tf", "outputs.tf"):
             target = root / tf.relative_to(MAIN_REPO)
