@@ -27,6 +27,9 @@ if TYPE_CHECKING:
 
 STOP_GRACE = 15.0  # seconds an instance gets to stop before SIGKILL (an etcd member without
 #                    quorum takes ~7 s to give up)
+DESTROY_STOP_GRACE = 3.0  # before a destroy: the volumes go right after, so there is no data
+#                           a long graceful stop would protect (it was most of `doit env`'s
+#                           teardown time: etcd ~8 s, Patroni ~6 s)
 
 
 class DependencyNotDeployed(InfrablocksError):
@@ -90,6 +93,33 @@ class BlockRun:
             self.inputs() if inputs is None else inputs)
 
 
+class PhaseClock:
+    """Seconds spent in each phase of one block's work (for the run report), and the phase
+    shown by the progress display."""
+
+    def __init__(self, token: CancelToken) -> None:
+        self.token = token
+        self.seconds: dict[str, float] = {}
+        self._current: str | None = None
+        self._since = 0.0
+
+    def __call__(self, name: str, label: str | None = None) -> None:
+        """Enter phase ``name`` (displayed as ``label``), closing the previous one."""
+        self._close()
+        self._current, self._since = name, time.monotonic()
+        self.token.phase(label or name)
+
+    def _close(self) -> None:
+        if self._current is not None:
+            spent = self.seconds.get(self._current, 0.0) + time.monotonic() - self._since
+            self.seconds[self._current] = round(spent, 3)
+            self._current = None
+
+    def done(self) -> dict[str, float]:
+        self._close()
+        return dict(self.seconds)
+
+
 def _deployed(workspace: Workspace, environment: str, block: str) -> bool:
     record = workspace.backend.get_record(environment, block)
     return record is not None and record.status == DEPLOYED
@@ -136,9 +166,12 @@ def apply_block(run: BlockRun, token: CancelToken) -> Result:
                 f"{run.version.version} is a rolling upgrade",
                 hint=f"run: doit upgrade {block} --env {env} --to {run.version.version}")
         started = time.monotonic()
+        clock = PhaseClock(token)
+        clock("terraform probe")
         tf_version = workspace.terraform_binary().version
+        clock("images")
         ensure_images(run, token)
-        token.phase("inputs")
+        clock("inputs")
         workdir = run.prepare()
         terraform = _terraform_for(run, token)
         backend.put_record(new_record(env, block, str(run.version.version), outputs=None,
@@ -146,25 +179,27 @@ def apply_block(run: BlockRun, token: CancelToken) -> Result:
                                       status=CREATING))
         try:
             with _interruptible(terraform, token):
-                token.phase("init")
+                clock("init")
                 terraform.ensure_init(workdir)
-                token.phase("plan")
+                clock("plan")
                 plan = terraform.plan(workdir)
                 if plan.has_changes:
-                    token.phase(f"apply ({plan.summary()})")
+                    clock("apply", f"apply ({plan.summary()})")
                     terraform.apply(workdir, plan)
         except (InfrablocksError, Cancelled):
             backend.put_record(new_record(env, block, str(run.version.version), outputs=None,
                                           terraform_version=tf_version,
                                           status=FAILED))
             raise
+        clock("record")
         outputs = backend.read_outputs(env, block)
         backend.put_record(new_record(env, block, str(run.version.version), outputs=outputs,
                                       terraform_version=tf_version))
         return Result.success(action="created" if record is None else "updated",
                               version=str(run.version.version),
                               changes=plan.counts() if plan.has_changes else {},
-                              seconds=round(time.monotonic() - started, 2))
+                              seconds=round(time.monotonic() - started, 2),
+                              phases=clock.done())
 
 
 def plan_block(run: BlockRun, token: CancelToken) -> Plan:
@@ -176,7 +211,8 @@ def plan_block(run: BlockRun, token: CancelToken) -> Plan:
         return terraform.plan(workdir)
 
 
-def stop_block_instances(workspace: Workspace, environment: str, block: str) -> list[str]:
+def stop_block_instances(workspace: Workspace, environment: str, block: str, *,
+                         grace: float = STOP_GRACE) -> list[str]:
     """Stop the block's running instances (in parallel), so their volumes may detach.
 
     This is the pre-destroy operation: like a mounted EBS volume, a local-cloud volume refuses
@@ -189,7 +225,7 @@ def stop_block_instances(workspace: Workspace, environment: str, block: str) -> 
     if not running:
         return []
     with ThreadPoolExecutor(max_workers=len(running)) as pool:
-        list(pool.map(lambda i: cloud.stop_instance(i.id, grace=STOP_GRACE), running))
+        list(pool.map(lambda i: cloud.stop_instance(i.id, grace=grace), running))
     return [i.name for i in running]
 
 
@@ -204,8 +240,9 @@ def destroy_block(workspace: Workspace, environment: str, block: str,
             backend.delete_record(environment, block)
             return Result.success(action="absent")
         run = _run_for_record(workspace, environment, block, record)
-        token.phase("stop instances")
-        stopped = stop_block_instances(workspace, environment, block)
+        clock = PhaseClock(token)
+        clock("stop instances")
+        stopped = stop_block_instances(workspace, environment, block, grace=DESTROY_STOP_GRACE)
         workdir = run.workspace.work_root / environment / block
         inputs_file = workdir / "_infrablocks_inputs.auto.tfvars.json"
         if inputs_file.is_file():
@@ -214,6 +251,7 @@ def destroy_block(workspace: Workspace, environment: str, block: str,
             inputs = json.loads(inputs_file.read_text())
         else:
             inputs = run.inputs()
+        clock("inputs")
         workdir = run.prepare(inputs)
         terraform = _terraform_for(run, token)
         tf_version = workspace.terraform_binary().version
@@ -222,13 +260,14 @@ def destroy_block(workspace: Workspace, environment: str, block: str,
                                           terraform_version=tf_version,
                                           status=DESTROYING))
         with _interruptible(terraform, token):
-            token.phase("init")
+            clock("init")
             terraform.ensure_init(workdir)
-            token.phase("destroy")
+            clock("destroy")
             terraform.destroy(workdir)
+        clock("record")
         backend.delete_record(environment, block)
         backend.purge(environment, block)
-        return Result.success(action="destroyed", stopped=stopped)
+        return Result.success(action="destroyed", stopped=stopped, phases=clock.done())
 
 
 def _run_for_record(workspace: Workspace, environment: str, block: str,

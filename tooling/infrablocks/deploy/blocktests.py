@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -22,6 +23,7 @@ class BlockTestResult:
     returncode: int           # pytest's: 0 passed, 1 failed, 5 no tests, ...
     summary: str              # pytest's closing line
     log_path: Path | None
+    seconds: float = 0.0      # wall time of the pytest run
 
     @property
     def ok(self) -> bool:
@@ -58,6 +60,7 @@ def run_block_tests(workspace: Workspace, environment: str, version: BlockVersio
     command = [sys.executable, "-m", "pytest", "-p", "infrablocks.blocktests",
                "-p", "no:cacheprovider", "--rootdir", str(tests), "-q", "-rA", str(tests)]
     lines: list[str] = []
+    started = time.monotonic()
     with open(log_path, "w") as log, subprocess.Popen(
             command, cwd=files, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL, text=True) as process:
@@ -70,7 +73,7 @@ def run_block_tests(workspace: Workspace, environment: str, version: BlockVersio
                 sys.stdout.flush()
     summary = next((line.strip("= ") for line in reversed(lines) if line.strip()), "")
     return BlockTestResult(version.block, str(version.version), process.returncode, summary,
-                           log_path)
+                           log_path, round(time.monotonic() - started, 3))
 
 
 def _private_json(path: Path, data: object) -> Path:

@@ -13,6 +13,7 @@ from rich.table import Table
 if TYPE_CHECKING:
     from infrablocks.deploy.orchestrate import BlockPlan, TestEnvironmentOutcome
     from infrablocks.deploy.status import EnvironmentStatus
+    from infrablocks.deploy.workspace import Workspace
     from infrablocks.runner import RunEvent, RunReport
     from infrablocks.state import Outputs
 
@@ -77,6 +78,25 @@ def print_run_summary(report: RunReport, title: str) -> None:
             err_console.print(f"[red]{node}[/]: {entry.error}")
 
 
+def print_left_behind(workspace: Workspace, environment: str, report: RunReport) -> None:
+    """After a failed or interrupted run: what each unfinished block was left as."""
+    from infrablocks.runner import Status
+
+    unfinished = report.with_status(Status.FAILED, Status.CANCELLED)
+    if not unfinished:
+        return
+    err_console.print("[bold]left behind:[/]")
+    for node in unfinished:
+        block = str(node)
+        record = workspace.backend.get_record(environment, block)
+        state = workspace.backend.read_state(environment, block)
+        resources = len((state or {}).get("resources") or [])
+        recorded = (f"record `{record.status}` at {record.version}" if record
+                    else "no deployment record")
+        err_console.print(f"  {block}: {recorded}; {resources} resource(s) in its state "
+                          f"({workspace.backend.describe(environment, block)})")
+
+
 def _first_lines(text: str, lines: int = 3) -> str:
     parts = text.strip().splitlines()
     return "\n".join(parts[:lines]) + (" …" if len(parts) > lines else "")
@@ -124,12 +144,14 @@ class TestEnvironmentPrinter:
         if outcome.error:
             err_console.print(f"[red]error:[/] {outcome.error}")
         if outcome.kept:
-            console.print(f"environment [bold]{outcome.environment}[/] kept. Reach it with "
-                          f"`doit outputs BLOCK --env {outcome.environment}`; destroy it with "
-                          f"`doit destroy {' '.join(self.targets)} --env {outcome.environment} "
-                          f"--with-dependents --yes` (dependencies: `doit status --env "
-                          f"{outcome.environment}`) or `doit cloud --purge "
-                          f"{outcome.environment}`")
+            env = outcome.environment
+            roots = (sorted(name for name, version in outcome.resolution.selected.items()
+                            if not version.requires)
+                     if outcome.resolution else ["BLOCK"])
+            console.print(f"environment [bold]{env}[/] kept. Reach it with "
+                          f"`doit outputs BLOCK --env {env}` (what is there: `doit status "
+                          f"--env {env}`); destroy all of it with `doit destroy "
+                          f"{' '.join(roots)} --env {env} --with-dependents --yes`")
         verdict = "[green]PASSED[/]" if outcome.ok else "[red]FAILED[/]"
         console.print(f"doit env {' '.join(self.targets)} ({outcome.environment}): {verdict}")
 
@@ -139,7 +161,7 @@ class TestEnvironmentPrinter:
             "resolution": outcome.resolution.to_json() if outcome.resolution else None,
             "create": outcome.create_report.to_json() if outcome.create_report else None,
             "tests": [{"block": t.block, "version": t.version, "returncode": t.returncode,
-                       "summary": t.summary} for t in outcome.tests],
+                       "summary": t.summary, "seconds": t.seconds} for t in outcome.tests],
             "destroy": outcome.destroy_report.to_json() if outcome.destroy_report else None,
             "leftovers": outcome.leftovers, "kept": outcome.kept, "error": outcome.error,
         }

@@ -80,7 +80,13 @@ def _create(targets: list[str], env: str | None, jobs: int, keep_going: bool,
             report: str | None) -> int:
     from infrablocks.deploy.orchestrate import create
     from infrablocks.deploy.workspace import open_workspace
-    from infrablocks.tasks._deploy_output import print_run_summary, progress_for, write_report
+    from infrablocks.tasks._deploy_output import (
+        err_console,
+        print_left_behind,
+        print_run_summary,
+        progress_for,
+        write_report,
+    )
 
     workspace = open_workspace()
     environment = workspace.environment_name(env)
@@ -89,6 +95,10 @@ def _create(targets: list[str], env: str | None, jobs: int, keep_going: bool,
         _resolution, run = create(workspace, targets, environment, jobs=int(jobs),
                                   keep_going=keep_going, on_event=progress)
     print_run_summary(run, f"create in {environment}")
+    print_left_behind(workspace, environment, run)
+    if run.cancelled:
+        err_console.print("Terraform stopped cleanly: run the same `doit create` again to "
+                          "finish, or `doit destroy` what was created")
     write_report(report, {"command": "create", "environment": environment, "run": run.to_json()})
     return 0 if run.ok else 1
 
@@ -101,7 +111,12 @@ def _destroy(targets: list[str], env: str | None, jobs: int, keep_going: bool,
     from infrablocks.deploy.orchestrate import destroy
     from infrablocks.deploy.workspace import open_workspace
     from infrablocks.errors import UsageError
-    from infrablocks.tasks._deploy_output import print_run_summary, progress_for, write_report
+    from infrablocks.tasks._deploy_output import (
+        print_left_behind,
+        print_run_summary,
+        progress_for,
+        write_report,
+    )
 
     if not targets:
         raise UsageError("name the blocks to destroy", hint="e.g. doit destroy nomad --env prod")
@@ -129,6 +144,7 @@ def _destroy(targets: list[str], env: str | None, jobs: int, keep_going: bool,
         console.print("nothing destroyed")
         return 1
     print_run_summary(run, f"destroy in {environment}")
+    print_left_behind(workspace, environment, run)
     write_report(report, {"command": "destroy", "environment": environment,
                           "run": run.to_json()})
     return 0 if run.ok else 1
