@@ -125,10 +125,10 @@ def boot_verify(spec: VerifySpec, image: Image, cloud: LocalCloud,
         try:
             for companion, ip in zip(spec.companions, addresses[1:], strict=True):
                 say(f"booting companion {companion.name} ({companion.image}) on {ip}")
-                _boot(cloud, companion_images[companion.name], companion.boot, ip,
-                               f"verify-{spec.ref.name}-{companion.name}", values,
-                               Path(tmp) / companion.name, cleanup)
                 values[f"{companion.name}.ip"] = ip
+                _boot(cloud, companion_images[companion.name], companion.boot, ip,
+                      f"verify-{spec.ref.name}-{companion.name}", values,
+                      Path(tmp) / companion.name, cleanup)
             result.private_ip = addresses[0]
             values.update(ip=addresses[0])
             say(f"booting {spec.ref} on {addresses[0]}")
