@@ -1,0 +1,122 @@
+"""`doit upgrade`, `doit test-create`, `doit test-upgrade`: rolling upgrades and their CI tests.
+
+Thin on purpose: parse arguments, call :mod:`infrablocks.rolling`, print.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from infrablocks.tasks._command import command_task, flag, option
+
+_ENV = option("env", help="environment (default: defaults.environment in blocks.toml)")
+
+
+def task_upgrade() -> dict[str, Any]:
+    return command_task(
+        "upgrade", _upgrade, positional="targets",
+        doc="upgrade a deployed block to a newer version, one instance at a time with health "
+            "gates (zero downtime)",
+        params=[_ENV,
+                option("to", help="target version (default: the newest the environment "
+                                  "accepts, or its pin)"),
+                flag("dry_run", help="print the rolling plan (units, steps, gates); change "
+                                     "nothing"),
+                flag("resume", help="continue an interrupted or failed upgrade from its "
+                                    "journal"),
+                flag("rollback_failed", help="put the unit whose gate failed back on the old "
+                                             "version"),
+                flag("yes", help="do not ask for confirmation"),
+                flag("json", help="print the outcome as JSON")])
+
+
+def task_test_create() -> dict[str, Any]:
+    return {"basename": "test-create", **command_task(
+        "test-create", _test_create, positional="targets",
+        doc="CI: throwaway environment with the targets' resolution, block tests, destroy always",
+        params=[option("jobs", type=int, default=4, help="blocks run at once (default 4)"),
+                option("report", help="write the run report as JSON")])}
+
+
+def task_test_upgrade() -> dict[str, Any]:
+    return {"basename": "test-upgrade", **command_task(
+        "test-upgrade", _test_upgrade, positional="targets",
+        doc="CI: throwaway environment at the block's previous version, data written, rolling "
+            "upgrade to the current one, block tests and data checked, destroy always",
+        params=[option("from", help="version to start from (default: the newest below the "
+                                    "current one that the current one's resolution allows)"),
+                option("to", help="version to upgrade to (default: the newest)"),
+                option("env", help="name of the throwaway environment (must start with t-; "
+                                   "default: random)"),
+                flag("json", help="print the outcome as JSON")])}
+
+
+# -- implementations ------------------------------------------------------------------------------
+
+
+def _one_block(targets: list[str], command: str) -> str:
+    from infrablocks.errors import UsageError
+
+    if len(targets) != 1:
+        raise UsageError(f"doit {command} takes exactly one block, got {len(targets)}",
+                         hint=f"e.g. doit {command} base")
+    return targets[0]
+
+
+def _upgrade(targets: list[str], env: str | None, to: str | None, dry_run: bool,
+             resume: bool, rollback_failed: bool, yes: bool, json: bool) -> int:
+    import sys
+
+    from infrablocks.deploy.workspace import open_workspace
+    from infrablocks.errors import UsageError
+    from infrablocks.rolling.engine import UpgradeHalted, upgrade
+    from infrablocks.tasks._upgrade_output import Printer
+
+    block = _one_block(targets, "upgrade")
+    workspace = open_workspace()
+    environment = workspace.environment_name(env)
+    workspace.check_known_environment(environment)
+    printer = Printer(as_json=json)
+    if not (dry_run or yes or resume or rollback_failed):
+        preview = upgrade(workspace, block, environment, to=to, dry_run=True)
+        if preview.mode == "up-to-date":
+            printer.outcome(preview)
+            return 0
+        printer.outcome(preview)
+        if not sys.stdin.isatty():
+            raise UsageError("refusing to upgrade without confirmation on a non-interactive "
+                             "terminal", hint="pass --yes (or --dry-run to only see the plan)")
+        from rich.prompt import Confirm
+
+        if not Confirm.ask(f"upgrade {block} in {environment}?", default=False):
+            return 1
+        to = preview.to_version
+    try:
+        outcome = upgrade(workspace, block, environment, to=to, dry_run=dry_run,
+                          resume=resume, rollback_failed=rollback_failed, say=printer.say)
+    except UpgradeHalted as exc:
+        printer.halted(exc)
+        raise
+    printer.outcome(outcome)
+    return 0
+
+
+def _test_create(targets: list[str], jobs: int, report: str | None) -> int:
+    from infrablocks.tasks.environment_commands import _env
+
+    return _env(targets, jobs=jobs, keep_going=False, report=report, keep=False)
+
+
+def _test_upgrade(targets: list[str], to: str | None, env: str | None, json: bool,
+                  **values: Any) -> int:
+    from infrablocks.deploy.workspace import open_workspace
+    from infrablocks.rolling.testing import run_test_upgrade
+    from infrablocks.tasks._upgrade_output import Printer
+
+    block = _one_block(targets, "test-upgrade")
+    workspace = open_workspace()
+    printer = Printer(as_json=json)
+    result = run_test_upgrade(workspace, block, from_version=values.get("from"),
+                              to_version=to, environment=env, say=printer.say)
+    printer.test_upgrade(result)
+    return 0 if result.ok else 1
