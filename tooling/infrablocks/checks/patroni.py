@@ -142,8 +142,7 @@ class PatroniCheck:
 
     def cluster_health(self, members: list[Member]) -> GateResult:
         view = self.view(members)
-        problems = [f"{name}: {entry['error']}" for name, entry in view.own.items()
-                    if "error" in entry]
+        problems = [entry["error"] for entry in view.own.values() if "error" in entry]
         problems += [f"{name}: Patroni reports {entry.get('state')!r}"
                      for name, entry in view.own.items()
                      if "error" not in entry and entry.get("state") != "running"]
