@@ -31,7 +31,7 @@ class Printer:
 
     def outcome(self, outcome: UpgradeOutcome) -> None:
         if self.as_json:
-            print(json.dumps(outcome.to_json(), indent=2, sort_keys=True))
+            print(json.dumps(outcome.to_json(), indent=2))
             return
         head = f"{outcome.block} in {outcome.environment}: "
         if outcome.mode == "up-to-date":
