@@ -1,0 +1,241 @@
+"""Environments end to end: the real `doit` on a repo copy, real Terraform, the local cloud.
+
+- `doit create microservice02 --env staging` creates base, nomad, microservice02 only, in order,
+  with records and private state; a second create leaves everything alone; status, outputs,
+  plan and `graph --env` read it back; destroy refuses while dependents exist, then takes
+  everything with --with-dependents.
+- `doit env microservice01` (the README's main command) creates, tests, destroys: nothing left.
+- Sensitive outputs (stolon's superuser password) never appear in anything the tool prints,
+  logs or writes outside the state.
+- The S3 backend on moto: state and records are objects in the bucket; destroy removes them.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import stat
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from deploy_repo import DeployRepo, open_deploy_repo
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Iterator[DeployRepo]:
+    deployment = open_deploy_repo(tmp_path)
+    try:
+        yield deployment
+    finally:
+        leftovers = deployment.close()
+    assert not leftovers, "cleanup found:\n" + "\n".join(leftovers)
+
+
+def _ok(result) -> None:
+    assert result.returncode == 0, f"exit {result.returncode}\n{result.stdout}\n{result.stderr}"
+
+
+def _nodes(report: dict) -> dict[str, dict]:
+    return {n["node"]: n for n in report["nodes"]}
+
+
+def test_create_status_outputs_plan_graph_destroy(repo: DeployRepo, tmp_path: Path) -> None:
+    report_file = tmp_path / "create.json"
+    _ok(repo.doit("create", "microservice02", "--env", "staging", "--report", str(report_file)))
+
+    run = json.loads(report_file.read_text())["run"]
+    nodes = _nodes(run)
+    assert list(nodes) == ["base", "nomad", "microservice02"]  # stolon is not needed
+    assert all(n["status"] == "succeeded" for n in nodes.values())
+    assert {n["detail"]["action"] for n in nodes.values()} == {"created"}
+    assert nodes["base"]["ended_at"] <= nodes["nomad"]["started_at"]
+    assert nodes["nomad"]["ended_at"] <= nodes["microservice02"]["started_at"]
+    for node in nodes.values():
+        assert node["duration_seconds"] > 0
+        assert {"init", "plan", "apply"} <= set(node["detail"]["phases"])
+
+    backend = repo.backend()
+    records = {r.block: r for r in backend.list_records("staging")}
+    assert {b: (r.version, r.status) for b, r in records.items()} == {
+        "base": ("1.1.0", "deployed"), "nomad": ("1.0.0", "deployed"),
+        "microservice02": ("1.0.0", "deployed")}
+    assert all(r.terraform_version and r.outputs_digest for r in records.values())
+    state_file = Path(backend.describe("staging", "base"))
+    assert stat.S_IMODE(state_file.stat().st_mode) == 0o600
+    # microservice02 is a job on the nomad node, not an instance of its own.
+    assert {i.tags["block"] for i in repo.instances("staging")} == {"base", "nomad"}
+    assert all(i.private_ip.startswith("127.42.182.") for i in repo.instances("staging"))
+
+    # The service answers on the nomad node.
+    with socket.create_connection(("127.42.182.31", 8082), timeout=10):
+        pass
+
+    again = repo.doit("create", "microservice02", "--env", "staging", "--report",
+                      str(report_file))
+    _ok(again)
+    assert {n["detail"]["action"] for n in json.loads(report_file.read_text())["run"]["nodes"]
+            } == {"unchanged"}
+
+    status = repo.doit("status", "--env", "staging", "--json")
+    _ok(status)
+    [staging] = json.loads(status.stdout)
+    assert {b["block"]: b["drift"] for b in staging["blocks"]} == {
+        "base": "none", "nomad": "none", "microservice02": "none"}
+
+    outputs = repo.doit("outputs", "base", "--env", "staging", "--json")
+    _ok(outputs)
+    assert "127.42.182.11" in outputs.stdout
+
+    plan = repo.doit("plan", "microservice02", "--env", "staging", "--json")
+    _ok(plan)
+    assert all(b["has_changes"] is False for b in json.loads(plan.stdout)["blocks"])
+
+    graph = repo.doit("graph", "--env", "staging", "--format", "json")
+    _ok(graph)
+    deployed = {n["name"]: n["deployed"] for n in json.loads(graph.stdout)["nodes"]}
+    assert deployed["nomad"]["version"] == "1.0.0"
+    assert deployed["nomad"]["status"] == "deployed"
+    assert deployed["stolon"] is None
+
+    refused = repo.doit("destroy", "nomad", "--env", "staging", "--yes")
+    assert refused.returncode == 2
+    assert "microservice02" in refused.stderr and "--with-dependents" in refused.stderr
+    assert "Traceback" not in refused.stderr
+
+    gone = repo.doit("destroy", "base", "--env", "staging", "--with-dependents", "--yes")
+    _ok(gone)
+    assert "microservice02 → nomad → base" in gone.stdout
+    assert repo.instances("staging") == [] and repo.volumes("staging") == []
+    assert backend.list_records("staging") == []
+
+
+def test_doit_env_microservice01_creates_tests_and_destroys(repo: DeployRepo,
+                                                            tmp_path: Path) -> None:
+    report_file = tmp_path / "env.json"
+    result = repo.doit("env", "microservice01", "--report", str(report_file))
+    _ok(result)
+    assert "block tests microservice01 1.0.0: passed" in result.stdout
+    assert "PASSED" in result.stdout
+
+    document = json.loads(report_file.read_text())
+    environment = document["environment"]
+    assert environment.startswith("t-") and document["ok"] is True
+    created = _nodes(document["create"])
+    assert list(created) == ["base", "nomad", "stolon", "microservice01"]
+    # nomad and stolon ran side by side (both only need base).
+    assert created["nomad"]["started_at"] < created["stolon"]["ended_at"]
+    assert created["stolon"]["started_at"] < created["nomad"]["ended_at"]
+    assert document["tests"][0]["returncode"] == 0
+    assert all(n["status"] == "succeeded" for n in document["destroy"]["nodes"])
+    assert document["leftovers"] == {}
+
+    assert repo.instances(environment) == [] and repo.volumes(environment) == []
+    assert environment not in repo.backend().list_environments()
+    assert environment not in repo.workspace().subnets.allocations()
+
+
+def test_sensitive_outputs_never_printed_or_logged(repo: DeployRepo, tmp_path: Path) -> None:
+    report_file = tmp_path / "create.json"
+    created = repo.doit("create", "microservice01", "--env", "prod", "--report",
+                        str(report_file))
+    _ok(created)
+    backend = repo.backend()
+    password = backend.read_outputs("prod", "stolon").unmasked()["superuser_password"]
+    assert len(password) >= 16
+
+    shown = [created.stdout, created.stderr, report_file.read_text()]
+    for args in (("outputs", "stolon", "--env", "prod"),
+                 ("outputs", "stolon", "--env", "prod", "--json"),
+                 ("status", "--env", "prod", "--json"),
+                 ("plan", "microservice01", "--env", "prod")):
+        result = repo.doit(*args)
+        _ok(result)
+        shown += [result.stdout, result.stderr]
+    assert "superuser_password" in shown[3]  # the output is listed, masked
+    for text in shown:
+        assert password not in text
+
+    # Logs (Terraform's, images'), records, the doit database: never the secret.
+    state_dir = repo.root / ".infrablocks" / "state"
+    checked = 0
+    for path in (repo.root / ".infrablocks").rglob("*"):
+        if not path.is_file() or path.name.endswith((".tfstate", ".tfstate.backup")):
+            continue
+        if path.is_relative_to(repo.root / ".infrablocks" / "work"):
+            continue  # the private working area (0700) holds the inputs, like the state
+        checked += 1
+        assert password.encode() not in path.read_bytes(), f"the password is in {path}"
+    assert checked > 10
+    assert any(state_dir.rglob("deployment.json"))
+    work = repo.root / ".infrablocks" / "work"
+    assert stat.S_IMODE(work.stat().st_mode) == 0o700
+
+    _ok(repo.doit("destroy", "base", "--env", "prod", "--with-dependents", "--yes"))
+    assert repo.instances("prod") == []
+
+
+# -- S3 --------------------------------------------------------------------------------------
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def moto_s3() -> Iterator[str]:
+    from moto.server import ThreadedMotoServer
+
+    port = _free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.stop()
+
+
+def test_s3_backend_create_status_destroy(tmp_path: Path, moto_s3: str) -> None:
+    import boto3
+
+    s3 = boto3.client("s3", endpoint_url=moto_s3, region_name="us-east-1",
+                      aws_access_key_id="test", aws_secret_access_key="test")
+    s3.create_bucket(Bucket="envtest-state")
+    repo = open_deploy_repo(tmp_path, state_toml=f'''
+backend = "s3"
+bucket = "envtest-state"
+prefix = "envtest"
+endpoint = "{moto_s3}"
+access_key = "test"
+secret_key = "test"
+''')
+    try:
+        _ok(repo.doit("create", "nomad", "--env", "staging"))
+
+        keys = {o["Key"] for o in s3.list_objects_v2(Bucket="envtest-state")["Contents"]}
+        for block in ("base", "nomad"):
+            assert f"envtest/staging/{block}/terraform.tfstate" in keys
+            assert f"envtest/staging/{block}/deployment.json" in keys
+        assert not (repo.root / ".infrablocks" / "state").exists()
+        record = json.loads(s3.get_object(Bucket="envtest-state",
+                                          Key="envtest/staging/nomad/deployment.json")
+                            ["Body"].read())
+        assert (record["version"], record["status"]) == ("1.0.0", "deployed")
+
+        status = repo.doit("status", "--env", "staging", "--json")
+        _ok(status)
+        [staging] = json.loads(status.stdout)
+        assert {b["block"]: (b["version"], b["drift"]) for b in staging["blocks"]} == {
+            "base": ("1.1.0", "none"), "nomad": ("1.0.0", "none")}
+
+        _ok(repo.doit("destroy", "base", "--env", "staging", "--with-dependents", "--yes"))
+        remaining = s3.list_objects_v2(Bucket="envtest-state").get("Contents", [])
+        assert [o["Key"] for o in remaining if "/staging/" in o["Key"]
+                and not o["Key"].endswith(".tflock")] == []
+        assert repo.instances("staging") == []
+    finally:
+        leftovers = repo.close()
+    assert not leftovers, "cleanup found:\n" + "\n".join(leftovers)
