@@ -23,7 +23,6 @@ from typing import Any
 
 from infrablocks.errors import ConfigError, UsageError
 from infrablocks.paths import REGISTRY_FILE
-from infrablocks.versions import _CONSTRAINTS as _CONSTRAINT_CACHE
 from infrablocks.versions import _PARSED as _parsed_versions
 from infrablocks.versions import (
     CONSTRAINT_HELP,
@@ -61,7 +60,6 @@ SETTINGS_TABLES = ("terraform", "state", "ci")
 TABLE_VALUED_KEYS = {"rolling"}
 
 _FAST_VERSION_KEYS = frozenset({"requires", "images"})
-_known_constraints = _CONSTRAINT_CACHE  # text → Constraint, filled by parse_constraint
 
 # Keys of a block version handled without the generic unknown-key/extra machinery.
 _PLAIN_VERSION_KEYS = frozenset({"path", "requires", "images"})
@@ -82,24 +80,47 @@ class BlockVersion:
     """One immutable version of a block: a Terraform root module directory and its metadata.
 
     ``path`` is absolute. It is computed on first use when the version uses the default
-    ``blocks/NAME/VERSION`` (building 100,000 ``Path`` objects would dominate loading).
+    ``blocks/NAME/VERSION``, and ``requires`` is built from the constraint texts on first use
+    (``raw_requires``): building 100,000 of each would dominate loading a large registry.
     Identity-hashed: one object per version per loaded registry.
     """
 
-    __slots__ = ("block", "version", "_path", "_root", "requires", "images", "extra")
+    __slots__ = ("block", "version", "_path", "_root", "_requires", "_raw_requires", "images",
+                 "extra")
 
     def __init__(self, block: str, version: Version, path: Path | None = None,
                  requires: dict[str, Constraint] | None = None, images: list[str] | None = None,
-                 extra: dict[str, Any] | None = None, *, root: Path | None = None) -> None:
+                 extra: dict[str, Any] | None = None, *, root: Path | None = None,
+                 raw_requires: dict[str, str] | None = None) -> None:
         if path is None and root is None:
             raise ValueError("BlockVersion needs a path or the repository root")
         self.block = block
         self.version = version
         self._path = path
         self._root = root
-        self.requires: dict[str, Constraint] = requires if requires is not None else {}
+        self._raw_requires = raw_requires
+        self._requires: dict[str, Constraint] | None = (
+            requires if requires is not None else None if raw_requires else {})
         self.images: list[str] = images if images is not None else []
         self.extra: dict[str, Any] = extra if extra is not None else {}
+
+    @property
+    def requires(self) -> dict[str, Constraint]:
+        """Required block → constraint."""
+        if self._requires is None:
+            self._requires = {dep: parse_constraint(text)
+                              for dep, text in self._raw_requires.items()}  # type: ignore[union-attr]
+        return self._requires
+
+    @requires.setter
+    def requires(self, value: dict[str, Constraint]) -> None:
+        self._requires = value
+        self._raw_requires = None
+
+    def required_blocks(self) -> list[str]:
+        """The names of the required blocks (without building the constraints)."""
+        source = self._requires if self._requires is not None else self._raw_requires
+        return list(source or ())
 
     @property
     def path(self) -> Path:
@@ -417,6 +438,7 @@ class _Loader:
         self._dir_listings: dict[str, set[str] | None] = {}
         # every distinct (required block, constraint text), checked once after loading
         self._requirement_pairs: set[tuple[str, str]] = set()
+        self._self_requirements = False
         self._blocks_dir = os.path.join(root, "blocks")
 
     def load(self, data: dict[str, Any]) -> Registry:
@@ -491,7 +513,6 @@ class _Loader:
                   f"(its Terraform code goes in blocks/{name}/1.0.0/)")
         loaded: list[BlockVersion] = []
         listing = self._listing(name)
-        constraint_of = _known_constraints.__getitem__
         remember_pairs = self._requirement_pairs.update
         root = self.root
         for text, vspec in versions.items():
@@ -505,19 +526,19 @@ class _Loader:
                 # Fast path for the common shape (requires + images, default directory).
                 raw = vspec.get("requires")
                 try:
-                    requires = {} if raw is None else dict(
-                        zip(raw, map(constraint_of, raw.values()), strict=True))
-                except (KeyError, TypeError, AttributeError):
-                    pass  # a constraint not seen yet, or bad input: the general path
-                else:
-                    if raw:
+                    if raw:  # constraints are checked once per distinct text, after loading
                         remember_pairs(raw.items())
+                        if name in raw:
+                            self._self_requirements = True
+                except (TypeError, AttributeError):
+                    pass  # not a table of strings: the general path says what is wrong
+                else:
                     images = vspec.get("images")
                     loaded.append(BlockVersion(
-                        name, version, None, requires,
+                        name, version, None, None,
                         [] if images is None else self._images(
                             images, (*path, "versions", text, "images")),
-                        {}, root=root))
+                        {}, root=root, raw_requires=raw or None))
                     continue
             if not isinstance(vspec, dict):
                 p.add((*path, "versions", text), f"must be a table, not {_type_name(vspec)}")
@@ -543,27 +564,29 @@ class _Loader:
             p.unknown_keys(spec, "version", (*block_path, "versions", text))
         directory = self._version_directory(block, version, spec.get("path"),
                                             (*block_path, "versions", text))
-        requires: dict[str, Constraint] = {}
+        requires: dict[str, str] = {}
         raw_requires = spec.get("requires")
         if raw_requires is not None and not isinstance(raw_requires, dict):
             p.add((*block_path, "versions", text, "requires"),
                   f"must be a table of block = \"constraint\", not {_type_name(raw_requires)}")
             raw_requires = None
         for dep, constraint_text in (raw_requires or {}).items():
-            try:
-                requires[dep] = parse_constraint(constraint_text)
-                self._requirement_pairs.add((dep, constraint_text))
-            except ConstraintSyntaxError as exc:
+            if isinstance(constraint_text, str):
+                requires[dep] = constraint_text
+            else:
                 p.add((*block_path, "versions", text, "requires", dep),
-                      f"invalid constraint: {exc}" if isinstance(constraint_text, str) else
                       f"must be a constraint string ({CONSTRAINT_HELP}), "
                       f"not {_type_name(constraint_text)}")
+        self._requirement_pairs.update(requires.items())
+        if block in requires:
+            self._self_requirements = True
         raw_images = spec.get("images")
         images = [] if raw_images is None else self._images(
             raw_images, (*block_path, "versions", text, "images"))
         extra = self._extra(spec, "version", (*block_path, "versions", text)) \
             if len(spec) > len(spec.keys() & _INTERPRETED["version"]) else {}
-        return BlockVersion(block, version, directory, requires, images, extra, root=self.root)
+        return BlockVersion(block, version, directory, None, images, extra, root=self.root,
+                            raw_requires=requires or None)
 
     def _version_directory(self, block: str, version: Version, raw: Any,
                            path: tuple[str, ...]) -> Path | None:
@@ -640,11 +663,13 @@ class _Loader:
         return extra
 
     def _check_requirements(self, blocks: dict[str, Block]) -> None:
-        """Unknown blocks, self-requirements and requirements no version satisfies.
+        """Invalid constraints, unknown blocks, self-requirements and requirements no version
+        satisfies.
 
-        Each distinct (block, constraint) is checked once, against the block's set of versions
-        (cached per constraint and set: blocks mostly share the same few version sets). Only when
-        something is wrong are the versions walked again to say where.
+        Each distinct (block, constraint text) is checked once, against the block's set of
+        versions (cached per constraint and set: blocks mostly share the same few version sets).
+        Only when something is wrong are the versions walked again to say where; the offending
+        entries are dropped so that every ``requires`` left builds.
         """
         interned: dict[tuple[Version, ...], int] = {}
         set_of: dict[str, int] = {}  # block → id of its set of versions
@@ -652,12 +677,19 @@ class _Loader:
             set_of[name] = interned.setdefault(tuple(block.versions), len(interned))
         members = {number: versions for versions, number in interned.items()}
         satisfiable: dict[tuple[str, int], bool] = {}
-        bad: set[tuple[str, str]] = set()  # (block, normalised constraint text)
+        bad: dict[tuple[str, Any], str] = {}  # (block, constraint text) → what is wrong
         for dep, text in self._requirement_pairs:
-            constraint = parse_constraint(text)
+            try:
+                constraint = parse_constraint(text)
+            except ConstraintSyntaxError as exc:
+                bad[(dep, text)] = (f"invalid constraint: {exc}" if isinstance(text, str) else
+                                    f"must be a constraint string ({CONSTRAINT_HELP}), "
+                                    f"not {_type_name(text)}")
+                continue
             number = set_of.get(dep)
             if number is None:
-                bad.add((dep, constraint.text))
+                bad[(dep, text)] = (f"requires unknown block `{dep}`{suggest(dep, blocks)} "
+                                    f"(known blocks: {_short_list(blocks)})")
                 continue
             key = (constraint.text, number)
             ok = satisfiable.get(key)
@@ -666,31 +698,25 @@ class _Loader:
                 ok = satisfiable[key] = not versions or any(
                     constraint.allows(v) for v in versions)
             if not ok:
-                bad.add((dep, constraint.text))
+                bad[(dep, text)] = (f"no version of `{dep}` satisfies `{constraint}` "
+                                    f"(versions of {dep}: "
+                                    f"{format_versions(blocks[dep].versions)})")
+        if not bad and not self._self_requirements:
+            return
         for name, block in blocks.items():
             for bv in block.versions.values():
-                requires = bv.requires
-                if not requires or (name not in requires and not bad):
+                raw = bv._raw_requires
+                if not raw:
                     continue
-                for dep, constraint in list(requires.items()):
-                    if dep == name or (dep, constraint.text) in bad:
-                        self._requirement_problem(blocks, name, bv, dep, constraint)
-                        if dep == name or dep not in blocks:
-                            del requires[dep]
-
-    def _requirement_problem(self, blocks: dict[str, Block], name: str, bv: BlockVersion,
-                             dep: str, constraint: Constraint) -> None:
-        rpath = ("blocks", name, "versions", str(bv.version), "requires", dep)
-        if dep == name:
-            self.problems.add(rpath, f"block `{dep}` requires itself: a block cannot depend "
-                                     f"on its own outputs")
-        elif dep not in blocks:
-            self.problems.add(rpath, f"requires unknown block `{dep}`{suggest(dep, blocks)} "
-                                     f"(known blocks: {_short_list(blocks)})")
-        else:
-            self.problems.add(rpath, f"no version of `{dep}` satisfies `{constraint}` "
-                                     f"(versions of {dep}: "
-                                     f"{format_versions(blocks[dep].versions)})")
+                for dep, text in list(raw.items()):
+                    rpath = ("blocks", name, "versions", str(bv.version), "requires", dep)
+                    if dep == name:
+                        self.problems.add(rpath, f"block `{dep}` requires itself: a block "
+                                                 f"cannot depend on its own outputs")
+                        del raw[dep]
+                    elif (dep, text) in bad:
+                        self.problems.add(rpath, bad[(dep, text)])
+                        del raw[dep]
 
     # environments -------------------------------------------------------------------------
 
@@ -741,7 +767,8 @@ class _Loader:
     # cycles -------------------------------------------------------------------------------
 
     def _check_cycles(self, blocks: dict[str, Block]) -> None:
-        edges = {name: sorted({dep for bv in block.versions.values() for dep in bv.requires})
+        edges = {name: sorted({dep for bv in block.versions.values()
+                               for dep in bv.required_blocks()})
                  for name, block in blocks.items()}
         for cycle in find_block_cycles(edges):
             first = cycle[0]
