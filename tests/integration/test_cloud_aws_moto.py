@@ -15,6 +15,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import pytest
+from infrablocks.checks.base import Member
+from infrablocks.checks.instance import instance_running, volume_back
 from infrablocks.cloud.aws.ops import AwsCloudOps
 from infrablocks.cloud.ops import (
     CloudNotFoundError,
@@ -139,8 +141,16 @@ def test_every_step_of_a_rolling_unit(ec2, ops):
     assert ops.instance_ready(old)
     assert ops.status_checks(old) == {"state": "running", "system": "ok", "instance": "ok"}
 
+    # the rolling engine's platform gates read AWS through the same interface
+    member = Member(index=0, name="prod-base-1", instance_address="aws_instance.member[0]",
+                    attachment_address="aws_volume_attachment.member[0]", instance_id=old,
+                    private_ip=info.private_ip, volume_id=volumes[0])
+    assert instance_running(ops, member).ok
+    assert volume_back(ops, member, None, None).ok
+
     # pre-operation: stop, so the volume can detach; stopping twice is a no-op
     ops.stop_instance(old, timeout=10)
+    assert not instance_running(ops, member).ok
     assert ops.describe_instance(old).state == "stopped"
     ops.stop_instance(old, timeout=10)
     assert not ops.instance_ready(old)
@@ -161,6 +171,10 @@ def test_every_step_of_a_rolling_unit(ec2, ops):
     ops.wait_instance_ready(new, timeout=10)
     assert ops.instance_ready(new)
     assert ops.describe_instance(new).volumes["xvdf"] == volumes[0]
+    replaced = Member(**{**member.to_dict(), "instance_id": new})
+    assert instance_running(ops, replaced).ok
+    assert volume_back(ops, replaced, None, None).ok
+    assert not volume_back(ops, member, None, None).ok     # not on the old instance any more
     # the other members were never touched
     for instance, volume_id in zip(members[1:], volumes[1:], strict=True):
         other = ops.describe_instance(instance["InstanceId"])
