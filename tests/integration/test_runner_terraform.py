@@ -9,10 +9,10 @@ import signal
 import threading
 import time
 from collections.abc import Hashable
-from pathlib import Path
 
 import networkx as nx
 import pytest
+from _sleepers import Sleepers
 from infrablocks.runner import NODE_FINISHED, CancelToken, Result, RunEvent, Status, run_dag
 from infrablocks.state.local import LocalBackend
 from infrablocks.terraform.binary import find_terraform
@@ -23,8 +23,9 @@ from infrablocks.terraform.workdir import prepare_workdir
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 WAIT = 30.0
-SLOW = f"60.{os.getpid():07d}"  # unique to this pytest process: the finalizer's fingerprint
+SLOW = "60"  # seconds the slow provisioner sleeps (it is always stopped long before)
 
+SLEEPERS = Sleepers("runner-terraform")
 MODULE = """
 variable "environment" { type = string }
 variable "slow_seconds" {
@@ -37,26 +38,14 @@ resource "terraform_data" "slow" {
   input      = "slow"
   depends_on = [terraform_data.first]
   provisioner "local-exec" {
-    command = "sleep ${var.slow_seconds}"
+    command = "@SLEEP@"
   }
 }
 output "first" { value = terraform_data.first.output }
 """
+MODULE = MODULE.replace("@SLEEP@", SLEEPERS.command("${var.slow_seconds}"))
 
 
-def _sleepers() -> list[int]:
-    found = []
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
-        try:
-            argv = (proc / "cmdline").read_bytes().split(b"\0")
-            state = (proc / "stat").read_text().rsplit(")", 1)[1].split()[0]
-        except OSError:
-            continue
-        if argv[:2] == [b"sleep", SLOW.encode()] and state != "Z":
-            found.append(int(proc.name))
-    return found
 
 
 @pytest.fixture
@@ -77,8 +66,7 @@ def area(tmp_path, monkeypatch):
     yield tmp_path, source, new_driver
     for driver in drivers:
         driver.stop()
-    for pid in _sleepers():
-        os.kill(pid, signal.SIGKILL)
+    SLEEPERS.kill_all()
     shutil.rmtree(tmp_path, ignore_errors=True)
 
 
@@ -114,7 +102,7 @@ def test_ctrl_c_stops_the_running_apply_cleanly_and_a_second_run_completes(area)
         # Once "other" is done, so that only base's apply is running when Ctrl-C comes.
         other_done.wait(WAIT)
         deadline = time.monotonic() + WAIT
-        while not _sleepers() and time.monotonic() < deadline:
+        while not SLEEPERS.alive() and time.monotonic() < deadline:
             time.sleep(0.05)
         os.kill(os.getpid(), signal.SIGINT)
 
@@ -133,9 +121,9 @@ def test_ctrl_c_stops_the_running_apply_cleanly_and_a_second_run_completes(area)
     assert report.nodes["other"].status is Status.SUCCEEDED  # ran alongside, finished
     # Nothing Terraform started is left running (the driver's SIGTERM may take a moment).
     deadline = time.monotonic() + WAIT
-    while _sleepers() and time.monotonic() < deadline:
+    while SLEEPERS.alive() and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert not _sleepers()
+    assert not SLEEPERS.alive()
     # What base created before the interrupt is in a readable, consistent state.
     state = backend.read_state("dev", "base")
     assert state is not None

@@ -20,6 +20,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from _sleepers import Sleepers
 from infrablocks.state import LockHeldError, backend_from_settings, current_identity, new_record
 from infrablocks.state.s3 import S3Backend
 from infrablocks.terraform.binary import find_terraform
@@ -30,14 +31,13 @@ from infrablocks.terraform.workdir import prepare_workdir
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 WAIT = 30.0
-# The sleep of the slow module: unusual and unique to this pytest process, so that the
-# finalizer finds its own leftovers and never another concurrent run's.
-SLOW = f"6.{os.getpid():07d}"
+SLOW = "6"  # seconds the slow provisioner sleeps
 
+SLEEPERS = Sleepers("state-s3")
 MODULE = """
 variable "environment" { type = string }
 variable "slow_seconds" {
-  type    = string # kept verbatim: the finalizer looks for exactly this `sleep` argument
+  type    = string
   default = ""
 }
 resource "terraform_data" "member" {
@@ -48,7 +48,7 @@ resource "terraform_data" "slow" {
   count = var.slow_seconds != "" ? 1 : 0
   input = "slow"
   provisioner "local-exec" {
-    command = "sleep ${var.slow_seconds}"
+    command = "@SLEEP@"
   }
 }
 output "member_ids" { value = terraform_data.member[*].output }
@@ -57,6 +57,7 @@ output "password" {
   sensitive = true
 }
 """
+MODULE = MODULE.replace("@SLEEP@", SLEEPERS.command("${var.slow_seconds}"))
 
 
 def _free_port() -> int:
@@ -119,24 +120,10 @@ def area(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Area]:
                  "AWS_SESSION_TOKEN"):
         monkeypatch.delenv(name, raising=False)
     yield Area(tmp_path / "area")
-    for pid in _sleepers():
-        os.kill(pid, signal.SIGKILL)
+    SLEEPERS.kill_all()
     shutil.rmtree(tmp_path, ignore_errors=True)
 
 
-def _sleepers() -> list[int]:
-    found = []
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
-        try:
-            argv = (proc / "cmdline").read_bytes().split(b"\0")
-            state = (proc / "stat").read_text().rsplit(")", 1)[1].split()[0]
-        except OSError:
-            continue
-        if argv[:2] == [b"sleep", SLOW.encode()] and state != "Z":
-            found.append(int(proc.name))
-    return found
 
 
 def test_terraform_applies_with_the_spec_and_outputs_are_read_from_s3(s3_backend, area

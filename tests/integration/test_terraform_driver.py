@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import os
 import shutil
-import signal
 import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from _sleepers import Sleepers
 from infrablocks.terraform.binary import find_terraform
 from infrablocks.terraform.cliconfig import CliConfigPaths, write_cli_config
 from infrablocks.terraform.driver import Terraform, TerraformCancelled, TerraformError
@@ -18,10 +17,9 @@ from infrablocks.terraform.workdir import BackendSpec, init_reason, prepare_work
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-# A duration no other process sleeps for (per pytest process, so that concurrent runs of this
-# module do not take each other's provisioners for leftovers).
-SLOW = round(30 + (os.getpid() % 997 + 1) / 1000, 3)
+SLOW = 30  # seconds the slow provisioner sleeps (it is always stopped long before)
 
+SLEEPERS = Sleepers("terraform-driver")
 MODULE = """
 variable "environment" { type = string }
 variable "members" {
@@ -55,7 +53,7 @@ resource "terraform_data" "slow" {
   count = var.slow_seconds > 0 ? 1 : 0
   input = "slow"
   provisioner "local-exec" {
-    command = "echo slow-started; sleep ${var.slow_seconds}"
+    command = "echo slow-started; @SLEEP@"
   }
 }
 
@@ -78,6 +76,7 @@ output "password" {
   sensitive = true
 }
 """
+MODULE = MODULE.replace("@SLEEP@", SLEEPERS.command("${var.slow_seconds}"))
 
 
 @dataclass
@@ -118,32 +117,12 @@ def setup(tmp_path, monkeypatch):
                           environment="dev", on_output=lines.append)
     yield Setup(root, source, terraform, lines)
     terraform.stop()  # nothing may be left running, even after a failed assertion
-    for pid in _sleepers():
-        os.kill(pid, signal.SIGKILL)
+    SLEEPERS.kill_all()
     shutil.rmtree(tmp_path, ignore_errors=True)
 
 
-def _sleepers() -> list[int]:
-    """Live processes running this module's slow provisioner (`sleep SLOW`)."""
-    found = []
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
-        try:
-            argv = (proc / "cmdline").read_bytes().split(b"\0")
-            state = (proc / "stat").read_text().rsplit(")", 1)[1].split()[0]
-        except OSError:
-            continue
-        if argv[:2] == [b"sleep", str(SLOW).encode()] and state != "Z":
-            found.append(int(proc.name))
-    return found
 
 
-def _wait_until_no_sleepers(timeout: float = 10.0) -> list[int]:
-    deadline = time.monotonic() + timeout
-    while _sleepers() and time.monotonic() < deadline:
-        time.sleep(0.1)
-    return _sleepers()
 
 
 def test_lifecycle_init_plan_apply_destroy(setup):
@@ -289,9 +268,9 @@ def test_stop_interrupts_gracefully_and_leaves_a_consistent_state(setup):
     try:
         assert started.wait(60), "the slow resource never started"
         deadline = time.monotonic() + 10
-        while not _sleepers() and time.monotonic() < deadline:
+        while not SLEEPERS.alive() and time.monotonic() < deadline:
             time.sleep(0.05)
-        assert _sleepers(), "the provisioner's sleep should be running (else no leftover check)"
+        assert SLEEPERS.alive(), "the provisioner should be sleeping (else no leftover check)"
         worker_tf.stop()
     finally:
         worker.join(60)
@@ -300,7 +279,7 @@ def test_stop_interrupts_gracefully_and_leaves_a_consistent_state(setup):
     error = outcome["error"]
     assert isinstance(error, TerraformCancelled), error
     assert "was cancelled" in str(error) and str(error.log_path) in str(error)
-    assert _wait_until_no_sleepers() == []  # the provisioner's child did not outlive the stop
+    assert SLEEPERS.wait_gone() == []  # the provisioner's child did not outlive the stop
     # The state is consistent and unlocked: what finished is recorded, the rest is not.
     state = tf.state_list(workdir)
     assert "terraform_data.config" in state and "terraform_data.after_slow[0]" not in state
@@ -319,7 +298,7 @@ def test_a_cancel_event_passed_in_stops_the_command(setup):
     tf.ensure_init(workdir)
     with pytest.raises(TerraformCancelled):
         tf.apply(workdir)
-    assert _wait_until_no_sleepers() == []
+    assert SLEEPERS.wait_gone() == []
     assert "terraform_data.after_slow[0]" not in setup.terraform.state_list(workdir)
 
 
@@ -338,7 +317,7 @@ def test_ctrl_c_in_the_caller_stops_terraform_gracefully_then_propagates(setup):
     tf.ensure_init(workdir)
     with pytest.raises(KeyboardInterrupt):
         tf.apply(workdir)
-    assert _wait_until_no_sleepers() == []
+    assert SLEEPERS.wait_gone() == []
     state = setup.terraform.state_list(workdir)  # not locked, readable
     assert "terraform_data.config" in state and "terraform_data.after_slow[0]" not in state
 
@@ -363,7 +342,7 @@ def test_timeout_stops_the_command(setup):
     tf.ensure_init(workdir)
     with pytest.raises(TerraformError, match="timed out after 2s and was stopped"):
         tf.apply(workdir)
-    assert _wait_until_no_sleepers() == []
+    assert SLEEPERS.wait_gone() == []
 
 
 def test_two_workdirs_at_once(setup):
