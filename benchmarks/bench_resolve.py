@@ -23,6 +23,8 @@ the minimum is the least disturbed run. Targets: 10,000 blocks < 1 s end to end,
 from __future__ import annotations
 
 import argparse
+import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -56,25 +58,29 @@ def best(values: list[float]) -> float:
 
 
 def measure_end_to_end(root: Path, target: str, repeat: int,
-                       cold: bool = False) -> tuple[float, float, int, int]:
-    """(best wall seconds of the whole process, best in-script seconds, closure, levels).
+                       cold: bool = False) -> tuple[float, float, float, int, int]:
+    """Best (wall seconds of the whole process, in-script seconds, CPU seconds), closure size
+    and number of levels.
 
     ``cold``: remove the parse cache (.infrablocks/cache) before each run, as after an edit
     of blocks.toml.
     """
-    walls, inner = [], []
+    walls, inner, cpu = [], [], []
     closure = depth = 0
     for _ in range(repeat):
         if cold:
             shutil.rmtree(root / ".infrablocks" / "cache", ignore_errors=True)
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
         started = time.perf_counter()
         out = subprocess.run([sys.executable, "-c", END_TO_END, str(root), target],
                              capture_output=True, text=True, check=True)
         walls.append(time.perf_counter() - started)
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpu.append(after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime)
         closure_s, depth_s, seconds = out.stdout.split()
         closure, depth = int(closure_s), int(depth_s)
         inner.append(float(seconds))
-    return best(walls), best(inner), closure, depth
+    return best(walls), best(inner), best(cpu), closure, depth
 
 
 def measure_phases(root: Path, target: str, repeat: int) -> dict[str, float | int]:
@@ -137,19 +143,20 @@ def main() -> None:
             generate(root, blocks=size)
             target = deep_target(size)
             size_mb = (root / "blocks.toml").stat().st_size / 1e6
-            cold, _, _, _ = measure_end_to_end(root, target, args.repeat, cold=True)
-            wall, inner, closure, depth = measure_end_to_end(root, target, args.repeat)
+            cold, _, _, _, _ = measure_end_to_end(root, target, args.repeat, cold=True)
+            wall, inner, cpu, closure, depth = measure_end_to_end(root, target, args.repeat)
             phases = measure_phases(root, target, args.repeat)
             rows.append((size, wall))
             print(f"{size:>6} blocks ({size * 10} versions, blocks.toml {size_mb:.1f} MB), "
                   f"target {target}: closure {closure} blocks in {depth} levels")
-            print(f"       end to end (fresh process) {wall:.3f} s "
+            print(f"       end to end (fresh process) {wall:.3f} s wall, {cpu:.3f} s CPU "
                   f"(in-script {inner:.3f} s); right after an edit of blocks.toml "
                   f"{cold:.3f} s")
             print(f"       in-process: load+validate {phases['load']:.3f} s, "
                   f"resolve {phases['resolve']:.3f} s, order {phases['order']:.3f} s; "
                   f"{phases['rejected']} candidates rejected, "
                   f"{phases['backtracks']} backtracks")
+    print(f"load average during the run: {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs")
     if len(rows) >= 2:
         (small, t_small), (large, t_large) = rows[0], rows[-1]
         print(f"ratio {large}/{small}: {t_large / t_small:.1f}")
