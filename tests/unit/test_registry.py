@@ -274,6 +274,10 @@ def test_types_are_checked(tmp_path: Path) -> None:
         [blocks.b.versions."1.0.0"]
         requires = { a = 1 }
         images = ["etcd", "etcd@1.0"]
+        [blocks.c.versions."1.0.0"]
+        requires = "a"
+        [blocks.d.versions."1.0.0"]
+        requires = { a = ["~> 1.0"], b = true }
         [environments.prod]
         subnet = 24
         auto_create = "yes"
@@ -283,7 +287,10 @@ def test_types_are_checked(tmp_path: Path) -> None:
                      "blocks.a.description: must be a string",
                      "blocks.a.rolling: must be a table",
                      'blocks.a.versions."1.0.0".images: must be an array',
-                     'requires.a: must be a constraint string',
+                     'blocks.b.versions."1.0.0".requires.a: must be a constraint string',
+                     'blocks.c.versions."1.0.0".requires: must be a table of block = "constraint"',
+                     'blocks.d.versions."1.0.0".requires.a: must be a constraint string',
+                     'blocks.d.versions."1.0.0".requires.b: must be a constraint string',
                      "item 1 ('etcd') is not \"name@version\"", "item 2 ('etcd@1.0')",
                      "environments.prod.subnet: must be a string",
                      "environments.prod.auto_create: must be true or false"]:
