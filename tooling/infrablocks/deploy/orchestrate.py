@@ -215,7 +215,7 @@ def run_test_environment(workspace: Workspace, targets: list[str], *, keep: bool
 
     Destroy always happens (also after a failed create, failed tests or Ctrl-C) unless ``keep``.
     ``on_event(stage)`` gives the progress sink for the stage ("create" / "destroy");
-    ``announce(stage, text)`` reports milestones.
+    ``announce(stage, text)`` reports milestones (stage "notice": a remark within a stage).
     """
     from infrablocks.deploy.blocktests import run_block_tests
     from infrablocks.environments import new_ephemeral_name
@@ -243,8 +243,8 @@ def run_test_environment(workspace: Workspace, targets: list[str], *, keep: bool
         else:
             say("destroy", f"environment {name}")
             with _interrupts_deferred(lambda: say(
-                    "destroy", "interrupt ignored: the environment is being destroyed "
-                               "(this always completes)")):
+                    "notice", "interrupt ignored: the environment is being destroyed "
+                              "(this always completes)")):
                 outcome.destroy_report, outcome.leftovers = teardown_environment(
                     workspace, name, jobs=jobs, on_event=sink("destroy"), handle_signals=False)
     return outcome

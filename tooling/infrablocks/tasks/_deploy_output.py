@@ -117,6 +117,9 @@ class TestEnvironmentPrinter:
         self._progress: _LazyProgress | None = None
 
     def announce(self, stage: str, text: str) -> None:
+        if stage == "notice":  # may come from a signal handler: print, nothing else
+            err_console.print(f"[yellow]{text}[/]")
+            return
         if self._progress is not None:
             self._progress.__exit__(None, None, None)
             self._progress = None
