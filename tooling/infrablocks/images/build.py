@@ -118,7 +118,8 @@ def lookup_image(cloud: LocalCloud, ref: ImageRef) -> Image:
     try:
         return cloud.find_image(ref.name, ref.version)
     except NotFoundError as exc:
-        raise NotFoundError(f"{exc.message}", hint=f"build it with `doit image {ref}`") from None
+        raise NotFoundError(f"{exc.message}",
+                            hint=f"build and keep it with `doit image {ref} --keep`") from None
 
 
 def ensure_image(repo_root: Path, ref: ImageRef, cloud: LocalCloud, *,
