@@ -208,7 +208,7 @@ def test_doit_image_and_doit_images(local_cloud: LocalCloud, tmp_path: Path) -> 
 
     built = doit(REPO_ROOT, "image", "microservice02@1.0.0", "--tag", "stable")
     assert built.returncode == 0, built.stderr
-    assert "microservice02@1.0.0 verified (2 checks passed" in built.stdout
+    assert "microservice02@1.0.0 registered, verified (2 checks passed" in built.stdout
     assert "kept (tagged)" in built.stdout
     listing = json.loads(doit(REPO_ROOT, "images", "--json").stdout)
     row = next(r for r in listing if r["ref"] == "microservice02@1.0.0")

@@ -67,7 +67,9 @@ def _release(repo_root: Path, refs: list[Any], tag: str | None, keep: bool) -> i
                                     progress=lambda text, ref=ref: status.update(
                                         f"{ref}: {text}"))
         verification = release.verification
-        console.print(f"[bold]{ref}[/] [green]verified[/] "
+        how = "[green]registered[/]" if release.new else \
+            "[yellow]unchanged[/] (same content, same id)"
+        console.print(f"[bold]{ref}[/] {how}, [green]verified[/] "
                       f"({len(verification.checks)} checks passed in "
                       f"{verification.seconds:.1f} s), {release.outcome}")
         console.print(f"  id          {release.image.id}")
