@@ -118,3 +118,25 @@ def test_doit_check_finds_block_images_without_templates(tmp_path: Path) -> None
         'blocks.base.versions."1.0.0".images: consul@1.0.0 has no template '
         "(images/consul/1.0.0/*.pkr.hcl not found; images: etcd)",
     ]
+
+
+@pytest.mark.parametrize("aws_dir", sorted(str(p.relative_to(REPO_ROOT))
+                                          for p in REPO_ROOT.glob("images/*/*/aws")))
+def test_aws_variant_passes_packer_validate(aws_dir: str, tmp_path: Path) -> None:
+    """`packer validate -syntax-only`, and the full validation (offline, dummy credentials:
+    the amazon-ebs builder's arguments are checked against its schema)."""
+    import os
+    import subprocess
+
+    packer = shutil.which("packer") or "/usr/bin/packer"
+    if not Path(packer).exists():
+        pytest.skip("packer is not installed")
+    env = {**os.environ, "CHECKPOINT_DISABLE": "1", "PACKER_CACHE_DIR": str(tmp_path),
+           "AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test",
+           "AWS_EC2_METADATA_DISABLED": "true"}
+    for extra in (["-syntax-only"], []):
+        run = subprocess.run([packer, "validate", *extra, "."], cwd=REPO_ROOT / aws_dir,
+                             env=env, capture_output=True, text=True, timeout=60, check=False)
+        assert run.returncode == 0, run.stdout + run.stderr
+    template = next((REPO_ROOT / aws_dir).glob("*.pkr.hcl")).read_text()
+    assert '"amazon-ebs"' in template and "../scripts/provision.sh" in template
