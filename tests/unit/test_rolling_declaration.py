@@ -1,0 +1,103 @@
+"""The rolling declaration in blocks.toml: merging block and version tables, validation."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from infrablocks.errors import ConfigError
+from infrablocks.registry import load_registry
+from infrablocks.rolling.declaration import DEFAULT_TIMEOUTS, declaration_for, rolling_check
+from registry_repo import make_repo
+
+MAIN_REPO = Path(__file__).resolve().parents[2]
+
+BASE = """
+[blocks.db]
+stateful = true
+
+[blocks.db.rolling]
+instances = "localcloud_instance.member"
+attachments = "localcloud_volume_attachment.member"
+check = "etcd"
+timeouts = { stop = 5, rejoin = 30 }
+check_options = { client_port = 2379 }
+
+[blocks.db.versions."1.0.0"]
+
+[blocks.db.versions."2.0.0"]
+rolling = { check = "http", timeouts = { rejoin = 99 }, check_options = { port = 8080 } }
+
+[blocks.web.versions."1.0.0"]
+"""
+
+
+def test_the_projects_base_block_declares_etcd_leader_last() -> None:
+    registry = load_registry(MAIN_REPO)
+    declaration = declaration_for(registry, registry.block_version("base", "1.1.0"))
+    assert declaration is not None
+    assert declaration.instances == "localcloud_instance.member"
+    assert declaration.attachments == "localcloud_volume_attachment.member"
+    assert (declaration.check, declaration.order) == ("etcd", "leader-last")
+    assert declaration.instance_address(2) == "localcloud_instance.member[2]"
+    assert rolling_check(registry) == []
+
+
+def test_version_tables_override_keys_and_merge_timeouts_and_options(tmp_path) -> None:
+    registry = load_registry(make_repo(tmp_path, BASE))
+    first = declaration_for(registry, registry.block_version("db", "1.0.0"))
+    second = declaration_for(registry, registry.block_version("db", "2.0.0"))
+    assert first.check == "etcd" and second.check == "http"
+    assert first.timeouts == {**DEFAULT_TIMEOUTS, "stop": 5.0, "rejoin": 30.0}
+    assert second.timeouts == {**DEFAULT_TIMEOUTS, "stop": 5.0, "rejoin": 99.0}
+    assert second.check_options == {"client_port": 2379, "port": 8080}
+    assert declaration_for(registry, registry.block_version("web", "1.0.0")) is None
+
+
+BAD = """
+[blocks.db]
+stateful = true
+
+[blocks.db.rolling]
+instances = "localcloud_instance.member[0]"
+check = "etdc"
+order = "random"
+timeouts = { stop = -1, reboot = 3 }
+colour = "blue"
+
+[blocks.db.versions."1.0.0"]
+"""
+
+
+def test_every_problem_is_reported_with_its_key_path(tmp_path) -> None:
+    registry = load_registry(make_repo(tmp_path, BAD))
+    with pytest.raises(ConfigError) as caught:
+        declaration_for(registry, registry.block_version("db", "1.0.0"))
+    text = str(caught.value)
+    assert "invalid rolling declaration of db 1.0.0" in text
+    for expected in ('blocks.db.rolling.instances: must be a resource address without index',
+                     "blocks.db.rolling.check: unknown check 'etdc': valid are etcd, http, "
+                     "patroni",
+                     "blocks.db.rolling.order: 'random' is not one of leader-last, index",
+                     "blocks.db.rolling.timeouts.stop: must be a positive number",
+                     "blocks.db.rolling.timeouts.reboot: unknown timeout",
+                     "blocks.db.rolling.colour: unknown key"):
+        assert expected in text
+    assert len(rolling_check(registry)) == 6
+
+
+def test_a_version_override_is_located_at_the_version(tmp_path) -> None:
+    toml = BASE.replace('rolling = { check = "http"', 'rolling = { check = 7')
+    registry = load_registry(make_repo(tmp_path, toml))
+    problems = rolling_check(registry)
+    assert problems == ['blocks.toml blocks.db.versions."2.0.0".rolling.check: check must be a '
+                        "name, 'package.module:function' or { command = [...] }, not int"]
+
+
+def test_a_command_check_and_a_callable_are_accepted(tmp_path) -> None:
+    toml = BASE.replace('check = "etcd"', 'check = { command = ["./health.sh", "-v"] }') \
+        .replace('check = "http"', 'check = "mypkg.checks:make_check"')
+    registry = load_registry(make_repo(tmp_path, toml))
+    assert rolling_check(registry) == []
+    assert declaration_for(registry, registry.block_version("db", "1.0.0")).check == \
+        {"command": ["./health.sh", "-v"]}

@@ -1,0 +1,128 @@
+"""Choosing an upgrade's target version against what is deployed; the journal; the fault hook."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+from infrablocks.deploy.workspace import open_workspace
+from infrablocks.errors import UsageError
+from infrablocks.rolling.journal import Journal
+from infrablocks.rolling.target import UpgradeRefused, choose_target
+from infrablocks.state import new_record
+from registry_repo import make_repo
+
+TOML = """
+[blocks.base]
+stateful = true
+[blocks.base.versions."1.0.0"]
+[blocks.base.versions."1.1.0"]
+[blocks.base.versions."2.0.0"]
+requires = { dns = ">= 2.0" }
+
+[blocks.dns.versions."1.0.0"]
+[blocks.dns.versions."2.0.0"]
+
+[blocks.app.versions."1.0.0"]
+requires = { base = "~> 1.0" }
+[blocks.app.versions."2.0.0"]
+requires = { base = ">= 1.0" }
+
+[environments.prod]
+[environments.pinned]
+pins = { base = "1.1.0" }
+"""
+
+
+@pytest.fixture
+def workspace(tmp_path):
+    return open_workspace(make_repo(tmp_path / "repo", TOML))
+
+
+def deploy(workspace, environment: str, **versions: str) -> None:
+    for block, version in versions.items():
+        workspace.backend.put_record(new_record(environment, block, version, outputs=None,
+                                                terraform_version="1.15.5"))
+
+
+def test_the_newest_version_the_dependents_accept(workspace) -> None:
+    deploy(workspace, "prod", base="1.0.0", app="1.0.0", dns="2.0.0")
+    choice = choose_target(workspace, "prod", "base")
+    assert (str(choice.current.version), str(choice.target.version)) == ("1.0.0", "1.1.0")
+
+
+def test_a_target_the_dependents_refuse_lists_them_and_what_would_accept_it(workspace) -> None:
+    deploy(workspace, "prod", base="1.0.0", app="1.0.0", dns="1.0.0")
+    with pytest.raises(UpgradeRefused) as caught:
+        choose_target(workspace, "prod", "base", "2.0.0")
+    text = str(caught.value)
+    assert "upgrading base to 2.0.0 in prod is refused" in text
+    assert "app 1.0.0 (deployed) requires base ~> 1.0; versions of app that accept base " \
+           "2.0.0: 2.0.0" in text
+    assert "base 2.0.0 requires dns >= 2.0, but dns 1.0.0 is deployed" in text
+
+
+def test_nothing_newer_allowed_is_refused_when_a_newer_version_exists(workspace) -> None:
+    deploy(workspace, "prod", base="1.1.0", app="1.0.0", dns="2.0.0")
+    with pytest.raises(UpgradeRefused, match="no version above 1.1.0 fits the deployed"):
+        choose_target(workspace, "prod", "base")
+
+
+def test_at_the_newest_is_up_to_date(workspace) -> None:
+    deploy(workspace, "prod", base="2.0.0", dns="2.0.0")
+    choice = choose_target(workspace, "prod", "base")
+    assert not choice.changes_version
+
+
+def test_pins_decide_and_a_different_to_is_refused(workspace) -> None:
+    deploy(workspace, "pinned", base="1.0.0")
+    assert str(choose_target(workspace, "pinned", "base").target.version) == "1.1.0"
+    with pytest.raises(UsageError, match="pins base to 1.1.0"):
+        choose_target(workspace, "pinned", "base", "2.0.0")
+
+
+def test_a_block_not_deployed_cannot_be_upgraded(workspace) -> None:
+    with pytest.raises(UsageError, match="base is not deployed in environment prod"):
+        choose_target(workspace, "prod", "base")
+
+
+def test_the_journal_records_steps_and_survives_a_reload(workspace) -> None:
+    backend = workspace.backend
+    journal = Journal.start(backend, "prod", "base", from_version="1.0.0", to_version="1.1.0",
+                            order=[1, 0], markers={1: "m1"})
+    journal.step_done(1, "stop", 0.5, old_instance="i-1")
+    journal.step_done(1, "stop", 0.1)                       # once only in the steps
+    journal.finish_unit(1)
+    journal.fail(0, "rejoin", "never joined", {"member": "x"})
+    again = Journal.load(backend, "prod", "base")
+    assert again.order == [1, 0] and again.marker(1) == "m1" and again.marker(0) is None
+    assert again.steps(1) == ["stop"] and again.unit_done(1) and not again.unit_done(0)
+    assert again.unit(1)["old_instance"] == "i-1"
+    assert again.status == "failed" and again.active
+    assert again.failure["step"] == "rejoin"
+    again.set_status("completed")
+    assert not Journal.load(backend, "prod", "base").active
+
+
+HOOK = """
+from infrablocks.rolling.faults import maybe_die
+maybe_die("stop", 0)
+print("after stop 0", flush=True)
+maybe_die("apply", 1)
+print("after apply 1", flush=True)
+"""
+
+
+@pytest.mark.parametrize("fault, printed, code", [
+    ("", "after stop 0\nafter apply 1\n", 0),
+    ("after:stop:0", "", 137),
+    ("after:apply:1", "after stop 0\n", 137),
+    ("after:apply:*", "after stop 0\n", 137),
+    ("after:apply:2", "after stop 0\nafter apply 1\n", 0),
+])
+def test_the_fault_hook_exits_137_at_the_named_boundary(fault, printed, code) -> None:
+    result = subprocess.run([sys.executable, "-c", HOOK], capture_output=True, text=True,
+                            env={"INFRABLOCKS_FAULT": fault, "PATH": "/usr/bin:/bin"},
+                            timeout=60, check=False)
+    assert (result.returncode, result.stdout) == (code, printed), result.stderr
