@@ -71,13 +71,17 @@ def release_image(repo_root: Path, ref: ImageRef, cloud: LocalCloud, *,
         image = register_artifact(cloud, artifact)
     new = image.id not in before
     companion_images = {}
-    for companion in spec.companions:
-        say(f"companion image {companion.image}")
-        companion_images[companion.name] = ensure_image(repo_root, companion.image, cloud,
-                                                        log_dir=log_dir)
     try:
+        for companion in spec.companions:
+            say(f"companion image {companion.image}")
+            companion_images[companion.name] = ensure_image(repo_root, companion.image, cloud,
+                                                            log_dir=log_dir)
         verification = boot_verify(spec, image, cloud, companion_images, subnet=subnet,
                                    progress=say)
+    except BaseException:   # a companion did not build, no free address, Ctrl-C: not verified
+        if new:
+            _remove_quietly(cloud, image.id)
+        raise
     finally:
         for companion_image in companion_images.values():   # built only for this verification
             if companion_image.id not in companions_before and companion_image.id != image.id \
