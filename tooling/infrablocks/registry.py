@@ -439,6 +439,8 @@ class _Loader:
         # every distinct (required block, constraint text), checked once after loading
         self._requirement_pairs: set[tuple[str, str]] = set()
         self._self_requirements = False
+        self._block_deps: dict[str, set[str]] = {}
+        self._dropped_requirements = False
         self._blocks_dir = os.path.join(root, "blocks")
 
     def load(self, data: dict[str, Any]) -> Registry:
@@ -515,6 +517,8 @@ class _Loader:
         listing = self._listing(name)
         remember_pairs = self._requirement_pairs.update
         root = self.root
+        deps: set[str] = set()  # every block any version requires (for the cycle check)
+        self._block_deps[name] = deps
         for text, vspec in versions.items():
             try:
                 version = _parsed_versions.get(text) or parse_version(text)
@@ -528,6 +532,7 @@ class _Loader:
                 try:
                     if raw:  # constraints are checked once per distinct text, after loading
                         remember_pairs(raw.items())
+                        deps.update(raw)
                         if name in raw:
                             self._self_requirements = True
                 except (TypeError, AttributeError):
@@ -544,6 +549,7 @@ class _Loader:
                 p.add((*path, "versions", text), f"must be a table, not {_type_name(vspec)}")
                 continue
             loaded.append(self._load_version(name, version, text, vspec, path))
+            deps.update(loaded[-1].required_blocks())
         loaded.sort(key=_precedence)
         block.versions = {bv.version: bv for bv in loaded}
         if len(block.versions) != len(loaded):
@@ -714,9 +720,11 @@ class _Loader:
                         self.problems.add(rpath, f"block `{dep}` requires itself: a block "
                                                  f"cannot depend on its own outputs")
                         del raw[dep]
+                        self._dropped_requirements = True
                     elif (dep, text) in bad:
                         self.problems.add(rpath, bad[(dep, text)])
                         del raw[dep]
+                        self._dropped_requirements = True
 
     # environments -------------------------------------------------------------------------
 
@@ -767,9 +775,12 @@ class _Loader:
     # cycles -------------------------------------------------------------------------------
 
     def _check_cycles(self, blocks: dict[str, Block]) -> None:
-        edges = {name: sorted({dep for bv in block.versions.values()
-                               for dep in bv.required_blocks()})
-                 for name, block in blocks.items()}
+        if self._dropped_requirements:  # the dependency sets gathered while loading are stale
+            edges = {name: sorted({dep for bv in block.versions.values()
+                                   for dep in bv.required_blocks()})
+                     for name, block in blocks.items()}
+        else:
+            edges = {name: sorted(self._block_deps.get(name, ())) for name in blocks}
         for cycle in find_block_cycles(edges):
             first = cycle[0]
             self.problems.add(
@@ -876,6 +887,10 @@ def describe_cycle(blocks: dict[str, Block], cycle: list[str]) -> str:
         following = cycle[(position + 1) % len(cycle)]
         candidates = [bv for bv in blocks[name].newest_first() if following in bv.requires]
         preferred = [bv for bv in candidates if allowed is None or allowed.allows(bv.version)]
+        if not candidates:
+            parts.append(name)
+            allowed = None
+            continue
         chosen = (preferred or candidates)[0]
         parts.append(f"{name} {chosen.version}")
         allowed = chosen.requires[following]
