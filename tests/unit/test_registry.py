@@ -276,6 +276,8 @@ def test_types_are_checked(tmp_path: Path) -> None:
         images = ["etcd", "etcd@1.0"]
         [blocks.c.versions."1.0.0"]
         requires = "a"
+        [blocks.c.versions."1.1.0"]
+        requires = []
         [blocks.d.versions."1.0.0"]
         requires = { a = ["~> 1.0"], b = true }
         [environments.prod]
@@ -289,6 +291,7 @@ def test_types_are_checked(tmp_path: Path) -> None:
                      'blocks.a.versions."1.0.0".images: must be an array',
                      'blocks.b.versions."1.0.0".requires.a: must be a constraint string',
                      'blocks.c.versions."1.0.0".requires: must be a table of block = "constraint"',
+                     'blocks.c.versions."1.1.0".requires: must be a table of block = "constraint"',
                      'blocks.d.versions."1.0.0".requires.a: must be a constraint string',
                      'blocks.d.versions."1.0.0".requires.b: must be a constraint string',
                      "item 1 ('etcd') is not \"name@version\"", "item 2 ('etcd@1.0')",

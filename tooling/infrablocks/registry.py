@@ -525,10 +525,10 @@ class _Loader:
             except VersionSyntaxError as exc:
                 p.add((*path, "versions", text), f"invalid version: {exc}")
                 continue
+            raw = vspec.get("requires") if type(vspec) is dict else None
             if type(vspec) is dict and listing is not None and text in listing \
-                    and vspec.keys() <= _FAST_VERSION_KEYS:
+                    and vspec.keys() <= _FAST_VERSION_KEYS and (raw is None or type(raw) is dict):
                 # Fast path for the common shape (requires + images, default directory).
-                raw = vspec.get("requires")
                 try:
                     if raw:  # constraints are checked once per distinct text, after loading
                         remember_pairs(raw.items())
