@@ -93,7 +93,7 @@ def test_verify_finds_a_modified_artifact_and_a_changed_source(local_cloud, tmp_
     repo = fake_repo(tmp_path)
     ref = parse_image_ref("etcd@1.0.0")
     assert verify_image(repo, ref, local_cloud).problems() == [
-        "etcd@1.0.0 is not registered (build it with `doit image etcd@1.0.0`)"]
+        "etcd@1.0.0 is not registered (build it with `doit image etcd@1.0.0 --keep`)"]
     image = build_image(repo, "etcd", "1.0.0", local_cloud, log_dir=tmp_path)
     result = verify_image(repo, ref, local_cloud, log_dir=tmp_path)
     assert result.ok and result.problems() == []

@@ -48,7 +48,7 @@ class ImageVerification:
 
     def problems(self) -> list[str]:
         if self.image is None:
-            return [f"{self.ref} is not registered (build it with `doit image {self.ref}`)"]
+            return [f"{self.ref} is not registered (build it with `doit image {self.ref} --keep`)"]
         found = []
         if not self.intact:
             found.append(f"{self.ref} ({self.image.id}): the artifact in the cloud was modified "

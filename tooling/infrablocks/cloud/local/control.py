@@ -237,14 +237,15 @@ class LocalCloud:
             raise NotFoundError(
                 f"no image {wanted} is registered; registered images: "
                 f"{', '.join(names) or 'none'}",
-                hint=f"build and register it with `doit image {name}@{version or 'VERSION'}`")
+                hint=f"build and keep it with `doit image {name}@{version or 'VERSION'} --keep`")
         matches = [i for i in same_name
                    if (version is None or i.version == version) and (tag is None or tag in i.tags)]
         if not matches:
             available = ", ".join(
                 i.version + (f" (tags: {', '.join(i.tags)})" if i.tags else "") for i in same_name)
-            raise NotFoundError(f"no image {wanted} is registered; {name} has: {available}",
-                                hint=f"build it with `doit image {name}@{version or 'VERSION'}`")
+            raise NotFoundError(
+                f"no image {wanted} is registered; {name} has: {available}",
+                hint=f"build and keep it with `doit image {name}@{version or 'VERSION'} --keep`")
         return matches[-1]
 
     def tag_image(self, image_id: str, tag: str) -> Image:
