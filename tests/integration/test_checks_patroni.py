@@ -97,6 +97,9 @@ def test_gates_on_a_real_patroni_cluster(stolon, local_cloud):
                  if r["state"] == "streaming"}
     replicas = [m for m in members if m is not leader]
     assert streaming == {m.name for m in replicas}
+    lags = healthy.evidence["replica_lag_bytes"]
+    assert set(lags) == {m.name for m in replicas}
+    assert all(isinstance(lag, int) and 0 <= lag <= 1048576 for lag in lags.values()), lags
     for member in members:
         assert check.member_healthy(member, members).ok
     probe = check.write_probe(members)

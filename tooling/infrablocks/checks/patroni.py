@@ -12,8 +12,10 @@ Gates:
 
 - cluster healthy: every member answers ``/patroni``; ``/cluster`` lists exactly the group's
   members (matched by host) with one leader among them; every other member is ``running`` (or
-  ``streaming``, Patroni ≥ 3.0.4) with a numeric lag ≤ ``max_lag_bytes`` and appears as
-  ``streaming`` in the leader's replication rows;
+  ``streaming``, Patroni ≥ 3.0.4), appears as ``streaming`` in the leader's replication rows,
+  and lags ≤ ``max_lag_bytes`` — the leader's WAL location minus the replica's replayed
+  location, both read from ``/patroni`` at the time of the check (``/cluster``'s own ``lag``
+  is up to a Patroni loop stale: only a fallback);
 - member healthy (rejoined): the member answers and is running, is in ``/cluster``, and is the
   leader or a replica that streams from the leader with lag under the bound;
 - move leader off: when the member leads, ``POST /switchover`` to the healthy replica with the
@@ -63,6 +65,7 @@ class ClusterView:
     cluster: list[dict[str, Any]] | None            # /cluster members (None: nobody answered)
     cluster_from: str | None = None                 # which member answered /cluster
     problems: list[str] = field(default_factory=list)
+    lags: dict[str, int | str] = field(default_factory=dict)   # replica → bytes (fresh)
 
     def entry_for(self, member: Member) -> dict[str, Any] | None:
         """``member``'s row of ``/cluster`` (matched by host, then by name)."""
@@ -77,7 +80,7 @@ class ClusterView:
 
     def evidence(self) -> dict[str, Any]:
         return {"cluster": self.cluster, "cluster_from": self.cluster_from,
-                "members": self.own}
+                "members": self.own, "replica_lag_bytes": self.lags}
 
 
 class PatroniCheck:
@@ -162,12 +165,11 @@ class PatroniCheck:
             problems.append(f"expected one leader, the cluster has "
                             f"{', '.join(leaders) if leaders else 'none'}")
         else:
-            streaming = self._streaming_from(leader, members, view)
             for member in members:
                 row = view.entry_for(member)
                 if row is None or row is leader:
                     continue
-                problems += self._replica_problems(member, row, streaming)
+                problems += self._replica_problems(member, row, leader, members, view)
         if problems:
             return GateResult.failed("; ".join(problems), **view.evidence())
         return GateResult.passed(
@@ -201,12 +203,11 @@ class PatroniCheck:
             return GateResult.failed("the cluster has no single leader", **view.evidence())
         if row is leader:
             return GateResult.passed(f"{member.name} leads the cluster", **view.evidence())
-        problems = self._replica_problems(member, row,
-                                          self._streaming_from(leader, group, view))
+        problems = self._replica_problems(member, row, leader, group, view)
         if problems:
             return GateResult.failed("; ".join(problems), **view.evidence())
         return GateResult.passed(f"{member.name} rejoined as a replica streaming from "
-                                 f"{leader['name']} (lag {row.get('lag')} bytes)",
+                                 f"{leader['name']} (lag {view.lags.get(row['name'])} bytes)",
                                  **view.evidence())
 
     def move_leader_off(self, member: Member, members: list[Member]) -> None:
@@ -218,13 +219,13 @@ class PatroniCheck:
             return
         candidates = [(m, row) for m in members
                       if m.name != member.name and (row := view.entry_for(m)) is not None
-                      and not self._replica_problems(
-                          m, row, self._streaming_from(leader, members, view))]
+                      and not self._replica_problems(m, row, leader, members, view)]
         if not candidates:
             raise PatroniError(
                 f"cannot move the leadership off {member.name}: no other member is a healthy "
                 f"streaming replica; cluster: {json.dumps(view.cluster)}")
-        target, row = min(candidates, key=lambda pair: pair[1].get("lag", 0))
+        target, row = min(candidates,
+                          key=lambda pair: self._lag(pair[0], pair[1], leader, members, view))
         url = f"{self.api_url(member)}/switchover"
         body = {"leader": leader["name"], "candidate": row["name"]}
         try:
@@ -240,35 +241,56 @@ class PatroniCheck:
 
     # -- helpers -----------------------------------------------------------------------------
 
-    def _streaming_from(self, leader: dict[str, Any], members: list[Member],
-                        view: ClusterView) -> dict[str, str] | None:
-        """application_name → state, from the leader's pg_stat_replication (None: unknown)."""
+    def _leader_own(self, leader: dict[str, Any], members: list[Member],
+                    view: ClusterView) -> dict[str, Any] | None:
+        """The leader's own ``/patroni`` answer (None when it did not answer)."""
         leader_member = next((m for m in members if view.entry_for(m) is leader), None)
         if leader_member is None:
             return None
         own = view.own.get(leader_member.name, {})
-        if "error" in own:
-            return None
-        return {row.get("application_name", ""): row.get("state", "")
-                for row in own.get("replication", [])}
+        return None if "error" in own else own
 
-    def _replica_problems(self, member: Member, row: dict[str, Any],
-                          streaming: dict[str, str] | None) -> list[str]:
-        problems = []
+    def _lag(self, member: Member, row: dict[str, Any], leader: dict[str, Any],
+             members: list[Member], view: ClusterView) -> int | str:
+        """Bytes of WAL the replica has still to replay: the leader's current WAL location
+        minus the replica's replayed location, both read just now from ``/patroni``.
+
+        ``/cluster``'s ``lag`` compares positions each member publishes in the DCS once per
+        loop (``loop_wait``), at different moments: it is stale by design and can show a whole
+        WAL segment (16 MiB) of "lag" right after a segment switch. It is the fallback when a
+        fresh reading is missing.
+        """
+        leader_own = self._leader_own(leader, members, view) or {}
+        location = leader_own.get("xlog", {}).get("location")
+        xlog = view.own.get(member.name, {}).get("xlog", {})
+        replayed = xlog.get("replayed_location", xlog.get("received_location"))
+        if isinstance(location, int) and isinstance(replayed, int):
+            return max(0, location - replayed)
+        return row.get("lag", "unknown")
+
+    def _replica_problems(self, member: Member, row: dict[str, Any], leader: dict[str, Any],
+                          members: list[Member], view: ClusterView) -> list[str]:
+        name = row.get("name", member.name)
         if row.get("role") in LEADER_ROLES:
             return [f"{member.name} is a leader, not a replica"]
+        problems = []
         if row.get("state") not in HEALTHY_REPLICA_STATES:
-            problems.append(f"replica {row.get('name')} is {row.get('state')!r}")
-        lag = row.get("lag")
+            problems.append(f"replica {name} is {row.get('state')!r}")
+        lag = self._lag(member, row, leader, members, view)
+        view.lags[name] = lag
         if not isinstance(lag, int):
-            problems.append(f"replica {row.get('name')} has lag {lag!r}")
+            problems.append(f"replica {name} has lag {lag!r}")
         elif lag > self.max_lag:
-            problems.append(f"replica {row.get('name')} lags {lag} bytes (> {self.max_lag})")
-        if streaming is None:
+            problems.append(f"replica {name} lags {lag} bytes (> {self.max_lag})")
+        leader_own = self._leader_own(leader, members, view)
+        if leader_own is None:
             problems.append("the leader's replication status is unknown")
-        elif streaming.get(row.get("name", "")) != "streaming":
-            problems.append(f"replica {row.get('name')} does not stream from the leader "
-                            f"(replication state {streaming.get(row.get('name', ''))!r})")
+        else:
+            streaming = {r.get("application_name"): r.get("state")
+                         for r in leader_own.get("replication", [])}
+            if streaming.get(name) != "streaming":
+                problems.append(f"replica {name} does not stream from the leader "
+                                f"(replication state {streaming.get(name)!r})")
         return problems
 
     def _leads(self, member: Member) -> bool:
@@ -353,7 +375,8 @@ def _reason(error: BaseException) -> str:
 def _own_summary(document: dict[str, Any]) -> dict[str, Any]:
     """The parts of ``/patroni`` a gate reads (and prints as evidence)."""
     summary = {key: document[key] for key in ("state", "role", "timeline", "server_version",
-                                              "pending_restart", "pause") if key in document}
+                                              "pending_restart", "pause", "xlog")
+               if key in document}
     summary["replication"] = [
         {key: row.get(key) for key in ("application_name", "client_addr", "state",
                                        "sync_state")}

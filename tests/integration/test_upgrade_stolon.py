@@ -1,0 +1,156 @@
+"""`doit upgrade stolon` for real: stolon 1.0.0 → 1.1.0 on the local cloud, in a repo copy.
+
+The environment is created with stolon pinned to 1.0.0 (base resolves to its newest version),
+a table is written on the primary, the pin moves to 1.1.0 (as an operator would) and the real
+`doit upgrade stolon --yes --json` rolls the Patroni cluster: the replicas first, a Patroni
+switchover, the old primary last. Afterwards every member runs the 1.1.0 image on its old volume,
+the data written before is read on every member, 1.1.0's PostgreSQL settings are live, the
+record says 1.1.0 and a plan of the environment is empty.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from deploy_repo import DeployRepo, open_deploy_repo
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+ENVIRONMENT = "dbup"
+SUBNET = "127.42.243.0/24"
+MEMBER_IPS = ["127.42.243.21", "127.42.243.22", "127.42.243.23"]
+PSQL = "/usr/bin/psql"
+ENVIRONMENT_TOML = f"""
+[environments.{ENVIRONMENT}]
+subnet = "{SUBNET}"
+pins = {{ stolon = "1.0.0" }}
+"""
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Iterator[DeployRepo]:
+    deployment = open_deploy_repo(tmp_path, extra_toml=ENVIRONMENT_TOML)
+    try:
+        yield deployment
+    finally:
+        leftovers = deployment.close()
+    assert not leftovers, "cleanup found:\n" + "\n".join(leftovers)
+
+
+def ok(result: subprocess.CompletedProcess[str]) -> subprocess.CompletedProcess[str]:
+    assert result.returncode == 0, f"exit {result.returncode}\n{result.stdout}\n{result.stderr}"
+    return result
+
+
+def psql(password: str, host: str, sql: str) -> str:
+    result = subprocess.run(
+        [PSQL, f"host={host} port=5432 user=postgres dbname=postgres connect_timeout=5",
+         "-X", "-At", "-v", "ON_ERROR_STOP=1", "-c", sql],
+        capture_output=True, text=True, timeout=30, check=False,
+        env={**os.environ, "PGPASSWORD": password})
+    assert result.returncode == 0, f"psql on {host}: {result.stderr.strip()}"
+    return result.stdout.strip()
+
+
+def roles() -> dict[str, str]:
+    """host → Patroni role, from the first member that answers /cluster."""
+    for ip in MEMBER_IPS:
+        try:
+            with urllib.request.urlopen(f"http://{ip}:8008/cluster", timeout=5) as response:
+                return {m["host"]: m["role"] for m in json.load(response)["members"]}
+        except OSError:
+            continue
+    raise AssertionError("no Patroni member answers /cluster")
+
+
+def stolon_instances(repo: DeployRepo) -> dict[str, object]:
+    """member number → instance (not terminated)."""
+    return {i.tags["member"]: i for i in repo.instances(ENVIRONMENT)
+            if i.tags.get("block") == "stolon"}
+
+
+def test_stolon_rolls_replicas_first_switchover_old_primary_last(repo: DeployRepo) -> None:
+    ok(repo.doit("create", "stolon", "--env", ENVIRONMENT))
+    backend = repo.backend()
+    assert backend.get_record(ENVIRONMENT, "stolon").version == "1.0.0"
+    password = backend.read_outputs(ENVIRONMENT, "stolon").unmasked()["superuser_password"]
+    cloud = repo.cloud()
+    before = stolon_instances(repo)
+    for instance in before.values():
+        cloud.wait_until_ready(instance.id, timeout=180)
+    old_image = cloud.find_image("patroni", "1.0.0").id
+    assert {i.image_id for i in before.values()} == {old_image}
+    volumes = {v.tags["member"]: v.id for v in repo.volumes(ENVIRONMENT)
+               if v.tags.get("block") == "stolon"}
+
+    # data written on the primary before the upgrade
+    old_roles = roles()
+    leader_ip = next(host for host, role in old_roles.items() if role == "leader")
+    psql(password, leader_ip, "CREATE TABLE kept (v text); INSERT INTO kept VALUES ('before')")
+    leader_index = MEMBER_IPS.index(leader_ip)
+
+    # the operator moves the pin, then upgrades
+    toml = repo.root / "blocks.toml"
+    text, count = re.subn(r'pins = \{ stolon = "1\.0\.0" \}', 'pins = { stolon = "1.1.0" }',
+                          toml.read_text())
+    assert count == 1
+    toml.write_text(text)
+    dry = json.loads(ok(repo.doit("upgrade", "stolon", "--env", ENVIRONMENT, "--dry-run",
+                                  "--json")).stdout)
+    assert dry["mode"] == "dry-run" and dry["order"][-1] == leader_index
+    assert dry["pre_health"].startswith("healthy: ")
+    started = time.monotonic()
+    upgraded = ok(repo.doit("upgrade", "stolon", "--env", ENVIRONMENT, "--yes", "--json",
+                            timeout=1200))
+    seconds = time.monotonic() - started
+    outcome = json.loads(upgraded.stdout)
+
+    # replicas first, the old primary last, its leadership moved off before it was stopped
+    assert outcome["mode"] == "rolling"
+    assert (outcome["from_version"], outcome["to_version"]) == ("1.0.0", "1.1.0")
+    assert sorted(outcome["order"]) == [0, 1, 2] and outcome["order"][-1] == leader_index
+    units = {unit["index"]: unit for unit in outcome["units"]}
+    assert units[leader_index].get("leader_moved") is True, outcome
+    for unit in units.values():
+        assert {"stop", "apply", "running", "volume", "rejoin", "healthy"} <= \
+            set(unit["steps"]), unit
+    print(f"stolon upgrade took {seconds:.0f}s: {outcome['timings']}")
+
+    # every member replaced by the 1.1.0 image, on its old volume
+    new_image = cloud.find_image("patroni", "1.1.0").id
+    after = stolon_instances(repo)
+    assert sorted(after) == ["1", "2", "3"]
+    for number, instance in after.items():
+        assert instance.id != before[number].id and instance.image_id == new_image
+        assert instance.private_ip == MEMBER_IPS[int(number) - 1]
+        volume = cloud.get_volume(volumes[number])
+        assert volume.attachment.instance_id == instance.id
+        assert (Path(volume.path) / ".mounted").read_text().strip() == instance.id
+
+    # the cluster: a new leader (the old primary went last, as a replica), data on every member
+    new_roles = roles()
+    assert sorted(new_roles.values()) == ["leader", "replica", "replica"]
+    assert new_roles[leader_ip] == "replica"
+    for host in MEMBER_IPS:
+        deadline = time.monotonic() + 30
+        while psql(password, host, "SELECT v FROM kept") != "before":
+            assert time.monotonic() < deadline, f"{host} lost the data written before"
+            time.sleep(0.5)
+        assert psql(password, host, "SHOW work_mem") == "16MB"    # 1.1.0's settings
+
+    # the record moved, and nothing is left to change
+    assert backend.get_record(ENVIRONMENT, "stolon").version == "1.1.0"
+    plan = json.loads(ok(repo.doit("plan", "stolon", "--env", ENVIRONMENT, "--json")).stdout)
+    assert {(b["block"], b["deployed"], b["has_changes"]) for b in plan["blocks"]} == {
+        ("base", "1.1.0", False), ("stolon", "1.1.0", False)}
+    again = json.loads(ok(repo.doit("upgrade", "stolon", "--env", ENVIRONMENT, "--yes",
+                                    "--json")).stdout)
+    assert again["mode"] == "up-to-date"
