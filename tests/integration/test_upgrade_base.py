@@ -97,3 +97,39 @@ def test_rolling_upgrade_of_base_keeps_volumes_and_data(repo):
     again = repo.upgrade()
     assert again.returncode == 0, again.stderr
     assert "already at 1.1.0" in again.stdout
+
+
+@pytest.fixture
+def ci_repo():
+    repo = UpgradeRepo(239, extra_toml='\n[environments.t-ci]\nsubnet = "127.42.239.0/24"\n')
+    try:
+        yield repo
+    finally:
+        from infrablocks.deploy.orchestrate import teardown_environment
+
+        teardown_environment(repo.workspace(), "t-ci")   # if a command died half-way
+        problems = repo.close()
+    assert not problems, problems
+
+
+@pytest.mark.slow
+@pytest.mark.integration
+def test_ci_commands_test_upgrade_and_test_create_leave_nothing_behind(ci_repo):
+    result = ci_repo.doit("test-upgrade", "base", "--env", "t-ci", "--json")
+    assert result.returncode == 0, result.stdout + result.stderr
+    outcome = json.loads(result.stdout)
+    assert (outcome["from_version"], outcome["to_version"]) == ("1.0.0", "1.1.0")
+    assert outcome["ok"] and outcome["created"] and outcome["destroyed"]
+    assert outcome["upgrade"]["mode"] == "rolling" and len(outcome["upgrade"]["order"]) == 3
+    assert outcome["tests"][0]["ok"] and outcome["tests"][0]["version"] == "1.1.0"
+    assert outcome["data_check"]["ok"] and outcome["probe"]["key"]
+    assert ci_repo.cloud().describe_instances() == []
+    assert ci_repo.cloud().describe_volumes() == []
+
+    created = ci_repo.doit("test-create", "base", "--env", "t-ci")
+    assert created.returncode == 0, created.stdout + created.stderr
+    assert ci_repo.cloud().describe_instances() == []
+    assert "t-ci" not in ci_repo.workspace().backend.list_environments()
+
+    bad = ci_repo.doit("test-upgrade", "base", "--from", "1.1.0")
+    assert bad.returncode == 2 and "is not below the target 1.1.0" in bad.stderr

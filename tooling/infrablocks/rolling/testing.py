@@ -118,7 +118,8 @@ def choose_versions(workspace: Workspace, block: str, from_version: str | None,
 
 def run_test_upgrade(workspace: Workspace, block: str, *, from_version: str | None = None,
                      to_version: str | None = None, environment: str | None = None,
-                     say: Callable[[str], None] | None = None) -> TestUpgradeResult:
+                     say: Callable[[str], None] | None = None,
+                     echo_tests: bool = True) -> TestUpgradeResult:
     from infrablocks.deploy.orchestrate import create, teardown_environment
     from infrablocks.environments import is_ephemeral, new_ephemeral_name
 
@@ -151,7 +152,7 @@ def run_test_upgrade(workspace: Workspace, block: str, *, from_version: str | No
         result.upgrade = upgrade(workspace, block, name, to=str(target.version), say=say)
         from infrablocks.deploy.blocktests import run_block_tests
 
-        result.tests.append(run_block_tests(workspace, name, target))
+        result.tests.append(run_block_tests(workspace, name, target, echo=echo_tests))
         if probe_check is not None and result.probe is not None:
             check, _ = probe_check
             members = _probe_check(workspace, name, target)[1]  # type: ignore[index]

@@ -35,7 +35,9 @@ def task_test_create() -> dict[str, Any]:
         "test-create", _test_create, positional="targets",
         doc="CI: throwaway environment with the targets' resolution, block tests, destroy always",
         params=[option("jobs", type=int, default=4, help="blocks run at once (default 4)"),
-                option("report", help="write the run report as JSON")])}
+                option("report", help="write the run report as JSON"),
+                option("env", help="name of the throwaway environment (must start with t-; "
+                                   "default: random)")])}
 
 
 def task_test_upgrade() -> dict[str, Any]:
@@ -101,10 +103,28 @@ def _upgrade(targets: list[str], env: str | None, to: str | None, dry_run: bool,
     return 0
 
 
-def _test_create(targets: list[str], jobs: int, report: str | None) -> int:
-    from infrablocks.tasks.environment_commands import _env
+def _test_create(targets: list[str], jobs: int, report: str | None, env: str | None) -> int:
+    """What `doit env` does (reusing its printer), with an optional environment name."""
+    from infrablocks.deploy.orchestrate import run_test_environment
+    from infrablocks.deploy.workspace import open_workspace
+    from infrablocks.environments import is_ephemeral
+    from infrablocks.errors import UsageError
+    from infrablocks.resolve import resolve
+    from infrablocks.tasks._deploy_output import TestEnvironmentPrinter, write_report
 
-    return _env(targets, jobs=jobs, keep_going=False, report=report, keep=False)
+    if not targets:
+        raise UsageError("name the blocks to test", hint="e.g. doit test-create microservice01")
+    if env is not None and not is_ephemeral(env):
+        raise UsageError(f"test-create runs in a throwaway environment; {env!r} does not start "
+                         "with t-")
+    workspace = open_workspace()
+    resolve(workspace.registry, targets)  # bad targets fail here, with nothing to clean up
+    printer = TestEnvironmentPrinter(targets)
+    outcome = run_test_environment(workspace, targets, jobs=int(jobs), on_event=printer.sink,
+                                   announce=printer.announce, environment=env)
+    printer.finish(outcome)
+    write_report(report, printer.report_document(outcome))
+    return 0 if outcome.ok else 1
 
 
 def _test_upgrade(targets: list[str], to: str | None, env: str | None, json: bool,
@@ -117,6 +137,7 @@ def _test_upgrade(targets: list[str], to: str | None, env: str | None, json: boo
     workspace = open_workspace()
     printer = Printer(as_json=json)
     result = run_test_upgrade(workspace, block, from_version=values.get("from"),
-                              to_version=to, environment=env, say=printer.say)
+                              to_version=to, environment=env, say=printer.say,
+                              echo_tests=not json)
     printer.test_upgrade(result)
     return 0 if result.ok else 1
