@@ -45,7 +45,7 @@ from pathlib import Path
 from infrablocks.registry import load_registry
 from infrablocks.resolve import resolve
 from infrablocks.graph import dependency_graph, levels, topological_order
-registry = load_registry(Path(sys.argv[1]))
+registry = load_registry(Path(sys.argv[1]), freeze_gc=True)  # as the doit commands do
 resolution = resolve(registry, [sys.argv[2]])
 graph = dependency_graph(resolution)
 order, generations = topological_order(graph), levels(graph)

@@ -312,10 +312,19 @@ def _split_key(text: str) -> tuple[str, ...]:
     return tuple(a or b or c for a, b, c in parts)
 
 
-def load_registry(repo_root: Path) -> Registry:
-    """Load and validate ``repo_root/blocks.toml``. Raises ``ConfigError`` listing all problems."""
+def load_registry(repo_root: Path, *, freeze_gc: bool = False) -> Registry:
+    """Load and validate ``repo_root/blocks.toml``. Raises ``ConfigError`` listing all problems.
+
+    ``freeze_gc``: for short-lived command-line processes. Moves everything allocated so far out
+    of the cyclic collector's reach (``gc.freeze``), which spares a full pass over a large
+    registry's objects at exit (~0.1 s for 100,000 versions). Not for long-lived processes:
+    frozen garbage cycles are never collected.
+    """
     with gc_paused():
-        return _load_registry(Path(repo_root).resolve())
+        registry = _load_registry(Path(repo_root).resolve())
+    if freeze_gc:
+        gc.freeze()
+    return registry
 
 
 @contextmanager

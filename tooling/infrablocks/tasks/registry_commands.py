@@ -44,7 +44,7 @@ def _load():
     from infrablocks.paths import find_repo_root
     from infrablocks.registry import load_registry
 
-    return load_registry(find_repo_root())
+    return load_registry(find_repo_root(), freeze_gc=True)  # a short-lived process
 
 
 def _environment(registry, env: str | None):
