@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import infrablocks.registry as registry_module
 import pytest
 from infrablocks.errors import ConfigError, UsageError
 from infrablocks.registry import ALLOWED_KEYS, load_registry
@@ -346,23 +345,3 @@ def test_every_problem_is_reported_at_once_with_lines(tmp_path: Path) -> None:
     assert lines == [3, 5, 6, 8]
     assert "4 problems in the block registry" in str(caught.value)
     assert "Traceback" not in str(caught.value)
-
-
-def test_parse_cache_is_used_and_invalidated(tmp_path: Path,
-                                            monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(registry_module, "PARSE_CACHE_MIN_BYTES", 0)
-    root = make_repo(tmp_path, '[blocks.a.versions."1.0.0"]\n')
-    assert list(load_registry(root).blocks) == ["a"]
-    cache = root / ".infrablocks" / "cache" / "blocks.toml.marshal"
-    assert cache.is_file()
-    assert list(load_registry(root).blocks) == ["a"]  # from the cache
-    make_repo(root, '[blocks.a.versions."1.0.0"]\n[blocks.bb.versions."1.0.0"]\n')
-    assert list(load_registry(root).blocks) == ["a", "bb"]
-    cache.write_bytes(b"garbage")
-    assert list(load_registry(root).blocks) == ["a", "bb"]
-
-
-def test_small_registries_leave_no_cache(tmp_path: Path) -> None:
-    root = make_repo(tmp_path, '[blocks.a.versions."1.0.0"]\n')
-    load_registry(root)
-    assert not (root / ".infrablocks").exists()

@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from infrablocks.errors import ConfigError, UsageError
 from infrablocks.paths import REGISTRY_FILE
@@ -34,6 +34,9 @@ from infrablocks.versions import (
     parse_constraint,
     parse_version,
 )
+
+if TYPE_CHECKING:
+    from infrablocks.registry_cache import DirectoryListings
 
 __all__ = [
     "ALLOWED_KEYS",
@@ -344,70 +347,25 @@ def gc_paused() -> Iterator[None]:
 
 
 def _load_registry(root: Path) -> Registry:
+    from infrablocks import registry_cache
+
     file = root / REGISTRY_FILE
     try:
-        data = _cached_parse(root, file)
+        data = registry_cache.cached_document(root, file)
         if data is None:
             text = file.read_text(encoding="utf-8")
             data = parse_toml(file, text)
-            _store_parse(root, file, data)
+            registry_cache.store_document(root, file, data)
     except FileNotFoundError:
         raise ConfigError(f"{file}: not found",
                           hint="a blocks monorepo has blocks.toml at its root") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{file}: cannot read: {exc}") from None
-    return _Loader(file, root).load(data)
-
-
-# Registries this big keep their parsed TOML in .infrablocks/cache (marshal loads ~2x faster
-# than parsing). Small ones are parsed every time and leave nothing behind.
-PARSE_CACHE_MIN_BYTES = 1_000_000
-_CACHE_FORMAT = 1
-
-
-def _parse_cache_path(root: Path) -> Path:
-    from infrablocks.paths import work_dir
-
-    return work_dir(root) / "cache" / "blocks.toml.marshal"
-
-
-def _file_key(file: Path) -> tuple[int, int, int, int] | None:
-    stat = file.stat()
-    if stat.st_size < PARSE_CACHE_MIN_BYTES:
-        return None
-    return (_CACHE_FORMAT, stat.st_size, stat.st_mtime_ns, stat.st_ino)
-
-
-def _cached_parse(root: Path, file: Path) -> dict[str, Any] | None:
-    import marshal
-
-    key = _file_key(file)
-    if key is None:
-        return None
+    listings = registry_cache.DirectoryListings(root, use_cache=registry_cache.wanted(file))
     try:
-        stored_key, data = marshal.loads(_parse_cache_path(root).read_bytes())
-    except (OSError, ValueError, EOFError, TypeError):
-        return None
-    return data if tuple(stored_key) == key and isinstance(data, dict) else None
-
-
-def _store_parse(root: Path, file: Path, data: dict[str, Any]) -> None:
-    """Best effort: a registry with TOML dates (not marshallable) or a read-only checkout
-    simply is not cached."""
-    import marshal
-
-    key = _file_key(file)
-    if key is None:
-        return
-    cache = _parse_cache_path(root)
-    try:
-        payload = marshal.dumps((key, data))
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        partial = cache.with_name(f"{cache.name}.{os.getpid()}.tmp")
-        partial.write_bytes(payload)
-        os.replace(partial, cache)
-    except (OSError, ValueError):
-        pass
+        return _Loader(file, root, listings).load(data)
+    finally:
+        listings.save()
 
 
 def parse_toml(file: Path, text: str) -> dict[str, Any]:
@@ -440,17 +398,19 @@ def _toml_error_message(file: Path, message: str) -> str:
 
 
 class _Loader:
-    def __init__(self, file: Path, root: Path) -> None:
+    def __init__(self, file: Path, root: Path, listings: DirectoryListings | None = None) -> None:
+        from infrablocks.registry_cache import DirectoryListings
+
         self.file = file
         self.root = root
         self.problems = _Problems(file)
-        self._dir_listings: dict[str, set[str] | None] = {}
+        self._listings = listings or DirectoryListings(root, use_cache=False)
+        self._dir_listings: dict[str, frozenset[str] | set[str] | None] = {}
         # every distinct (required block, constraint text), checked once after loading
         self._requirement_pairs: set[tuple[str, str]] = set()
         self._self_requirements = False
         self._block_deps: dict[str, set[str]] = {}
         self._dropped_requirements = False
-        self._blocks_dir = os.path.join(root, "blocks")
 
     def load(self, data: dict[str, Any]) -> Registry:
         p = self.problems
@@ -633,16 +593,12 @@ class _Loader:
         listing = self._listing(block)
         return listing is not None and name in listing
 
-    def _listing(self, block: str) -> set[str] | None:
-        """The directories in ``blocks/BLOCK``: one listing per block instead of a stat per
-        version (registries with 100,000 versions)."""
+    def _listing(self, block: str) -> frozenset[str] | set[str] | None:
+        """The entries of ``blocks/BLOCK``: one listing per block instead of a stat per version
+        (registries with 100,000 versions). Names only: a plain file named like a version would
+        pass here; Terraform reports that one when it runs."""
         if block not in self._dir_listings:
-            try:
-                # Names only (no DirEntry per version: half the cost). A plain file named like
-                # a version would pass here; Terraform reports that one when it runs.
-                self._dir_listings[block] = set(os.listdir(self._blocks_dir + os.sep + block))
-            except OSError:
-                self._dir_listings[block] = None
+            self._dir_listings[block] = self._listings.names(block)
         return self._dir_listings[block]
 
     def _images(self, raw: Any, path: tuple[str, ...]) -> list[str]:
