@@ -11,7 +11,8 @@ For each size it generates a registry (``registry_gen.generate``: 10 versions pe
   blocks.toml, resolves the deepest block and computes its run order and levels (what
   ``doit resolve`` does, minus printing): the figure the targets are about. Measured with
   the parse cache warm (blocks.toml unchanged since the last run, the usual case) and cold
-  (right after an edit: the TOML is parsed again);
+  (right after an edit: .infrablocks/cache removed, the TOML parsed and the block
+  directories listed again);
 - the same phases in-process (load+validate, resolve, order), to see where time goes;
 - how many candidates the resolver rejected and how often it backtracked.
 
