@@ -55,7 +55,7 @@ def test_create_status_outputs_plan_graph_destroy(repo: DeployRepo, tmp_path: Pa
     assert nodes["nomad"]["ended_at"] <= nodes["microservice02"]["started_at"]
     for node in nodes.values():
         assert node["duration_seconds"] > 0
-        assert {"init", "plan", "apply"} <= set(node["detail"]["phases"])
+        assert {"init", "apply"} <= set(node["detail"]["phases"])
 
     backend = repo.backend()
     records = {r.block: r for r in backend.list_records("staging")}
