@@ -52,7 +52,7 @@ class RollingDeclaration:
     order: str = "leader-last"
     timeouts: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_TIMEOUTS))
     volume_marker: str = ".infrablocks-upgrade-marker"
-    poll_interval: float = 0.5
+    poll_interval: float = 0.2
 
     def timeout(self, name: str) -> float:
         return float(self.timeouts.get(name, DEFAULT_TIMEOUTS[name]))
@@ -153,7 +153,7 @@ def declaration_for(registry: Registry, version: BlockVersion) -> RollingDeclara
         timeouts={**DEFAULT_TIMEOUTS, **{k: float(v) for k, v in
                                           table.get("timeouts", {}).items()}},
         volume_marker=table.get("volume_marker", ".infrablocks-upgrade-marker"),
-        poll_interval=float(table.get("poll_interval", 0.5)))
+        poll_interval=float(table.get("poll_interval", 0.2)))
 
 
 def rolling_check(registry: Registry) -> list[str]:

@@ -388,8 +388,14 @@ class RollingEngine:
     def pre_gate(self, members: list[Member]) -> None:
         """Refuse a degraded cluster before changing anything."""
         assert self.declaration is not None
-        down = [instance_running(self.ops, m) for m in members]
-        bad = [r for r in down if not r.ok]
+        deadline = time.monotonic() + PRE_GATE_TIMEOUT
+        with self.clock.timed("gates"):
+            while True:  # a member still booting is waited for; a stopped one refused at once
+                bad = [r for r in (instance_running(self.ops, m) for m in members) if not r.ok]
+                booting = all(r.evidence.get("state") in ("pending", "running") for r in bad)
+                if not bad or not booting or time.monotonic() > deadline:
+                    break
+                time.sleep(self.declaration.poll_interval)
         if bad:
             raise UpgradeRefused(
                 f"{self.block} in {self.environment} is degraded; nothing was changed: "
@@ -501,7 +507,7 @@ class RollingEngine:
             with self.clock.timed("terraform"):
                 self.terraform().apply(self.workdir, plan)
         maybe_die("final-apply")
-        check = self.plan()
+        check = self.plan() if plan.has_changes else plan  # an empty plan needs no second look
         if check.has_changes:
             left = [f"{c.address} ({c.action})" for c in check.changes] or ["outputs"]
             raise self.halt(journal, None, "empty-plan", GateResult(

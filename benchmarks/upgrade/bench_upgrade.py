@@ -1,0 +1,127 @@
+"""Rolling upgrade of the 3-member base cluster: where the time goes.
+
+    .venv/bin/python benchmarks/upgrade/bench_upgrade.py [--repeat N] [--json out.json]
+
+Runs on a throwaway copy of this monorepo (blocks.toml, blocks/, images/) with its own local
+cloud in a temporary directory, environment ``bench`` on 127.42.239.0/24. Each repeat creates
+base 1.0.0, upgrades it to 1.1.0 with the real rolling procedure (the library call behind
+``doit upgrade``) and destroys it. Reported, medians over the repeats:
+
+- total upgrade time and per unit;
+- split: ``terraform`` (init, plans, targeted and final applies), ``gates`` (waiting for the
+  service: health, leader move, running, rejoin), ``stop`` (the instance's graceful stop),
+  ``images`` (none after the first run), ``tool`` (everything else: the tool's own overhead);
+- the service's own restart+rejoin time, as the floor a unit could approach: one member stopped
+  and started again on the same instance (no Terraform), until it is ready and rejoined.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+MAIN_REPO = Path(__file__).resolve().parents[2]
+ENV = "bench"
+SUBNET = "127.42.239.0/24"
+DODO = '"""doit entry point."""\n\nfrom infrablocks.tasks import *  # noqa: F403\n'
+
+
+def make_repo(parent: Path) -> Path:
+    root = parent / "repo"
+    root.mkdir()
+    for name in ("blocks", "images"):
+        shutil.copytree(MAIN_REPO / name, root / name)
+    (root / "dodo.py").write_text(DODO)
+    toml = (MAIN_REPO / "blocks.toml").read_text()
+    (root / "blocks.toml").write_text(toml + f'\n[environments.{ENV}]\nsubnet = "{SUBNET}"\n')
+    return root
+
+
+def restart_rejoin_seconds(workspace: Any) -> float:
+    """One member stopped and started again (same instance, same volume) until rejoined."""
+    from infrablocks.checks import build_check
+    from infrablocks.checks.base import CheckContext
+    from infrablocks.checks.instance import instance_running
+    from infrablocks.cloud.local.ops import LocalCloudOps
+    from infrablocks.rolling.declaration import declaration_for
+    from infrablocks.rolling.gates import poll_gate
+    from infrablocks.rolling.plan import members_from_state
+
+    version = workspace.registry.block_version("base", "1.1.0")
+    declaration = declaration_for(workspace.registry, version)
+    members = members_from_state(workspace.backend.read_state(ENV, "base"), declaration)
+    check = build_check(declaration.check, CheckContext("base", ENV))
+    ops = LocalCloudOps(workspace.cloud)
+    leader = check.leader(members)
+    member = next(m for m in members if m is not leader)
+    started = time.monotonic()
+    ops.stop_instance(member.instance_id, 30)
+    ops.start_instance(member.instance_id, 30)
+    for gate in (lambda: instance_running(ops, member),
+                 lambda: check.member_healthy(member, members),
+                 lambda: check.cluster_health(members)):
+        result, _ = poll_gate(gate, 60, 0.05)
+        assert result.ok, result
+    return time.monotonic() - started
+
+
+def one_run(root: Path) -> dict[str, Any]:
+    from infrablocks.deploy.orchestrate import create, teardown_environment
+    from infrablocks.deploy.workspace import open_workspace
+    from infrablocks.rolling.engine import upgrade
+
+    workspace = open_workspace(root)
+    try:
+        _, report = create(workspace, ["base@1.0.0"], ENV)
+        assert report.ok, report.to_json()
+        started = time.monotonic()
+        outcome = upgrade(workspace, "base", ENV)
+        wall = time.monotonic() - started
+        assert outcome.mode == "rolling", outcome.to_json()
+        restart = restart_rejoin_seconds(open_workspace(root))
+        units = [sum(u["steps"].values()) for u in outcome.units]
+        return {"wall": wall, **outcome.timings, "per_unit": statistics.median(units),
+                "restart_rejoin": restart}
+    finally:
+        teardown_environment(open_workspace(root), ENV)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--json", help="write the raw figures here")
+    args = parser.parse_args()
+    parent = Path(tempfile.mkdtemp(prefix="infrablocks-bench-upgrade-"))
+    parent.chmod(0o711)
+    runs = []
+    try:
+        root = make_repo(parent)
+        for index in range(args.repeat):
+            runs.append(one_run(root))
+            print(f"run {index + 1}: " + ", ".join(f"{k} {v:.2f}s" for k, v in runs[-1].items()),
+                  file=sys.stderr)
+    finally:
+        shutil.rmtree(parent, ignore_errors=True)
+    keys = list(runs[0])
+    medians = {k: statistics.median(r.get(k, 0.0) for r in runs) for k in keys}
+    total = medians["total"]
+    print(f"base 1.0.0 → 1.1.0, 3 units, median of {len(runs)} runs:")
+    print(f"  upgrade total        {total:6.2f} s   (per unit {medians['per_unit']:.2f} s)")
+    for key in ("terraform", "gates", "stop", "images", "tool"):
+        share = 100 * medians.get(key, 0.0) / total if total else 0
+        print(f"  {key:<20} {medians.get(key, 0.0):6.2f} s   {share:5.1f} %")
+    print(f"  service restart+rejoin (one member, no Terraform) {medians['restart_rejoin']:.2f} s")
+    if args.json:
+        Path(args.json).write_text(json.dumps({"runs": runs, "medians": medians}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
