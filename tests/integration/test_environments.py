@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import json
+import os
 import socket
 import stat
 from collections.abc import Iterator
@@ -239,3 +240,45 @@ secret_key = "test"
     finally:
         leftovers = repo.close()
     assert not leftovers, "cleanup found:\n" + "\n".join(leftovers)
+
+
+def test_concurrent_inits_beside_running_commands(repo: DeployRepo) -> None:
+    """Blocks run side by side: first inits at once, and inits while other working directories
+    run Terraform (which starts the provider through .terraform/providers). Terraform's plugin
+    cache is not safe for that; `block_ops.ensure_init` serialises inits and points each
+    working directory past the cache, so none of these commands may fail."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    from infrablocks.deploy.block_ops import BlockRun, ensure_init
+
+    with repo.environment_variables():
+        workspace = repo.workspace()
+        version = workspace.registry.block_version("base", "1.1.0")
+        workdirs = [BlockRun(workspace, f"race{i}", version, "127.42.189.0/24").prepare()
+                    for i in range(8)]
+        busy = workdirs[:2]
+        for workdir in busy:
+            ensure_init(workspace, workspace.terraform(), workdir)
+        stop = threading.Event()
+        validations = []
+
+        def keep_validating(workdir: Path) -> None:
+            while not stop.is_set():
+                validations.append(workspace.terraform().validate(workdir))
+
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            validators = [pool.submit(keep_validating, w) for w in busy]
+            try:
+                inits = list(pool.map(lambda w: ensure_init(workspace, workspace.terraform(), w),
+                                      workdirs[2:]))
+            finally:
+                stop.set()
+            for validator in validators:
+                validator.result()   # re-raises a failed validate
+    assert inits == [True] * 6
+    assert len(validations) >= 2
+    for workdir in workdirs:  # each reaches the provider without going through the cache
+        link = next((workdir / ".terraform" / "providers").glob("*/*/*/*/*"))
+        assert "/plugin-cache/" not in os.readlink(link)
+        assert (link / next(p.name for p in link.iterdir())).is_file()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -10,6 +11,8 @@ from infrablocks.runner import CancelToken
 
 if TYPE_CHECKING:
     from infrablocks.deploy.workspace import Workspace
+
+DRIFT_JOBS = 4  # drift checks (terraform plan) at once
 
 
 @dataclass
@@ -43,19 +46,24 @@ def environment_status(workspace: Workspace, environment: str, *,
     status = EnvironmentStatus(environment, environment in workspace.registry.environments)
     deployed = {r.block: r.version for r in records}
     for record in records:
-        entry = BlockStatus(record.block, record.version, record.status, record.applied_at,
-                            record.applied_by, record.terraform_version,
-                            newer_allowed=newer_allowed(workspace, environment, record.block,
-                                                        deployed))
-        if drift and record.status == "deployed":
-            try:
-                version = workspace.registry.block_version(record.block, record.version)
-                run = BlockRun(workspace, environment, version, workspace.subnet(environment))
-                plan = plan_block(run, CancelToken())
-                entry.drift = f"drifted: {plan.summary()}" if plan.has_changes else "none"
-            except InfrablocksError as exc:
-                entry.drift = f"error: {exc.message.splitlines()[0]}"
-        status.blocks.append(entry)
+        status.blocks.append(BlockStatus(
+            record.block, record.version, record.status, record.applied_at, record.applied_by,
+            record.terraform_version,
+            newer_allowed=newer_allowed(workspace, environment, record.block, deployed)))
+
+    def check_drift(entry: BlockStatus) -> None:
+        try:
+            version = workspace.registry.block_version(entry.block, entry.version)
+            run = BlockRun(workspace, environment, version, workspace.subnet(environment))
+            plan = plan_block(run, CancelToken())
+            entry.drift = f"drifted: {plan.summary()}" if plan.has_changes else "none"
+        except InfrablocksError as exc:
+            entry.drift = f"error: {exc.message.splitlines()[0]}"
+
+    checked = [b for b in status.blocks if drift and b.status == "deployed"]
+    if checked:  # one `terraform plan` per block, side by side (each reads only its own state)
+        with ThreadPoolExecutor(max_workers=min(DRIFT_JOBS, len(checked))) as pool:
+            list(pool.map(check_drift, checked))
     return status
 
 
