@@ -10,7 +10,7 @@ from infrablocks.errors import UsageError
 from infrablocks.registry import Registry, load_registry
 from infrablocks.resolve import ResolutionError, resolve
 from infrablocks.versions import parse_version
-from registry_repo import copy_example, make_repo
+from registry_repo import MAIN_REPO, copy_example, make_repo
 from resolvelib import BaseReporter
 
 
@@ -244,3 +244,44 @@ def test_resolution_is_deterministic(example: Registry) -> None:
     assert document["targets"] == ["microservice02", "microservice01"]
     assert document["selected"]["nomad"]["requires"] == {"base": "~> 1.0"}
     assert document["selected"]["base"]["path"].endswith("blocks/base/1.1.0")
+
+
+def test_many_targets_with_many_conflicts_resolve_without_backjumping(tmp_path: Path) -> None:
+    # The benchmark's synthetic registry: every 7th block of a layer conflicts with its
+    # neighbour's newest version. Resolving every block at once used to send resolvelib into
+    # backjumping whose bookkeeping doubled per step (minutes for 20 targets); the provider's
+    # look-ahead turns each such conflict into a rejected candidate.
+    import sys
+
+    sys.path.insert(0, str(MAIN_REPO / "benchmarks"))
+    try:
+        from registry_gen import generate
+    finally:
+        sys.path.remove(str(MAIN_REPO / "benchmarks"))
+    generate(tmp_path / "synthetic", blocks=300, depth=10)
+    registry = load_registry(tmp_path / "synthetic")
+
+    class Counting(BaseReporter):
+        backjumps = 0
+        rejected = 0
+
+        def resolving_conflicts(self, causes):  # noqa: ANN001
+            Counting.backjumps += 1
+
+        def rejecting_candidate(self, criterion, candidate):  # noqa: ANN001
+            Counting.rejected += 1
+
+    resolution = resolve(registry, sorted(registry.blocks), reporter=Counting(), time_limit=60)
+    assert len(resolution.selected) == 300
+    assert Counting.rejected > 0  # the conflicts were there
+    assert Counting.backjumps == 0
+    for bv in resolution.selected.values():  # and the result is consistent
+        for dep, constraint in bv.requires.items():
+            assert constraint.allows(resolution.selected[dep].version)
+
+
+def test_a_search_past_its_time_limit_is_abandoned_with_advice(example: Registry) -> None:
+    with pytest.raises(ResolutionError, match=r"exceeded its bounds \(time limit of 0 s\)") \
+            as caught:
+        resolve(example, ["microservice01"], time_limit=0)
+    assert "resolve fewer targets at once, or pin" in str(caught.value)

@@ -80,6 +80,10 @@ class Resolution:
 
 ANY = Constraint("*", ())
 
+# Bounds on resolvelib's work (see find_matches and _Budget).
+INCOMPATIBILITY_LIMIT = 100_000
+TIME_LIMIT_SECONDS = 60.0
+
 
 def parse_target(registry: Registry, text: str) -> tuple[str, Version | None]:
     """``name`` or ``name@version`` → (block name, version or None). ``UsageError`` otherwise."""
@@ -100,14 +104,16 @@ def parse_target(registry: Registry, text: str) -> tuple[str, Version | None]:
 
 def resolve(registry: Registry, targets: list[str], pins: Mapping[str, Version] | None = None,
             prefer: Mapping[str, Version] | None = None, *,
-            environment: str = "", reporter: Any = None) -> Resolution:
+            environment: str = "", reporter: Any = None,
+            time_limit: float | None = TIME_LIMIT_SECONDS) -> Resolution:
     """Choose one version per block for ``targets`` (``"name"`` or ``"name@version"``).
 
     ``pins``: exact versions required by the environment (applied only to blocks in the
     closure). ``prefer``: versions already deployed, chosen first when they satisfy everything.
     ``environment`` only names the pins in messages; ``reporter`` is an optional resolvelib
-    ``BaseReporter`` (diagnostics, benchmarks). Raises ``ResolutionError`` with a chain a
-    person can act on, ``UsageError`` for unknown targets.
+    ``BaseReporter`` (diagnostics, benchmarks). ``time_limit`` bounds the search
+    (resolvelib's backjumping can blow up on many targets with many conflicts). Raises
+    ``ResolutionError`` with a chain a person can act on, ``UsageError`` for unknown targets.
     """
     from resolvelib import BaseReporter, Resolver
     from resolvelib.resolvers import ResolutionImpossible, ResolutionTooDeep
@@ -126,12 +132,24 @@ def resolve(registry: Registry, targets: list[str], pins: Mapping[str, Version] 
             target_names.append(name)
         constraint = ANY if version is None else Constraint.exactly(version)
         roots.append(provider.requirement(name, constraint, None))
-    resolver = Resolver(provider, reporter or BaseReporter())
+    budget = _Budget(reporter or BaseReporter(), time_limit)
+    resolver = Resolver(provider, budget)
     try:
         with gc_paused():
             result = resolver.resolve(roots, max_rounds=max(1000, 20 * len(registry.blocks)))
+    except _ResolverOverload as exc:
+        busiest = sorted(budget.conflicts, key=lambda n: (-budget.conflicts[n], n))[:5]
+        raise ResolutionError(
+            f"gave up resolving {', '.join(target_names)}"
+            + (f" in environment {environment}" if environment else "")
+            + f": the search exceeded its bounds ({exc.reason}) while backtracking over "
+            f"conflicting requirements"
+            + (f" on {', '.join(busiest)}" if busiest else ""),
+            hint="resolve fewer targets at once, or pin the blocks in conflict in the "
+                 "environment (blocks.toml [environments.NAME] pins)") from None
     except ResolutionImpossible as exc:
-        raise ResolutionError(_explain(registry, exc.causes, target_names, pins, environment),
+        raise ResolutionError(_explain(registry, exc.causes, target_names, pins, environment,
+                                       provider.look_ahead_conflicts),
                               hint=_HINT) from None
     except ResolutionTooDeep as exc:
         raise ResolutionError(f"resolution of {', '.join(targets)} gave up after "
@@ -169,6 +187,42 @@ def _by_env(environment: str) -> str:
     return f" by environment {environment}" if environment else " by the environment"
 
 
+class _ResolverOverload(Exception):
+    """resolvelib's bookkeeping grew out of bounds; ``resolve`` turns it into ResolutionError."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class _Budget:
+    """A resolvelib reporter that stops a resolution past its time limit and remembers which
+    blocks caused backtracking (for the message); forwards every event to ``inner``."""
+
+    def __init__(self, inner: Any, limit: float | None) -> None:
+        import time
+
+        self.inner = inner
+        self.deadline = None if limit is None else time.monotonic() + limit
+        self.limit = limit
+        self.conflicts: dict[str, int] = {}
+        self._clock = time.monotonic
+
+    def starting_round(self, index: int) -> None:
+        if self.deadline is not None and self._clock() > self.deadline:
+            raise _ResolverOverload(f"time limit of {self.limit:g} s")
+        self.inner.starting_round(index)
+
+    def resolving_conflicts(self, causes: Any) -> None:
+        for cause in causes:
+            name = cause.requirement.name
+            self.conflicts[name] = self.conflicts.get(name, 0) + 1
+        self.inner.resolving_conflicts(causes)
+
+    def __getattr__(self, name: str) -> Any:  # starting, ending, pinning, ... unchanged
+        return getattr(self.inner, name)
+
+
 class _Provider:
     """resolvelib provider over a ``Registry`` (duck-typed ``AbstractProvider``)."""
 
@@ -181,6 +235,11 @@ class _Provider:
         self._newest_first: dict[str, list[BlockVersion]] = {}
         self._dependencies: dict[int, list[Requirement]] = {}
         self._heights: dict[str, int] = {}
+        self._always: dict[str, frozenset[str]] = {}
+        self._always_dependents: dict[str, list[str]] = {}
+        self._registered: set[str] = set()
+        # block → the requirements of a required, not yet pinned block that emptied its list
+        self.look_ahead_conflicts: dict[str, list[Requirement]] = {}
 
     # helpers ----------------------------------------------------------------------------
 
@@ -241,14 +300,71 @@ class _Provider:
                      incompatibilities: Mapping[str, Iterable[BlockVersion]]
                      ) -> list[BlockVersion]:
         reqs = list(requirements[identifier])
-        bad = set(incompatibilities[identifier])
+        bad: set[BlockVersion] = set()
+        # resolvelib 1.2 re-appends known incompatibilities on every backjump step, so these
+        # lists can double per step (2**25 entries seen with 10 conflicting targets). Only a
+        # handful are distinct; past the limit the resolution is abandoned with an explanation.
+        for count, incompatible in enumerate(incompatibilities[identifier]):
+            bad.add(incompatible)
+            if count >= INCOMPATIBILITY_LIMIT:
+                raise _ResolverOverload(identifier)
+        self._register_always_required(identifier)
         pin = self.pins.get(identifier)
         matches = [bv for bv in self._versions(identifier)
                    if bv not in bad and (pin is None or bv.version == pin)
                    and all(bv in r.allowed for r in reqs)]
+        if matches:
+            matches = self._look_ahead(identifier, matches, requirements)
         preferred = self.prefer.get(identifier)
         if preferred is not None:
             matches.sort(key=lambda bv: bv.version != preferred)  # stable: rest newest first
+        return matches
+
+    # look-ahead --------------------------------------------------------------------------
+    #
+    # A block Y that is required but not pinned yet, and whose every version requires D,
+    # already narrows D: D's version must suit at least one of Y's remaining versions. Applying
+    # that when listing D's candidates makes a conflicting pin (say C 1.9.0 requiring
+    # D >= 1.5 while every version of a required B needs D < 1.5) fail at once, as a rejected
+    # candidate, instead of after B is reached, as a backjump: resolvelib's backjumping is
+    # costly (see find_matches) and, in 1.2, not always sound. Sound: it only removes versions
+    # of D that no completion of the current state could use.
+
+    def _always_required(self, name: str) -> frozenset[str]:
+        always = self._always.get(name)
+        if always is None:
+            versions = self.registry.blocks[name].versions.values()
+            sets = [set(bv.required_blocks()) for bv in versions]
+            always = self._always[name] = frozenset(set.intersection(*sets) if sets else ())
+        return always
+
+    def _register_always_required(self, name: str) -> None:
+        if name in self._registered:
+            return
+        self._registered.add(name)
+        for dep in self._always_required(name):
+            self._always_dependents.setdefault(dep, []).append(name)
+
+    def _look_ahead(self, identifier: str, matches: list[BlockVersion],
+                    requirements: Mapping[str, Iterable[Requirement]]) -> list[BlockVersion]:
+        for dependent in self._always_dependents.get(identifier, ()):
+            if dependent not in requirements:
+                continue  # not required in this state
+            reqs = list(requirements[dependent])
+            pin = self.pins.get(dependent)
+            suitable: set[BlockVersion] = set()
+            remaining: list[BlockVersion] = []
+            for version in self._versions(dependent):
+                if (pin is None or version.version == pin) \
+                        and all(version in r.allowed for r in reqs):
+                    remaining.append(version)
+                    suitable.update(self.requirement(
+                        identifier, version.requires[identifier], version).allowed)
+            matches = [bv for bv in matches if bv in suitable]
+            if not matches:  # remembered for the explanation, should this conflict be final
+                self.look_ahead_conflicts[identifier] = [
+                    self.requirement(identifier, v.requires[identifier], v) for v in remaining]
+                break
         return matches
 
     def is_satisfied_by(self, requirement: Requirement, candidate: BlockVersion) -> bool:
@@ -264,13 +380,18 @@ class _Provider:
 
 
 def _explain(registry: Registry, causes: Iterable[Any], targets: list[str],
-             pins: dict[str, Version], environment: str) -> str:
+             pins: dict[str, Version], environment: str,
+             look_ahead: dict[str, list[Requirement]] | None = None) -> str:
     """The failure as a chain: per conflicting block, who required what, and what exists."""
     by_block: dict[str, list[Requirement]] = {}
     for info in causes:
         by_block.setdefault(info.requirement.name, [])
         if info.requirement not in by_block[info.requirement.name]:
             by_block[info.requirement.name].append(info.requirement)
+    for name in list(by_block):  # requirements of blocks not pinned yet that ruled out the rest
+        for requirement in (look_ahead or {}).get(name, ()):
+            if requirement not in by_block[name]:
+                by_block[name].append(requirement)
     lines = [f"no versions satisfy {', '.join(targets)}"
              + (f" in environment {environment}" if environment else "") + ":"]
     for name in sorted(by_block):
