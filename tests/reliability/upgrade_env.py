@@ -15,6 +15,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -86,6 +87,15 @@ class UpgradeRepo:
 
         _, report = create(self.workspace(), [f"base@{version}"], ENV)
         assert report.ok, report.to_json()
+        self.wait_healthy()
+
+    def wait_healthy(self, timeout: float = 60) -> None:
+        """Until every member serves (create returns once Terraform is done, not etcd)."""
+        deadline = time.monotonic() + timeout
+        while sorted(self.healthy_members()) != sorted(self.ips):
+            assert time.monotonic() < deadline, f"healthy after {timeout}s: " \
+                                                f"{self.healthy_members()}"
+            time.sleep(0.2)
 
     def upgrade(self, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
         return self.doit("upgrade", "base", "--env", ENV, "--yes", *args, **env)
