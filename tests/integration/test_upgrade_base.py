@@ -8,6 +8,7 @@ the journal updated; `--dry-run` changes nothing; a second upgrade has nothing t
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 from pathlib import Path
 
@@ -133,3 +134,42 @@ def test_ci_commands_test_upgrade_and_test_create_leave_nothing_behind(ci_repo):
 
     bad = ci_repo.doit("test-upgrade", "base", "--from", "1.1.0")
     assert bad.returncode == 2 and "is not below the target 1.1.0" in bad.stderr
+
+
+@pytest.fixture
+def tag_repo():
+    repo = UpgradeRepo(237)
+    block = repo.root / "blocks" / "base" / "1.1.1"
+    shutil.copytree(repo.root / "blocks" / "base" / "1.1.0", block)
+    main = block / "main.tf"
+    main.write_text(main.read_text().replace('role        = "etcd"',
+                                             'role        = "etcd"\n    tier        = "quorum"'))
+    with (repo.root / "blocks.toml").open("a") as handle:
+        handle.write('\n[blocks.base.versions."1.1.1"]\nimages = ["etcd@1.1.0"]\n')
+    try:
+        yield repo
+    finally:
+        problems = repo.close()
+    assert not problems, problems
+
+
+@pytest.mark.slow
+@pytest.mark.integration
+def test_a_version_without_instance_replacements_is_a_plain_apply(tag_repo):
+    repo = tag_repo
+    repo.create("1.1.0")
+    before = repo.instances()
+    dry = repo.doit("upgrade", "base", "--env", ENV, "--to", "1.1.1", "--dry-run", "--json")
+    assert dry.returncode == 0, dry.stderr
+    assert json.loads(dry.stdout)["mode"] == "plain"
+    assert json.loads(dry.stdout)["plan"]["units"] == []
+    done = repo.upgrade("--to", "1.1.1", "--json")
+    assert done.returncode == 0, done.stdout + done.stderr
+    outcome = json.loads(done.stdout)
+    assert outcome["mode"] == "plain" and outcome["dependents"] == []
+    after = repo.instances()
+    assert {n: i.id for n, i in after.items()} == {n: i.id for n, i in before.items()}
+    assert {i.tags["tier"] for i in after.values()} == {"quorum"}
+    assert repo.record_version() == "1.1.1"
+    assert repo.journal() is None
+    assert repo.plan_is_empty()
