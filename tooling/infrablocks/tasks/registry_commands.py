@@ -13,6 +13,8 @@ from infrablocks.errors import ConfigError, UsageError
 from infrablocks.tasks._command import command_task, flag, option
 
 GRAPH_FORMATS = ["tree", "dot", "mermaid", "json", "svg", "png"]
+# `doit graph` resolves the whole registry together up to this many blocks.
+WHOLE_REGISTRY_RESOLUTION_LIMIT = 300
 
 
 def task_check() -> dict[str, Any]:
@@ -145,13 +147,18 @@ def _graph(block: str | None, env: str | None, format: str, output: str | None) 
     registry = _load()
     environment = _environment(registry, env)
     err = Console(stderr=True, highlight=False)
-    try:
-        graph = dependency_graph(resolve(registry, sorted(registry.blocks), environment.pins,
-                                         environment=environment.name))
-    except ResolutionError as exc:
-        err.print(f"[yellow]note:[/] the blocks do not all resolve together ({exc.message}); "
-                  "showing every version instead")
+    if len(registry.blocks) > WHOLE_REGISTRY_RESOLUTION_LIMIT:
+        # resolvelib's rounds grow with the square of the blocks: a whole 10,000-block
+        # registry would take minutes. Every version is drawn instead (--block still resolves).
         graph = registry_graph(registry)
+    else:
+        try:
+            graph = dependency_graph(resolve(registry, sorted(registry.blocks),
+                                             environment.pins, environment=environment.name))
+        except ResolutionError as exc:
+            err.print(f"[yellow]note:[/] the blocks do not all resolve together "
+                      f"({exc.message}); showing every version instead")
+            graph = registry_graph(registry)
     title = f"infrablocks ({environment.name})" if environment.name else "infrablocks"
     if env:  # deployed versions and status in that environment
         from infrablocks.deploy.graph_state import annotate_deployments
