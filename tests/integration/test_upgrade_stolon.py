@@ -1,4 +1,5 @@
 """`doit upgrade stolon` for real: stolon 1.0.0 → 1.1.0 on the local cloud, in a repo copy.
+(And its CI form, `doit test-upgrade stolon`, with the Patroni check's data probe.)
 
 The environment is created with stolon pinned to 1.0.0 (base resolves to its newest version),
 a table is written on the primary, the pin moves to 1.1.0 (as an operator would) and the real
@@ -33,11 +34,18 @@ ENVIRONMENT_TOML = f"""
 subnet = "{SUBNET}"
 pins = {{ stolon = "1.0.0" }}
 """
+# `doit test-upgrade` takes its subnet from the ephemeral range (127.42.100-199) unless the
+# throwaway environment it is given is declared with one: keep it inside this test's addresses.
+TEST_UPGRADE_ENVIRONMENT = "t-dbtest"
+TEST_UPGRADE_TOML = f"""
+[environments.{TEST_UPGRADE_ENVIRONMENT}]
+subnet = "127.42.244.0/24"
+"""
 
 
 @pytest.fixture
 def repo(tmp_path: Path) -> Iterator[DeployRepo]:
-    deployment = open_deploy_repo(tmp_path, extra_toml=ENVIRONMENT_TOML)
+    deployment = open_deploy_repo(tmp_path, extra_toml=ENVIRONMENT_TOML + TEST_UPGRADE_TOML)
     try:
         yield deployment
     finally:
@@ -154,3 +162,19 @@ def test_stolon_rolls_replicas_first_switchover_old_primary_last(repo: DeployRep
     again = json.loads(ok(repo.doit("upgrade", "stolon", "--env", ENVIRONMENT, "--yes",
                                     "--json")).stdout)
     assert again["mode"] == "up-to-date"
+
+
+def test_doit_test_upgrade_stolon_passes_with_the_patroni_data_probe(repo: DeployRepo) -> None:
+    result = repo.doit("test-upgrade", "stolon", "--env", TEST_UPGRADE_ENVIRONMENT, "--json",
+                       timeout=1200)
+    report = json.loads(result.stdout)
+    assert result.returncode == 0, f"{json.dumps(report, indent=2)}\n{result.stderr}"
+    assert report["ok"] and report["error"] is None
+    assert (report["from_version"], report["to_version"]) == ("1.0.0", "1.1.0")
+    assert report["probe"]["table"] == "infrablocks_upgrade_probe"
+    assert report["data_check"] == {"ok": True, "summary": f"probe row {report['probe']['key']} "
+                                                          "read back from every member"}
+    assert report["upgrade"]["mode"] == "rolling" and len(report["upgrade"]["order"]) == 3
+    assert [t["ok"] for t in report["tests"]] == [True]
+    assert report["destroyed"] and report["leftovers"] == {}
+    assert repo.instances(TEST_UPGRADE_ENVIRONMENT) == []

@@ -22,7 +22,8 @@ Gates:
   least lag, then wait (``switchover_timeout``) until the new leader runs as primary.
 
 Options (``check_options``): ``api_port`` (8008), ``max_lag_bytes`` (1048576, Patroni's own
-``maximum_lag_on_failover``), ``request_timeout`` (3 s), ``switchover_timeout`` (60 s).
+``maximum_lag_on_failover``), ``request_timeout`` (3 s), ``switchover_timeout`` (60 s),
+``probe_timeout`` (180 s: how long the data probe retries while the cluster comes up).
 
 A data probe for ``doit test-upgrade`` writes a row on the primary and reads it back from every
 member with Debian's ``psql``, using the block's outputs ``superuser`` / ``superuser_password``
@@ -92,6 +93,7 @@ class PatroniCheck:
         self.max_lag = int(options.get("max_lag_bytes", 1024 * 1024))
         self.timeout = float(options.get("request_timeout", 3.0))
         self.switchover_timeout = float(options.get("switchover_timeout", 60.0))
+        self.probe_timeout = float(options.get("probe_timeout", 180.0))
         self.outputs = dict(context.outputs) if context else {}
 
     # -- the REST API ------------------------------------------------------------------------
@@ -318,27 +320,46 @@ class PatroniCheck:
     # -- data probe (doit test-upgrade) ------------------------------------------------------
 
     def write_probe(self, members: list[Member]) -> dict[str, Any]:
-        """Write a row on the primary; ``verify_probe`` reads it back from every member."""
+        """Write a row on the primary; ``verify_probe`` reads it back from every member.
+
+        Retries until a primary accepts it (``probe_timeout``): the probe may be written right
+        after the block was applied, while Patroni is still bootstrapping the cluster.
+        """
         key, value = uuid.uuid4().hex, uuid.uuid4().hex
-        self._psql([m.private_ip for m in members],
-                   f"CREATE TABLE IF NOT EXISTS {PROBE_TABLE} (key text PRIMARY KEY, "
-                   f"value text NOT NULL); INSERT INTO {PROBE_TABLE} VALUES ('{key}', "
-                   f"'{value}')", read_write=True)
-        return {"table": PROBE_TABLE, "key": key, "value": value}
+        sql = (f"CREATE TABLE IF NOT EXISTS {PROBE_TABLE} (key text PRIMARY KEY, value text NOT "
+               f"NULL); INSERT INTO {PROBE_TABLE} VALUES ('{key}', '{value}') "
+               "ON CONFLICT (key) DO NOTHING")
+        deadline = time.monotonic() + self.probe_timeout
+        while True:
+            try:
+                self._psql([m.private_ip for m in members], sql, read_write=True)
+                return {"table": PROBE_TABLE, "key": key, "value": value}
+            except PatroniError as error:
+                if time.monotonic() >= deadline:
+                    raise PatroniError(f"no primary accepted the probe row within "
+                                       f"{self.probe_timeout:g}s: {error.message}") from None
+            time.sleep(1.0)
 
     def verify_probe(self, members: list[Member], probe: dict[str, Any]) -> GateResult:
-        seen: dict[str, Any] = {}
-        for member in members:
-            try:
-                seen[member.name] = self._psql(
-                    [member.private_ip],
-                    f"SELECT value FROM {probe['table']} WHERE key = '{probe['key']}'") or None
-            except PatroniError as error:
-                seen[member.name] = f"error: {error.message}"
-        ok = all(v == probe["value"] for v in seen.values())
-        return GateResult(ok, f"probe row {probe['key']} " + (
-            "read back from every member" if ok else "missing or different"),
-            {"expected": probe["value"], "seen": seen})
+        """Every member returns the probe row (polled up to ``probe_timeout``: a replica may
+        still be replaying)."""
+        deadline = time.monotonic() + self.probe_timeout
+        while True:
+            seen: dict[str, Any] = {}
+            for member in members:
+                try:
+                    seen[member.name] = self._psql(
+                        [member.private_ip],
+                        f"SELECT value FROM {probe['table']} WHERE key = '{probe['key']}'"
+                    ) or None
+                except PatroniError as error:
+                    seen[member.name] = f"error: {error.message}"
+            ok = all(v == probe["value"] for v in seen.values())
+            if ok or time.monotonic() >= deadline:
+                return GateResult(ok, f"probe row {probe['key']} " + (
+                    "read back from every member" if ok else "missing or different"),
+                    {"expected": probe["value"], "seen": seen})
+            time.sleep(1.0)
 
     def _psql(self, hosts: list[str], sql: str, *, read_write: bool = False) -> str:
         psql = next((p for p in PSQL_CANDIDATES if os.access(p, os.X_OK)), shutil.which("psql"))
