@@ -140,3 +140,54 @@ def test_kill_at_a_step_boundary_then_resume_ends_where_a_clean_run_would(make_r
     for volume in repo.volumes().values():
         assert (Path(volume.path) / ".infrablocks-upgrade-marker").is_file()
     assert repo.plan_is_empty()
+
+
+def _children_running(pid: int, word: bytes) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            cmdline = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        fields = stat.rsplit(")", 1)[1].split()
+        if int(fields[1]) == pid and fields[0] != "Z" and word in cmdline.split(b"\0"):
+            found.append(int(entry.name))
+    return found
+
+
+def test_kill_during_a_targeted_apply_then_resume_waits_for_that_terraform(make_repo):
+    import os
+    import signal
+    import subprocess
+    import time
+
+    from upgrade_env import DOIT
+
+    repo = make_repo(239)
+    repo.create("1.0.0")
+    repo.put("/kept/a", "before")
+    process = subprocess.Popen([str(DOIT), "upgrade", "base", "--env", ENV, "--yes"],
+                               cwd=repo.root, env=repo.environ(), stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        while not _children_running(process.pid, b"apply"):
+            assert process.poll() is None, "the upgrade ended before its first apply"
+            assert time.monotonic() < deadline, "no targeted apply started"
+            time.sleep(0.02)
+        os.kill(process.pid, signal.SIGKILL)          # Terraform goes on in its own session
+    finally:
+        process.kill()
+        process.wait(timeout=30)
+    journal = repo.journal()
+    assert journal["status"] == "running"
+    assert "apply" not in journal["units"][str(journal["order"][0])]["steps"]
+
+    resumed = repo.upgrade("--resume")
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert repo.journal()["status"] == "completed"
+    assert_whole_and_upgraded(repo, "1.1.0", {"/kept/a": "before"})
+    assert repo.plan_is_empty()

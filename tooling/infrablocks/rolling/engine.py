@@ -47,6 +47,7 @@ Say = Callable[[str], None]
 UNIT_STEPS = ("gate", "move-leader", "stop", "apply")
 UNIT_GATES = ("running", "volume", "rejoin", "healthy")
 PRE_GATE_TIMEOUT = 20.0   # a cluster must be healthy within this to start at all
+STATE_LOCK_WAIT = "300s"  # how long Terraform waits for a state lock another run holds
 
 
 class UpgradeHalted(InfrablocksError):
@@ -232,6 +233,11 @@ class RollingEngine:
     def terraform(self) -> Terraform:
         if self._terraform is None:
             self._terraform = self.workspace.terraform(self.environment, self.block)
+            # A run killed during an apply leaves that Terraform finishing on its own (it runs
+            # in its own session): a resume waits for its state lock instead of failing.
+            self._terraform.env_extra.update({
+                f"TF_CLI_ARGS_{command}": f"-lock-timeout={STATE_LOCK_WAIT}"
+                for command in ("plan", "apply")})
         return self._terraform
 
     def prepare(self, version: BlockVersion) -> Path:
