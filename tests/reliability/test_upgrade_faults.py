@@ -158,7 +158,11 @@ def _children_running(pid: int, word: bytes) -> list[int]:
     return found
 
 
-def test_kill_during_a_targeted_apply_then_resume_waits_for_that_terraform(make_repo):
+@pytest.mark.parametrize("signal_name, code", [("SIGKILL", -9), ("SIGINT", 130)])
+def test_kill_or_ctrl_c_during_a_targeted_apply_then_resume(make_repo, signal_name, code):
+    """SIGKILL: that Terraform finishes on its own and the resumed run waits for its state lock.
+    SIGINT (Ctrl-C): Terraform is stopped gracefully, possibly half-way through the unit's
+    replacement (old instance deleted, new one not created yet); resume completes it."""
     import os
     import signal
     import subprocess
@@ -166,7 +170,7 @@ def test_kill_during_a_targeted_apply_then_resume_waits_for_that_terraform(make_
 
     from upgrade_env import DOIT
 
-    repo = make_repo(239)
+    repo = make_repo(239 if signal_name == "SIGKILL" else 232)
     repo.create("1.0.0")
     repo.put("/kept/a", "before")
     process = subprocess.Popen([str(DOIT), "upgrade", "base", "--env", ENV, "--yes"],
@@ -178,7 +182,9 @@ def test_kill_during_a_targeted_apply_then_resume_waits_for_that_terraform(make_
             assert process.poll() is None, "the upgrade ended before its first apply"
             assert time.monotonic() < deadline, "no targeted apply started"
             time.sleep(0.02)
-        os.kill(process.pid, signal.SIGKILL)          # Terraform goes on in its own session
+        time.sleep(0.3)                               # into the apply
+        os.kill(process.pid, getattr(signal, signal_name))
+        assert process.wait(timeout=120) == code
     finally:
         process.kill()
         process.wait(timeout=30)

@@ -31,7 +31,13 @@ from infrablocks.errors import InfrablocksError, UsageError
 from infrablocks.rolling.faults import maybe_die
 from infrablocks.rolling.gates import poll_gate
 from infrablocks.rolling.journal import Journal
-from infrablocks.rolling.plan import RollingPlan, RollingUnit, classify, members_from_state
+from infrablocks.rolling.plan import (
+    RollingPlan,
+    RollingUnit,
+    classify,
+    members_from_state,
+    unit_for_index,
+)
 from infrablocks.rolling.target import UpgradeRefused, choose_target
 
 if TYPE_CHECKING:
@@ -355,7 +361,8 @@ class RollingEngine:
         digest_before = outputs_digest(self.workspace, self.environment, self.block)
         self.say(f"plan {self.block} {self.current.version} → {self.target.version}")
         self.prepare(self.target)
-        rolling = self.classify(self.plan())
+        plan = self.plan()
+        rolling = self.classify(plan)
         if journal is None and not rolling.units:
             return self.plain(rolling, digest_before)
         units = {u.index: u for u in rolling.units}
@@ -383,7 +390,8 @@ class RollingEngine:
         order = journal.order
         pending = [i for i in order if not journal.unit_done(i)]
         for position, index in enumerate(pending):
-            self.run_unit(journal, index, units.get(index),
+            unit = units.get(index) or unit_for_index(plan, self.declaration, index)  # type: ignore[arg-type]
+            self.run_unit(journal, index, unit,
                           remaining=pending[position + 1:],
                           position=f"{order.index(index) + 1}/{len(order)}")
         self.finish(journal)
@@ -437,9 +445,12 @@ class RollingEngine:
         declaration = self.declaration
         report = self.unit_reports.setdefault(index, {"index": index, "steps": {}})
         steps = journal.steps(index)
-        member = self.member(index)
-        report["member"] = member.name
-        label = f"[{position} {member.name}]"
+        # An apply interrupted half-way (Ctrl-C) may have removed the old instance from the
+        # state already: then there is nothing to gate, move or stop; the apply creates it.
+        old = next((m for m in self.members() if m.index == index), None)
+        name = old.name if old else declaration.instance_address(index)
+        report["member"] = name
+        label = f"[{position} {name}]"
         check = self.check()
 
         def done(step: str, seconds: float, **details: Any) -> None:
@@ -448,7 +459,8 @@ class RollingEngine:
             self.say(f"{label} {step} ✓ ({seconds:.1f}s)")
             maybe_die(step, index)
 
-        if unit is not None:
+        if unit is not None and old is not None:
+            member = old
             if not steps and not skip_gate:  # resumed half-way: the cluster lacks this member
                 members = self.members()
                 result, seconds = self.gate("gate", lambda: check.cluster_health(members),
@@ -474,6 +486,7 @@ class RollingEngine:
             with self.clock.timed("stop") as timed, contextlib.suppress(CloudNotFoundError):
                 self.ops.stop_instance(member.instance_id, declaration.timeout("stop"))
             done("stop", timed.seconds, old_instance=member.instance_id)
+        if unit is not None:
             with self.clock.timed("terraform") as timed:
                 try:
                     self.terraform().apply(self.workdir, targets=unit.targets())

@@ -118,3 +118,18 @@ def order_units(units: list[RollingUnit], leader_index: int | None,
     if order == "leader-last" and leader_index is not None:
         ordered.sort(key=lambda u: u.index == leader_index)
     return ordered
+
+
+def unit_for_index(plan: Plan, declaration: RollingDeclaration, index: int) -> RollingUnit | None:
+    """Unit ``index`` if the plan changes its instance or attachment in any way.
+
+    A resumed upgrade uses it: an apply interrupted half-way leaves the unit's instance deleted
+    (the plan creates it, which ``classify`` counts as "the rest", like a scale-up).
+    """
+    addresses = {declaration.instance_address(index), declaration.attachment_address(index)}
+    changes = [c for c in plan.changes if c.address in addresses and not c.deposed]
+    if not changes:
+        return None
+    return RollingUnit(index, declaration.instance_address(index),
+                       declaration.attachment_address(index),
+                       {c.address: c.action for c in changes})
