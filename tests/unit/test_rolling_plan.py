@@ -90,3 +90,18 @@ def test_members_come_from_the_state_with_their_volumes() -> None:
         (1, "prod-base-2", "i-2", "127.42.7.12", None)]
     assert members[1].attachment_address == "localcloud_volume_attachment.member[1]"
     assert members_from_state(None, DECLARATION) == []
+
+
+def test_a_resumed_unit_whose_instance_is_gone_is_found_by_index() -> None:
+    from infrablocks.rolling.plan import unit_for_index
+
+    plan = plan_of(change("localcloud_instance", 1, ["create"]),
+                   change("localcloud_volume_attachment", 1, ["create"]),
+                   change("localcloud_instance", 2, ["update"]))
+    assert classify(plan, DECLARATION).units == []               # a create is "the rest"...
+    unit = unit_for_index(plan, DECLARATION, 1)                  # ...unless the journal says
+    assert unit.targets() == ["localcloud_instance.member[1]",
+                              "localcloud_volume_attachment.member[1]"]
+    assert unit.actions == {"localcloud_instance.member[1]": "create",
+                            "localcloud_volume_attachment.member[1]": "create"}
+    assert unit_for_index(plan, DECLARATION, 0) is None
