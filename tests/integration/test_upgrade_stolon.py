@@ -15,6 +15,7 @@ import json
 import os
 import re
 import subprocess
+import threading
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -79,6 +80,57 @@ def roles() -> dict[str, str]:
     raise AssertionError("no Patroni member answers /cluster")
 
 
+def leader_ip_now() -> str:
+    return next(host for host, role in roles().items() if role == "leader")
+
+
+class Writer:
+    """A client inserting numbered rows into ``writes`` on whichever member is the primary
+    (libpq's ``target_session_attrs=read-write`` over all three hosts) until stopped."""
+
+    def __init__(self, password: str) -> None:
+        self.password = password
+        self.acknowledged: list[int] = []
+        self.failures: list[tuple[float, str]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="stolon-writer", daemon=True)
+        self._started = 0.0
+
+    def __enter__(self) -> Writer:
+        self._started = time.monotonic()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=60)
+
+    def _run(self) -> None:
+        dsn = (f"host={','.join(MEMBER_IPS)} port=5432 user=postgres dbname=postgres "
+               "connect_timeout=2 target_session_attrs=read-write")
+        n = 0
+        while not self._stop.is_set():
+            n += 1
+            result = subprocess.run(
+                [PSQL, dsn, "-X", "-At", "-v", "ON_ERROR_STOP=1", "-c",
+                 f"INSERT INTO writes VALUES ({n})"],
+                capture_output=True, text=True, timeout=30, check=False,
+                env={**os.environ, "PGPASSWORD": self.password})
+            if result.returncode == 0:
+                self.acknowledged.append(n)
+            else:
+                self.failures.append((time.monotonic() - self._started,
+                                      result.stderr.strip().splitlines()[-1:][0]
+                                      if result.stderr.strip() else "?"))
+            self._stop.wait(0.2)
+
+    def failure_summary(self) -> str:
+        if not self.failures:
+            return "none"
+        first, last = self.failures[0][0], self.failures[-1][0]
+        return f"between {first:.1f}s and {last:.1f}s into the upgrade: {self.failures[0][1]}"
+
+
 def stolon_instances(repo: DeployRepo) -> dict[str, object]:
     """member number → instance (not terminated)."""
     return {i.tags["member"]: i for i in repo.instances(ENVIRONMENT)
@@ -115,9 +167,11 @@ def test_stolon_rolls_replicas_first_switchover_old_primary_last(repo: DeployRep
                                   "--json")).stdout)
     assert dry["mode"] == "dry-run" and dry["order"][-1] == leader_index
     assert dry["pre_health"].startswith("healthy: ")
+    psql(password, leader_ip, "CREATE TABLE writes (n integer PRIMARY KEY)")
     started = time.monotonic()
-    upgraded = ok(repo.doit("upgrade", "stolon", "--env", ENVIRONMENT, "--yes", "--json",
-                            timeout=1200))
+    with Writer(password) as writer:     # a client writing throughout the upgrade
+        upgraded = ok(repo.doit("upgrade", "stolon", "--env", ENVIRONMENT, "--yes", "--json",
+                                timeout=1200))
     seconds = time.monotonic() - started
     outcome = json.loads(upgraded.stdout)
 
@@ -153,6 +207,14 @@ def test_stolon_rolls_replicas_first_switchover_old_primary_last(repo: DeployRep
             assert time.monotonic() < deadline, f"{host} lost the data written before"
             time.sleep(0.5)
         assert psql(password, host, "SHOW work_mem") == "16MB"    # 1.1.0's settings
+
+    # every write the primary acknowledged during the upgrade is there
+    present = {int(n) for n in psql(password, leader_ip_now(), "SELECT n FROM writes")
+               .split()}
+    assert writer.acknowledged, "no write succeeded during the upgrade"
+    assert set(writer.acknowledged) <= present, sorted(set(writer.acknowledged) - present)
+    print(f"writes during the upgrade: {len(writer.acknowledged)} acknowledged, "
+          f"{len(writer.failures)} failed ({writer.failure_summary()})")
 
     # the record moved, and nothing is left to change
     assert backend.get_record(ENVIRONMENT, "stolon").version == "1.1.0"
