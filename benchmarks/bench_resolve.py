@@ -156,7 +156,7 @@ def main() -> None:
             print(f"       in-process: load+validate {phases['load']:.3f} s, "
                   f"resolve {phases['resolve']:.3f} s, order {phases['order']:.3f} s; "
                   f"{phases['rejected']} candidates rejected, "
-                  f"{phases['backtracks']} backtracks")
+                  f"{phases['backtracks']} backjumps")
     print(f"load average during the run: {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs")
     if len(rows) >= 2:
         (small, t_small), (large, t_large) = rows[0], rows[-1]
