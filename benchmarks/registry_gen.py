@@ -12,9 +12,10 @@ block version. Shape:
   ``>= 1.M, < 2.0`` (M ≤ 3, so every requirement is satisfiable).
 - conflicts (``conflict_every``, default every 7th block of a layer): every version of the
   block requires its first dependency ``>= 1.0, < 1.5`` while the newest version of its left
-  neighbour requires that same dependency ``>= 1.5, < 2.0``. The resolver pins the neighbour's
-  newest version first (same height, smaller name), finds no version of the conflicting block
-  that fits, and must backtrack to the neighbour's previous version.
+  neighbour requires that same dependency ``>= 1.5, < 2.0``. The neighbour's newest version can
+  never be chosen when both are needed: the resolver must give it up for the previous one
+  (infrablocks' provider sees it ahead and rejects the candidate; plain resolvelib pins it
+  first, being of the same height and a smaller name, and has to backjump).
 
 Run as a script to write a registry: ``python benchmarks/registry_gen.py DIR --blocks 1000``.
 """
