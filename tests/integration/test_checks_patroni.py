@@ -4,7 +4,8 @@
 Healthy cluster → the gates pass and name the leader; a stopped replica → the cluster gate fails
 with the replica in its evidence, the member gate fails, the leader is still found; the replica
 started again → healthy; ``move_leader_off`` is a no-op on a replica and a real switchover on
-the leader; a probe row written before is read back from every member after all of it.
+the leader (and a clear error when no replica could take over); a probe row written before is
+read back from every member after all of it.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from collections.abc import Callable
 import pytest
 from infrablocks.checks import build_check
 from infrablocks.checks.base import CheckContext, GateResult, Member
-from infrablocks.checks.patroni import PatroniCheck
+from infrablocks.checks.patroni import PatroniCheck, PatroniError
 
 ENVIRONMENT = "t-patroni-check"
 SUBNET = "127.42.241.0/24"
@@ -140,3 +141,13 @@ def test_gates_on_a_real_patroni_cluster(stolon, local_cloud):
     assert check.leader(members) == new_leader
     assert check.member_healthy(leader, members).ok        # the old leader is a replica now
     assert check.verify_probe(members, probe).ok           # the data written before is there
+
+    # -- nobody to hand the leadership to: a clear error, and the leader stays --------------
+    for member in members:
+        if member != new_leader:
+            local_cloud.stop_instance(member.instance_id, grace=15)
+    with pytest.raises(PatroniError, match=f"cannot move the leadership off "
+                                           f"{new_leader.name}: no other member is a healthy "
+                                           "streaming replica"):
+        check.move_leader_off(new_leader, members)
+    assert check.leader(members) == new_leader
