@@ -15,7 +15,10 @@ Conventions shared with the local cloud (so the rolling engine compares like wit
 - every wait takes a ``timeout`` in seconds; it becomes the waiter's ``MaxAttempts`` at the
   client's ``poll_interval`` (AWS's own waiters poll every 15 s; 5 s is the default here);
 - failures raise :mod:`infrablocks.cloud.ops` errors naming the instance or volume and the
-  state last seen — never a botocore traceback.
+  state last seen — never a botocore traceback;
+- stopping or starting a *terminated* instance raises ``CloudNotFoundError``: EC2 still
+  describes it for about an hour, but like a terminated local-cloud instance it is gone (the
+  engine relies on that when it resumes after a crash in the middle of a replacement).
 """
 
 from __future__ import annotations
@@ -118,8 +121,8 @@ class AwsCloudOps:
         current = self.describe_instance(instance_id).state
         if current == "stopped":
             return
-        if current == "terminated":
-            raise CloudOpsError(f"cannot stop instance {instance_id}: it is terminated")
+        if current == "terminated":   # EC2 shows it for a while; for the engine it is gone
+            raise CloudNotFoundError(f"cannot stop instance {instance_id}: it is terminated")
         with _translated(f"instance {instance_id}"):
             self.ec2.stop_instances(InstanceIds=[instance_id])
         self.wait_instance_state(instance_id, "stopped", timeout)
@@ -128,7 +131,7 @@ class AwsCloudOps:
         """``StartInstances``, then wait until ``running`` (status checks: instance_ready)."""
         current = self.describe_instance(instance_id).state
         if current == "terminated":
-            raise CloudOpsError(f"cannot start instance {instance_id}: it is terminated")
+            raise CloudNotFoundError(f"cannot start instance {instance_id}: it is terminated")
         if current != "running":
             if current == "stopping":   # StartInstances refuses a stopping instance
                 self.wait_instance_state(instance_id, "stopped", timeout)
