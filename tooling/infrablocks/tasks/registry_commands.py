@@ -7,10 +7,13 @@ hcl2, rich.tree) are imported inside the functions so `doit list` stays fast.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from infrablocks.errors import ConfigError, UsageError
 from infrablocks.tasks._command import command_task, flag, option
+
+if TYPE_CHECKING:
+    from infrablocks.registry import Environment, Registry
 
 GRAPH_FORMATS = ["tree", "dot", "mermaid", "json", "svg", "png"]
 # `doit graph` resolves the whole registry together up to this many blocks.
@@ -42,14 +45,14 @@ def task_graph() -> dict[str, Any]:
                 option("output", help="write to this file instead of the terminal")])
 
 
-def _load():
+def _load() -> Registry:
     from infrablocks.paths import find_repo_root
     from infrablocks.registry import load_registry
 
     return load_registry(find_repo_root(), freeze_gc=True)  # a short-lived process
 
 
-def _environment(registry, env: str | None):
+def _environment(registry: Registry, env: str | None) -> Environment:
     """The environment, with a note on stderr when it is not declared (no pins apply)."""
     from rich.console import Console
 
