@@ -9,7 +9,8 @@ Performance: candidates are the registry's ``BlockVersion`` objects (identity-ha
 requirement carries the frozen set of versions its constraint allows, computed once per
 (block, constraint text); ``is_satisfied_by`` is a set lookup. The preference resolves dependents
 before their dependencies (greater "height" first), so most conflicts are seen before a
-dependency is pinned and backtracking stays rare.
+dependency is pinned, and a look-ahead (``_Provider._look_ahead``) turns the others into rejected
+candidates rather than resolvelib backjumps. Every search is bounded in time and bookkeeping.
 """
 
 from __future__ import annotations
@@ -269,7 +270,7 @@ class _Provider:
             node, expanded = stack.pop()
             if node in self._heights:
                 continue
-            deps = {d for bv in blocks[node].versions.values() for d in bv.requires}
+            deps = {d for bv in blocks[node].versions.values() for d in bv.required_blocks()}
             if expanded:
                 self._heights[node] = 1 + max((self._heights.get(d, 0) for d in deps),
                                               default=-1)
