@@ -50,6 +50,7 @@ __all__ = ["PatroniCheck", "PatroniError", "ClusterView"]
 
 LEADER_ROLES = ("leader", "standby_leader")
 HEALTHY_REPLICA_STATES = ("running", "streaming")   # "streaming" from Patroni 3.0.4 on
+HEALTHY_STATES = HEALTHY_REPLICA_STATES               # a member's own /patroni state
 PROBE_TABLE = "infrablocks_upgrade_probe"
 PSQL_CANDIDATES = ("/usr/bin/psql", "/usr/lib/postgresql/15/bin/psql")
 
@@ -150,7 +151,7 @@ class PatroniCheck:
         problems = [entry["error"] for entry in view.own.values() if "error" in entry]
         problems += [f"{name}: Patroni reports {entry.get('state')!r}"
                      for name, entry in view.own.items()
-                     if "error" not in entry and entry.get("state") != "running"]
+                     if "error" not in entry and entry.get("state") not in HEALTHY_STATES]
         if view.cluster is None:
             problems.append("no member answers GET /cluster")
             return GateResult.failed("; ".join(problems), **view.evidence())
@@ -193,7 +194,7 @@ class PatroniCheck:
         if "error" in own:
             return GateResult.failed(f"{member.name} does not answer: {own['error']}",
                                      **view.evidence())
-        if own.get("state") != "running":
+        if own.get("state") not in HEALTHY_STATES:
             return GateResult.failed(f"{member.name}: Patroni reports {own.get('state')!r}",
                                      **view.evidence())
         row = view.entry_for(member)
