@@ -24,6 +24,16 @@ def _library_path() -> Path:
 
 
 def main() -> None:
+    try:
+        _run()
+    except KeyboardInterrupt:
+        # SIGINT while loading Terraform (a stop sent as the command started), before Go took
+        # over the signals: nothing was done yet, so stop quietly, as Terraform would.
+        sys.stderr.write("terraform: interrupted before it started\n")
+        os._exit(130)
+
+
+def _run() -> None:
     lib = ctypes.cdll.LoadLibrary(str(_library_path()))
     run_cli = lib.RunCli
     run_cli.argtypes = [ctypes.c_int64, ctypes.POINTER(ctypes.c_char_p), ctypes.c_int64,
