@@ -75,11 +75,11 @@ def test_at_the_newest_is_up_to_date(workspace) -> None:
     assert not choice.changes_version
 
 
-def test_pins_decide_and_a_different_to_is_refused(workspace) -> None:
-    deploy(workspace, "pinned", base="1.0.0")
+def test_pins_decide_and_a_different_to_is_allowed_and_reports_the_pin(workspace) -> None:
+    deploy(workspace, "pinned", base="1.0.0", dns="2.0.0")
     assert str(choose_target(workspace, "pinned", "base").target.version) == "1.1.0"
-    with pytest.raises(UsageError, match="pins base to 1.1.0"):
-        choose_target(workspace, "pinned", "base", "2.0.0")
+    choice = choose_target(workspace, "pinned", "base", "2.0.0")
+    assert str(choice.target.version) == "2.0.0" and choice.pin == "1.1.0"
 
 
 def test_a_block_not_deployed_cannot_be_upgraded(workspace) -> None:

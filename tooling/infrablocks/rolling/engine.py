@@ -182,7 +182,7 @@ def upgrade(workspace: Workspace, block: str, environment: str, *, to: str | Non
             engine = RollingEngine(workspace, environment,
                                    registry.block_version(block, journal.from_version),
                                    registry.block_version(block, journal.to_version), ops, say)
-            return engine.run(journal)
+            return _move_pin(workspace, engine.run(journal), say)
         if journal is not None and journal.active:
             raise UpgradeRefused(
                 f"an upgrade of {block} in {environment} to {journal.to_version} did not "
@@ -193,7 +193,26 @@ def upgrade(workspace: Workspace, block: str, environment: str, *, to: str | Non
         engine = RollingEngine(workspace, environment, choice.current, choice.target, ops, say)
         if not choice.changes_version:
             return engine.outcome("up-to-date")
-        return engine.run(None)
+        return _move_pin(workspace, engine.run(None), say)
+
+
+def _move_pin(workspace: Workspace, outcome: UpgradeOutcome, say: Say) -> UpgradeOutcome:
+    """After a successful upgrade of a pinned block, pin the version it now runs.
+
+    The pin is what every later ``doit create`` in the environment resolves to; leaving the old
+    one would make the next create refuse the upgraded block.
+    """
+    from infrablocks.registry_edit import set_pin
+
+    pin = workspace.pins(outcome.environment).get(outcome.block)
+    if pin is None or str(pin) == outcome.to_version:
+        return outcome
+    set_pin(workspace.registry.path, outcome.environment, outcome.block, outcome.to_version)
+    note = (f"blocks.toml: environments.{outcome.environment}.pins.{outcome.block} "
+            f"{pin} → {outcome.to_version}")
+    outcome.notes.append(note)
+    say(note)
+    return outcome
 
 
 # ------------------------------------------------------------------------------ the engine

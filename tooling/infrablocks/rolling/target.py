@@ -1,9 +1,10 @@
 """Which version an upgrade goes to, and whether the environment accepts it.
 
-The target is ``--to`` when given, else the environment's pin, else the newest version above the
-deployed one that (a) every deployed dependent's constraint allows and (b) whose own
-requirements the deployed dependencies satisfy. A refusal lists the blocks in the way, their
-constraints, and the versions of those blocks that would accept the target.
+The target is ``--to`` when given (an upgrade to another version than the environment's pin
+moves the pin in blocks.toml once it has succeeded), else the environment's pin, else the newest
+version above the deployed one that (a) every deployed dependent's constraint allows and (b)
+whose own requirements the deployed dependencies satisfy. A refusal lists the blocks in the way,
+their constraints, and the versions of those blocks that would accept the target.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ class UpgradeRefused(InfrablocksError):
 class UpgradeTarget:
     current: BlockVersion
     target: BlockVersion
+    pin: str | None = None   # the environment's pin of the block, when it has one
 
     @property
     def changes_version(self) -> bool:
@@ -82,12 +84,6 @@ def choose_target(workspace: Workspace, environment: str, block: str,
     pin = workspace.pins(environment).get(block)
     if to is not None:
         target = registry.block_version(block, to)
-        if pin is not None and pin != target.version:
-            raise UsageError(
-                f"environment {environment} pins {block} to {pin} in blocks.toml; an upgrade "
-                f"to {target.version} would disagree with every later `doit create`",
-                hint=f"change environments.{environment}.pins.{block} to \"{target.version}\" "
-                     "and run the upgrade again")
     elif pin is not None:
         target = registry.block_version(block, pin)
     else:
@@ -112,4 +108,4 @@ def choose_target(workspace: Workspace, environment: str, block: str,
                 f"upgrading {block} to {target.version} in {environment} is refused: "
                 + "\n  " + "\n  ".join(problems),
                 hint="upgrade those blocks first to versions that accept it")
-    return UpgradeTarget(current, target)
+    return UpgradeTarget(current, target, None if pin is None else str(pin))
