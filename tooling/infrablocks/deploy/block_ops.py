@@ -29,9 +29,10 @@ if TYPE_CHECKING:
 
 STOP_GRACE = 15.0  # seconds an instance gets to stop before SIGKILL (an etcd member without
 #                    quorum takes ~7 s to give up)
-DESTROY_STOP_GRACE = 3.0  # before a destroy: the volumes go right after, so there is no data
-#                           a long graceful stop would protect (it was most of `doit env`'s
-#                           teardown time: etcd ~8 s, Patroni ~6 s)
+DESTROY_STOP_GRACE = 1.0  # before a destroy: the volumes go right after, so there is no data
+#                           a graceful stop would protect, and etcd members whose peers stop
+#                           with them never exit on SIGTERM (with 15 s this was most of
+#                           `doit env`'s teardown: etcd ~8 s, Patroni ~6 s)
 
 
 class DependencyNotDeployed(InfrablocksError):
