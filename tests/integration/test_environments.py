@@ -282,3 +282,22 @@ def test_concurrent_inits_beside_running_commands(repo: DeployRepo) -> None:
         link = next((workdir / ".terraform" / "providers").glob("*/*/*/*/*"))
         assert "/plugin-cache/" not in os.readlink(link)
         assert (link / next(p.name for p in link.iterdir())).is_file()
+
+
+def test_doit_env_keep_prints_how_to_reach_and_destroy(repo: DeployRepo) -> None:
+    import re
+    import shlex
+
+    result = repo.doit("env", "microservice02", "--keep")
+    _ok(result)
+    text = " ".join(result.stdout.split())   # undo the console's line wrapping
+    [environment] = set(re.findall(r"environment (t-[0-9a-f]{6}) kept", text))
+    assert f"doit outputs BLOCK --env {environment}" in text
+    assert {i.tags["block"] for i in repo.instances(environment)} == {"base", "nomad"}
+
+    [command] = re.findall(r"destroy all of it with `doit ([^`]+)`", text)
+    assert command == f"destroy base --env {environment} --with-dependents --yes"
+    _ok(repo.doit(*shlex.split(command)))
+    assert repo.instances(environment) == [] and repo.volumes(environment) == []
+    assert repo.backend().list_records(environment) == []
+    assert environment not in repo.workspace().subnets.allocations()  # given back

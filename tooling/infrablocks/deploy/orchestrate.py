@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from infrablocks.deploy.block_ops import BlockRun, apply_block, destroy_block, plan_block
+from infrablocks.environments import is_ephemeral
 from infrablocks.errors import ConfigError, InfrablocksError, UsageError
 from infrablocks.runner import CancelToken, Result, RunEvent, RunReport, run_dag
 
@@ -163,8 +164,17 @@ def destroy(workspace: Workspace, targets: list[str], environment: str, *,
              if n in doomed]
     if confirm is not None and not confirm(order):
         return None
-    return _destroy_nodes(workspace, environment, graph.subgraph(doomed).copy(), jobs=jobs,
-                          keep_going=keep_going, on_event=on_event, token=token)
+    report = _destroy_nodes(workspace, environment, graph.subgraph(doomed).copy(), jobs=jobs,
+                            keep_going=keep_going, on_event=on_event, token=token)
+    if report.ok and is_ephemeral(environment) and not workspace.backend.list_blocks(environment):
+        _forget_environment(workspace, environment)  # a kept `doit env`, now gone entirely
+    return report
+
+
+def _forget_environment(workspace: Workspace, environment: str) -> None:
+    """Give back the subnet and remove the working directories of an environment that is gone."""
+    workspace.subnets.release(environment)
+    shutil.rmtree(workspace.work_root / environment, ignore_errors=True)
 
 
 def destroy_environment(workspace: Workspace, environment: str, *, jobs: int = 4,
@@ -287,6 +297,5 @@ def teardown_environment(workspace: Workspace, environment: str, *, jobs: int = 
     if report.ok:
         for block in workspace.backend.list_blocks(environment):
             workspace.backend.purge(environment, block)
-        workspace.subnets.release(environment)
-        shutil.rmtree(workspace.work_root / environment, ignore_errors=True)
+        _forget_environment(workspace, environment)
     return report, {k: v for k, v in leftovers.items() if v}
