@@ -102,3 +102,52 @@ def test_doit_env_destroys_everything_after_a_failed_create(broken_repo: DeployR
     assert repo.instances() == [] and repo.volumes() == []
     assert environment not in repo.backend().list_environments()
     assert environment not in repo.workspace().subnets.allocations()
+
+
+def test_failed_update_keeps_the_previous_version_in_the_record(tmp_path: Path) -> None:
+    """nomad 1.0.0 deployed; the pin moves staging to a broken nomad 1.1.0: the update fails,
+    the record says `failed` at 1.1.0 and remembers 1.0.0; status shows it; destroy works."""
+    import shutil
+
+    repo = open_deploy_repo(tmp_path, extra_toml='''
+[blocks.nomad.versions."1.1.0"]
+requires = { base = "~> 1.0" }
+images = ["nomad@1.0.0"]
+''')
+    toml = repo.root / "blocks.toml"
+    original = toml.read_text()
+
+    def pin_nomad(version: str) -> None:
+        pins = f'pins = {{ nomad = "{version}" }}\n'
+        toml.write_text(original.replace("[environments.staging]\n",
+                                         f"[environments.staging]\n{pins}"))
+
+    try:
+        shutil.copytree(repo.root / "blocks" / "nomad" / "1.0.0",
+                        repo.root / "blocks" / "nomad" / "1.1.0")
+        break_block(repo, "nomad", "1.1.0", BROKEN)
+        pin_nomad("1.0.0")
+        _succeeds(repo.doit("create", "nomad", "--env", "staging"))
+        pin_nomad("1.1.0")
+
+        failed = repo.doit("create", "nomad", "--env", "staging")
+        assert failed.returncode == 1 and BROKEN in failed.stdout + failed.stderr
+        record = repo.backend().get_record("staging", "nomad")
+        assert (record.version, record.status) == ("1.1.0", "failed")
+        assert record.extra == {"previous_version": "1.0.0"}
+
+        status = repo.doit("status", "--env", "staging", "--json", "--no-drift")
+        _succeeds(status)
+        [staging] = json.loads(status.stdout)
+        assert {b["block"]: (b["version"], b["status"]) for b in staging["blocks"]} == {
+            "base": ("1.1.0", "deployed"), "nomad": ("1.1.0", "failed")}
+
+        _succeeds(repo.doit("destroy", "base", "--env", "staging", "--with-dependents", "--yes"))
+        assert repo.instances("staging") == []
+    finally:
+        leftovers = repo.close()
+    assert not leftovers, "cleanup found:\n" + "\n".join(leftovers)
+
+
+def _succeeds(result) -> None:
+    assert result.returncode == 0, f"exit {result.returncode}\n{result.stdout}\n{result.stderr}"

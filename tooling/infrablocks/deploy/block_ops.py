@@ -262,9 +262,13 @@ def apply_block(run: BlockRun, token: CancelToken) -> Result:
         clock("inputs")
         workdir = run.prepare()
         terraform = _terraform_for(run, token)
+        # An update that fails must not lose what was deployed before it.
+        previous = (record.version if record and record.status == DEPLOYED
+                    else record.extra.get("previous_version") if record else None)
+        history = {"previous_version": previous} if previous else {}
         backend.put_record(new_record(env, block, str(run.version.version), outputs=None,
                                       terraform_version=tf_version,
-                                      status=CREATING))
+                                      status=CREATING, extra=history))
         try:
             with _interruptible(terraform, token):
                 clock("init")
@@ -277,7 +281,7 @@ def apply_block(run: BlockRun, token: CancelToken) -> Result:
         except (InfrablocksError, Cancelled):
             backend.put_record(new_record(env, block, str(run.version.version), outputs=None,
                                           terraform_version=tf_version,
-                                          status=FAILED))
+                                          status=FAILED, extra=history))
             raise
         clock("record")
         outputs = backend.read_outputs(env, block)
