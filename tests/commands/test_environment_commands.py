@@ -2,7 +2,7 @@
 Terraform: every input the user gets wrong is a clear error (exit 2, no traceback), and what the
 commands read from deployment records (written with the real local state backend) shows up.
 
-The runs that apply real blocks are in tests/integration/test_environments.py.
+The runs that apply real blocks are in tests/integration/test_deploy_environments.py.
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ destroys every environment that has state (Terraform destroy), sweeps the cloud
 (``purge_environment``, then every instance and volume), removes the directories and returns
 what it had to clean up by force — tests use it from a fixture finalizer.
 
-Used by tests/integration/test_environments.py and tests/reliability/test_environment_*.py
+Used by tests/integration/test_deploy_environments.py and tests/reliability/test_environment_*.py
 (which put this directory on ``sys.path``).
 """
 
