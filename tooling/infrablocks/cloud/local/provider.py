@@ -394,10 +394,30 @@ def _redirect_cert_cache() -> None:
     tf.runner._get_cert_cache_path = cert_cache_path
 
 
+def _finish_operations_on_stop() -> None:
+    """On Ctrl-C Terraform calls StopProvider and waits for the running operations; the tf
+    framework answers it by stopping its gRPC server at once, which aborts them ("Plugin did
+    not respond"): an instance already started then never reaches the state, and the next
+    apply fails on its address. Let them finish; Terraform still ends the plugin afterwards
+    through GRPCController/Shutdown, which the framework handles as before."""
+    import tf.runner
+
+    interceptor = tf.runner._ShutdownInterceptor
+    original = interceptor.intercept_service
+
+    def intercept_service(self: Any, continuation: Any, details: Any) -> Any:
+        if details.method == "/tfplugin6.Provider/StopProvider":
+            return continuation(details)
+        return original(self, continuation, details)
+
+    interceptor.intercept_service = intercept_service
+
+
 def main(argv: list[str] | None = None) -> None:
     from tf.runner import run_provider
 
     _redirect_cert_cache()
+    _finish_operations_on_stop()
     run_provider(LocalCloudProvider(), argv if argv is not None else sys.argv)
 
 
