@@ -110,14 +110,21 @@ def test_ctrl_c_during_create_leaves_valid_state_and_a_second_create_completes(
     assert statuses["microservice01"] != "succeeded"   # the run stopped before the end
 
     backend = repo.backend()
+    in_states = set()
     for block, status in statuses.items():
-        backend.read_state("staging", block)      # valid JSON Terraform state (or none)
+        state = backend.read_state("staging", block) or {}   # valid JSON Terraform state
+        in_states |= {instance["attributes"]["id"] for resource in state.get("resources", [])
+                      if resource["type"] == "localcloud_instance"
+                      for instance in resource["instances"]}
         assert backend.lock_holder("staging", block) is None
         record = backend.get_record("staging", block)
         if status == "succeeded":
             assert record is not None and record.status == "deployed"
         else:  # interrupted: never recorded as deployed
             assert record is None or record.status == "failed", (block, record)
+
+    # Nothing runs that Terraform does not know about (it would block the next create).
+    assert {i.id for i in repo.instances("staging")} <= in_states
 
     again = repo.doit("create", "microservice01", "--env", "staging", "--report",
                       str(report_file))
