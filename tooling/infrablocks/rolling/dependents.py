@@ -19,7 +19,7 @@ def reapply_dependents(workspace: Workspace, environment: str, block: str,
     its own rolling upgrade): the error names it.
     """
     import networkx as nx
-    from infrablocks.deploy.block_ops import BlockRun
+    from infrablocks.deploy.block_ops import BlockRun, ensure_init
     from infrablocks.deploy.orchestrate import deployed_graph
     from infrablocks.state import new_record
 
@@ -39,7 +39,7 @@ def reapply_dependents(workspace: Workspace, environment: str, block: str,
             run = BlockRun(workspace, environment, version, workspace.subnet(environment))
             workdir = run.prepare()
             terraform = workspace.terraform(environment, name)
-            terraform.ensure_init(workdir)
+            ensure_init(workspace, terraform, workdir)
             plan = terraform.plan(workdir)
             if not plan.has_changes:
                 continue

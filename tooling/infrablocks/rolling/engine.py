@@ -267,7 +267,7 @@ class RollingEngine:
 
     def prepare(self, version: BlockVersion) -> Path:
         """Images built, working directory holding ``version``, Terraform initialised."""
-        from infrablocks.deploy.block_ops import ensure_images
+        from infrablocks.deploy.block_ops import ensure_images, ensure_init
         from infrablocks.runner import CancelToken
 
         run = self.run_for(version)
@@ -275,7 +275,7 @@ class RollingEngine:
             ensure_images(run, CancelToken())
         self.workdir = run.prepare()
         with self.clock.timed("terraform"):
-            self.terraform().ensure_init(self.workdir)
+            ensure_init(self.workspace, self.terraform(), self.workdir)
         return self.workdir
 
     def plan(self):  # -> Plan

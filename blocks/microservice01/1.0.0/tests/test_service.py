@@ -67,10 +67,17 @@ def test_items_live_in_the_service_s_own_database(outputs, dependency_outputs):
     assert status == 204
     dsn = (f"host={','.join(stolon['hosts'])} port={stolon['port']} user={stolon['superuser']}"
            f" dbname={outputs['database']} target_session_attrs=read-write connect_timeout=5")
-    result = subprocess.run(
-        [PSQL, dsn, "-X", "-At", "-v", "ON_ERROR_STOP=1", "-c",
-         f"SELECT value FROM items WHERE key = '{key}'"],
-        capture_output=True, text=True, timeout=30, check=False,
-        env={**os.environ, "PGPASSWORD": stolon["superuser_password"]})
+    # A replica that has not replayed the service's CREATE DATABASE yet answers "database does
+    # not exist" and libpq stops there: retry for a bounded while.
+    deadline = time.monotonic() + 20
+    while True:
+        result = subprocess.run(
+            [PSQL, dsn, "-X", "-At", "-v", "ON_ERROR_STOP=1", "-c",
+             f"SELECT value FROM items WHERE key = '{key}'"],
+            capture_output=True, text=True, timeout=30, check=False,
+            env={**os.environ, "PGPASSWORD": stolon["superuser_password"]})
+        if result.returncode == 0 or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "in-postgres"
