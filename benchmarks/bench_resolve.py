@@ -85,10 +85,11 @@ def measure_end_to_end(root: Path, target: str, repeat: int,
 
 
 def measure_phases(root: Path, target: str, repeat: int) -> dict[str, float | int]:
+    from resolvelib import BaseReporter
+
     import infrablocks.resolve as resolve_module
     from infrablocks.graph import dependency_graph, levels, topological_order
     from infrablocks.registry import load_registry
-    from resolvelib import BaseReporter
 
     class Counting(BaseReporter):
         def __init__(self) -> None:

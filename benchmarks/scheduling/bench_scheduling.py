@@ -38,6 +38,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import networkx as nx
+
 from infrablocks.runner import CancelToken, Result, RunReport, run_dag
 
 # -- graphs ---------------------------------------------------------------------------------------

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+
 from infrablocks.state import backend_from_settings, new_record
 
 Doit = Callable[..., subprocess.CompletedProcess[str]]  # the `doit` fixture (conftest.py)

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from infrablocks.cloud.local.control import LocalCloud
 from infrablocks.cloud.local.process import is_alive, read_stat
 from infrablocks.cloud.local.records import Image

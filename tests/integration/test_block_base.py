@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from infrablocks.cloud.local.process import is_alive, read_stat
 
 REPO_ROOT = Path(__file__).resolve().parents[2]

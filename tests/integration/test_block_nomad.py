@@ -14,6 +14,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+
 from infrablocks.cloud.local.jobs import Scheduler, job_spec
 from infrablocks.cloud.local.process import is_alive, read_stat
 

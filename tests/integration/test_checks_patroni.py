@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable
 
 import pytest
+
 from infrablocks.checks import build_check
 from infrablocks.checks.base import CheckContext, GateResult, Member
 from infrablocks.checks.patroni import PatroniCheck, PatroniError

@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import pytest
+
 from infrablocks.checks.base import Member
 from infrablocks.checks.instance import instance_running, volume_back
 from infrablocks.cloud.aws.ops import AwsCloudOps

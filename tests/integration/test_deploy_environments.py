@@ -20,6 +20,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
 from deploy_repo import DeployRepo, open_deploy_repo
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

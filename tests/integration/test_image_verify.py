@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from infrablocks.cloud.local.control import LocalCloud
 from infrablocks.errors import ConfigError
 from infrablocks.images import parse_image_ref

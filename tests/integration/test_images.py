@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
+
 from infrablocks.cloud.local.control import LocalCloud
 from infrablocks.cloud.local.errors import ImageConflictError, NotFoundError
 from infrablocks.errors import UsageError

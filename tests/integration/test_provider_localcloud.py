@@ -20,6 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+
 from infrablocks.cloud.local.control import LocalCloud
 from infrablocks.cloud.local.mirror import write_cli_config
 from infrablocks.cloud.local.records import Image

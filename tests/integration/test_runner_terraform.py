@@ -12,6 +12,7 @@ from collections.abc import Hashable
 
 import networkx as nx
 import pytest
+
 from _sleepers import Sleepers
 from infrablocks.runner import NODE_FINISHED, CancelToken, Result, RunEvent, Status, run_dag
 from infrablocks.state.local import LocalBackend

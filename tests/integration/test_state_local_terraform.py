@@ -8,6 +8,7 @@ import stat
 from pathlib import Path
 
 import pytest
+
 from infrablocks.state.local import LocalBackend
 from infrablocks.state.outputs import Outputs
 from infrablocks.terraform.binary import find_terraform

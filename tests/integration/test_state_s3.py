@@ -20,6 +20,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
 from _sleepers import Sleepers
 from infrablocks.state import LockHeldError, backend_from_settings, current_identity, new_record
 from infrablocks.state.s3 import S3Backend

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
 from _sleepers import Sleepers
 from infrablocks.terraform.binary import find_terraform
 from infrablocks.terraform.cliconfig import CliConfigPaths, write_cli_config

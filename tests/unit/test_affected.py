@@ -12,6 +12,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+
 from infrablocks.ci.affected import find_affected
 from infrablocks.errors import UsageError
 

@@ -7,6 +7,7 @@ import sys
 import textwrap
 
 import pytest
+
 from infrablocks.checks import BUILTIN_CHECKS, build_check, check_spec_problems
 from infrablocks.checks.base import CheckContext, GateResult, Member
 from infrablocks.checks.etcd import EtcdCheck

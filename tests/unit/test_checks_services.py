@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
 from infrablocks.checks.base import CheckContext, Member
 from infrablocks.checks.etcd import EtcdCheck
 from infrablocks.checks.http import HttpCheck

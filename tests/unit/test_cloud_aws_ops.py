@@ -8,6 +8,7 @@ import datetime
 
 import pytest
 from botocore.exceptions import ClientError, EndpointConnectionError, NoCredentialsError
+
 from infrablocks.cloud.aws.ops import (
     AwsCloudOps,
     botocore_error,

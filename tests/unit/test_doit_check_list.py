@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import infrablocks.checks_registry as checks_registry
 import pytest
+
+import infrablocks.checks_registry as checks_registry
 from infrablocks.checks_registry import CheckOutcome, register_check, run_checks
 from infrablocks.registry import Registry, load_registry
 from registry_repo import copy_example

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import networkx as nx
 import pytest
+from rich.console import Console
+
 from infrablocks.errors import InfrablocksError
 from infrablocks.graph import (
     dependency_graph,
@@ -28,7 +30,6 @@ from infrablocks.graph import (
 from infrablocks.registry import Registry, load_registry
 from infrablocks.resolve import resolve
 from registry_repo import copy_example
-from rich.console import Console
 
 
 @pytest.fixture

@@ -7,6 +7,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+
 from infrablocks.errors import ConfigError
 from infrablocks.images import available_images, parse_image_ref
 from infrablocks.images.checkspec import load_verify_spec, substitute

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
 from infrablocks.cloud.local.control import LocalCloud
 
 WORKERS = 4

@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 import pytest
+
 from infrablocks.cloud.local.control import LocalCloud
 from infrablocks.cloud.local.errors import (
     ImageConflictError,

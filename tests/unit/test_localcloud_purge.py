@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
 from infrablocks.cloud.local.control import LocalCloud
 from infrablocks.cloud.local.inventory import cloud_snapshot, purge_environment
 from infrablocks.cloud.local.process import is_alive

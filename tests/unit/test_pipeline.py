@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+
 from infrablocks.ci.actionlint import ActionlintNotFound, find_actionlint, lint_workflow
 from infrablocks.ci.affected import find_affected
 from infrablocks.ci.pipeline import PipelineOptions, matrix, plan_jobs, render, workflow

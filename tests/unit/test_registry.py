@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from infrablocks.errors import ConfigError, UsageError
 from infrablocks.registry import ALLOWED_KEYS, load_registry
 from infrablocks.versions import parse_version

@@ -7,8 +7,9 @@ import os
 import shutil
 from pathlib import Path
 
-import infrablocks.registry_cache as registry_cache
 import pytest
+
+import infrablocks.registry_cache as registry_cache
 from infrablocks.errors import ConfigError
 from infrablocks.registry import load_registry
 from registry_repo import make_repo

@@ -1,4 +1,5 @@
 import pytest
+
 from infrablocks.errors import ConfigError
 from infrablocks.registry_edit import set_pin
 

@@ -6,12 +6,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from resolvelib import BaseReporter
+
 from infrablocks.errors import UsageError
 from infrablocks.registry import Registry, load_registry
 from infrablocks.resolve import ResolutionError, resolve
 from infrablocks.versions import parse_version
 from registry_repo import MAIN_REPO, copy_example, make_repo
-from resolvelib import BaseReporter
 
 
 def chosen(resolution) -> dict[str, str]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from infrablocks.errors import ConfigError
 from infrablocks.registry import load_registry
 from infrablocks.rolling.declaration import DEFAULT_TIMEOUTS, declaration_for, rolling_check

@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import pytest
+
 from infrablocks.deploy.workspace import open_workspace
 from infrablocks.errors import UsageError
 from infrablocks.rolling.journal import Journal

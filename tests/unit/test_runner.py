@@ -15,6 +15,7 @@ from collections.abc import Hashable
 
 import networkx as nx
 import pytest
+
 from infrablocks.errors import InfrablocksError
 from infrablocks.runner import (
     CANCEL_REQUESTED,
@@ -345,8 +346,9 @@ def test_critical_path_follows_the_longest_chain_of_measured_durations() -> None
 
 
 def test_progress_prints_plain_lines_when_not_on_a_terminal() -> None:
-    from infrablocks.runner.progress import LiveProgress
     from rich.console import Console
+
+    from infrablocks.runner.progress import LiveProgress
 
     buffer = io.StringIO()
     console = Console(file=buffer, force_terminal=False, width=120)

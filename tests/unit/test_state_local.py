@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+
 from infrablocks.errors import ConfigError, InfrablocksError, UsageError
 from infrablocks.state import (
     LockHeldError,

@@ -6,8 +6,9 @@ import io
 import json
 
 import pytest
-from infrablocks.state.outputs import MASK, Outputs, outputs_to_json, render_outputs_table
 from rich.console import Console
+
+from infrablocks.state.outputs import MASK, Outputs, outputs_to_json, render_outputs_table
 
 STATE = {
     "version": 4,

@@ -6,6 +6,7 @@ import json
 import re
 
 import pytest
+
 from infrablocks.errors import InfrablocksError
 from infrablocks.state.outputs import Outputs
 from infrablocks.state.records import DEPLOYED, DeploymentRecord, current_identity, new_record

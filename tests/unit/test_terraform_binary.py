@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from infrablocks.errors import ConfigError
 from infrablocks.terraform.binary import (
     BUNDLED,

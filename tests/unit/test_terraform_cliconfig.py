@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from infrablocks.terraform.cliconfig import CliConfigPaths, render_cli_config, write_cli_config
 
 TERRAFORM = Path(sys.executable).parent / "terraform"

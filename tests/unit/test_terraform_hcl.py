@@ -1,6 +1,7 @@
 """HCL literals for the generated backend, .tfbackend and CLI config files."""
 
 import pytest
+
 from infrablocks.terraform.hcl import hcl_attributes, hcl_key, hcl_string, hcl_value
 
 

@@ -5,6 +5,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+
 from infrablocks.errors import ConfigError
 from infrablocks.terraform.workdir import (
     BACKEND_CONFIG_FILE,

@@ -6,6 +6,7 @@ import random
 
 import pytest
 import semver
+
 from infrablocks.versions import (
     ConstraintSyntaxError,
     Version,

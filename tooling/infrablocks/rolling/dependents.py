@@ -19,6 +19,7 @@ def reapply_dependents(workspace: Workspace, environment: str, block: str,
     its own rolling upgrade): the error names it.
     """
     import networkx as nx
+
     from infrablocks.deploy.block_ops import BlockRun, ensure_init
     from infrablocks.deploy.orchestrate import deployed_graph
     from infrablocks.state import new_record
