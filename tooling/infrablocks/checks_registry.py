@@ -33,6 +33,7 @@ CheckFunction = Callable[["Registry"], "CheckOutcome | Iterable[str]"]
 
 # (name, check) in the order they run. Strings are "module:function".
 CHECKS: list[tuple[str, CheckFunction | str]] = [
+    ("terraform", "infrablocks.terraform.binary:terraform_check"),
     ("contracts", "infrablocks.contracts:contract_check"),
 ]
 

@@ -15,8 +15,13 @@ import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from infrablocks.errors import ConfigError
+from infrablocks.errors import ConfigError, InfrablocksError
+
+if TYPE_CHECKING:
+    from infrablocks.checks_registry import CheckOutcome
+    from infrablocks.registry import Registry
 
 ENV_VAR = "INFRABLOCKS_TERRAFORM"
 SETTING = "blocks.toml [terraform] binary"
@@ -131,3 +136,25 @@ def _parse_version(stdout: str) -> tuple[str | None, str | None]:
         if isinstance(version, str) and version[:1].isdigit():
             return version, key
     return None, None
+
+
+def terraform_check(registry: Registry) -> CheckOutcome:
+    """`doit check`: which Terraform runs the blocks, and whether it answers as 1.x."""
+    from infrablocks.checks_registry import CheckOutcome
+
+    settings = registry.settings.get("terraform") or {}
+    unknown = sorted(set(settings) - {"binary"})
+    if unknown:
+        return CheckOutcome(problems=[
+            f"{registry.path.name}: [terraform] has unknown key(s) {', '.join(unknown)}; "
+            "valid: binary"])
+    binary_setting = settings.get("binary")
+    if binary_setting is not None and not isinstance(binary_setting, str):
+        return CheckOutcome(problems=[
+            f"{registry.path.name}: [terraform] binary must be a string (a path or a command "
+            "such as \"tofu\")"])
+    try:
+        binary = find_terraform(binary_setting, base_dir=registry.root)
+    except InfrablocksError as exc:
+        return CheckOutcome(problems=[str(exc)])
+    return CheckOutcome(info=[f"terraform: {binary.describe()}"])
