@@ -29,6 +29,9 @@ def test_outputs_name_three_members(outputs):
 
 
 def test_cluster_is_quorate_and_every_member_healthy(outputs):
+    # Terraform returns once the instances run, as on EC2; the members may still be joining.
+    # `--cluster` lists only members that have published their client URLs, so wait (bounded)
+    # until all of them have, and are healthy.
     deadline = time.monotonic() + 30
     while True:
         result = subprocess.run(
@@ -37,7 +40,9 @@ def test_cluster_is_quorate_and_every_member_healthy(outputs):
             capture_output=True, text=True, timeout=20, check=False,
             env={**os.environ, "ETCDCTL_API": "3"},
         )
-        if result.returncode == 0 or time.monotonic() > deadline:
+        listed = (sorted(h["endpoint"] for h in json.loads(result.stdout))
+                  if result.returncode == 0 else [])
+        if listed == sorted(outputs["endpoints"]) or time.monotonic() > deadline:
             break
         time.sleep(1)
     assert result.returncode == 0, result.stderr or result.stdout
