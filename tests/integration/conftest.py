@@ -9,6 +9,9 @@
   -> DeployedBlock`` (a dict of the block's outputs, plus ``apply``/``plan``/``run_block_tests``)
   builds the block's images (blocks.toml ``images``), applies the block with real Terraform on
   ``local_cloud`` and, whatever happens in the test, stops the block's instances and destroys it.
+- ``moto_endpoint``: the URL of one moto server (S3, EC2, ...) on a free loopback port, shared by
+  the whole session. moto keeps its backends in the test process whatever the server's scope:
+  each test removes the buckets, instances and volumes it creates.
 
 Tests that use them are slow: mark them ``@pytest.mark.slow`` and ``@pytest.mark.integration``.
 """
@@ -30,6 +33,7 @@ from typing import Any
 
 import pytest
 
+from _loopback import free_port
 from infrablocks.cloud.local.control import LocalCloud
 from infrablocks.cloud.local.process import is_alive, read_stat
 from infrablocks.cloud.local.records import Image
@@ -83,6 +87,22 @@ def local_cloud() -> Iterator[LocalCloud]:
         problems = dismantle_cloud(cloud)
         shutil.rmtree(parent, ignore_errors=True)
     assert not problems, "the local cloud was not left clean:\n" + "\n".join(problems)
+
+
+# --------------------------------------------------------------------------- moto (AWS)
+
+@pytest.fixture(scope="session")
+def moto_endpoint() -> Iterator[str]:
+    """A moto server on a free loopback port for the whole session: ``http://127.0.0.1:PORT``."""
+    from moto.server import ThreadedMotoServer
+
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.stop()
 
 
 # --------------------------------------------------------------------------- images

@@ -5,17 +5,17 @@ goes through AwsCloudOps: describe, stop, volume released, replacement attached,
 checks — and every failure is a CloudOps error naming the instance or volume.
 
 moto keeps its backends in this process: each test terminates its instances and deletes its
-volumes (the server is shared by the module and stopped at its end).
+volumes (the server is conftest's session-wide ``moto_endpoint``).
 """
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import pytest
 
+from _loopback import free_port
 from infrablocks.checks.base import Member
 from infrablocks.checks.instance import instance_running, volume_back
 from infrablocks.cloud.aws.ops import AwsCloudOps
@@ -32,12 +32,6 @@ REGION = "us-east-1"
 POLL = 0.05
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 def ec2_client(endpoint: str, **config: object):
     import boto3
     from botocore.config import Config
@@ -45,19 +39,6 @@ def ec2_client(endpoint: str, **config: object):
     return boto3.client("ec2", endpoint_url=endpoint, region_name=REGION,
                         aws_access_key_id="testing", aws_secret_access_key="testing",
                         config=Config(**config) if config else None)
-
-
-@pytest.fixture(scope="module")
-def moto_endpoint() -> Iterator[str]:
-    from moto.server import ThreadedMotoServer
-
-    port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.stop()
 
 
 @dataclass

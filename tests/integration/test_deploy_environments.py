@@ -181,36 +181,17 @@ def test_sensitive_outputs_never_printed_or_logged(repo: DeployRepo, tmp_path: P
 
 # -- S3 --------------------------------------------------------------------------------------
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-@pytest.fixture
-def moto_s3() -> Iterator[str]:
-    from moto.server import ThreadedMotoServer
-
-    port = _free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.stop()
-
-
-def test_s3_backend_create_status_destroy(tmp_path: Path, moto_s3: str) -> None:
+def test_s3_backend_create_status_destroy(tmp_path: Path, moto_endpoint: str) -> None:
     import boto3
 
-    s3 = boto3.client("s3", endpoint_url=moto_s3, region_name="us-east-1",
+    s3 = boto3.client("s3", endpoint_url=moto_endpoint, region_name="us-east-1",
                       aws_access_key_id="test", aws_secret_access_key="test")
     s3.create_bucket(Bucket="envtest-state")
     repo = open_deploy_repo(tmp_path, state_toml=f'''
 backend = "s3"
 bucket = "envtest-state"
 prefix = "envtest"
-endpoint = "{moto_s3}"
+endpoint = "{moto_endpoint}"
 access_key = "test"
 secret_key = "test"
 ''')

@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -21,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+from _loopback import free_port
 from _sleepers import Sleepers
 from infrablocks.state import LockHeldError, backend_from_settings, current_identity, new_record
 from infrablocks.state.s3 import S3Backend
@@ -59,26 +59,6 @@ output "password" {
 }
 """
 MODULE = MODULE.replace("@SLEEP@", SLEEPERS.command("${var.slow_seconds}"))
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-@pytest.fixture(scope="session")
-def moto_endpoint() -> Iterator[str]:
-    """A moto S3 server on a free loopback port for the whole session."""
-    from moto.server import ThreadedMotoServer
-
-    port = _free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.stop()
 
 
 @pytest.fixture
@@ -312,7 +292,7 @@ def test_release_never_removes_a_lock_someone_else_took(s3_backend) -> None:
 
 def test_an_unreachable_endpoint_is_a_clear_error(tmp_path) -> None:
     backend = backend_from_settings({"backend": "s3", "bucket": "tf-state",
-                                     "endpoint": f"http://127.0.0.1:{_free_port()}",
+                                     "endpoint": f"http://127.0.0.1:{free_port()}",
                                      "access_key": "a", "secret_key": "b"}, tmp_path)
     from infrablocks.errors import InfrablocksError
 
