@@ -8,7 +8,6 @@ import shutil
 import subprocess
 import tempfile
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -187,9 +186,7 @@ def test_local_cloud_ops_and_the_platform_gates(cloud, tmp_path) -> None:
     cloud.detach_volume(volume.id, instance.id)
     ops.wait_volume_state(volume.id, "available", timeout=5)
     cloud.attach_volume(volume.id, instance.id, "xvdf")
-    started = time.monotonic()
-    ops.start_instance(instance.id, timeout=10)
-    assert time.monotonic() - started < 10
+    ops.start_instance(instance.id, timeout=10)   # raises CloudTimeoutError past the timeout
     assert poll_gate(lambda: volume_back(ops, m0, "marker", "kept"), 10, 0.1)[0].ok
     with pytest.raises(CloudNotFoundError):
         ops.describe_instance("i-00000000deadbeef")

@@ -106,7 +106,7 @@ def test_stop_kills_after_the_grace_period(cloud: LocalCloud, tmp_path: Path) ->
     instance = cloud.run_instance(name="s", image_id=stubborn.id, private_ip="127.42.201.13")
     started = time.monotonic()
     assert cloud.stop_instance(instance.id, grace=0.5).state == "stopped"
-    assert 0.4 < time.monotonic() - started < 5
+    assert time.monotonic() - started >= 0.5      # it waited out the grace, then killed
     assert not is_alive(instance.pid, None)
 
 
