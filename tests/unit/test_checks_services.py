@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from _localcloud import terminating_cloud, write_artifact
 from infrablocks.checks.base import CheckContext, Member
 from infrablocks.checks.etcd import EtcdCheck
 from infrablocks.checks.http import HttpCheck
@@ -144,20 +145,12 @@ while :; do sleep 0.1; done
 
 @pytest.fixture
 def cloud(tmp_path: Path) -> Iterator[LocalCloud]:
-    cloud = LocalCloud(tmp_path / "cloud")
-    try:
+    with terminating_cloud(tmp_path / "cloud") as cloud:
         yield cloud
-    finally:
-        for instance in cloud.describe_instances():
-            cloud.terminate_instance(instance.id, grace=1)
 
 
 def test_local_cloud_ops_and_the_platform_gates(cloud, tmp_path) -> None:
-    artifact = tmp_path / "artifact"
-    artifact.mkdir()
-    (artifact / "entrypoint").write_text(IDLE)
-    (artifact / "entrypoint").chmod(0o755)
-    image = cloud.register_image("idle", "1.0.0", artifact)
+    image = cloud.register_image("idle", "1.0.0", write_artifact(tmp_path / "artifact", IDLE))
     volume = cloud.create_volume(name="data", size_gb=1)
     instance = cloud.run_instance(name="m0", image_id=image.id, private_ip="127.42.239.41")
     cloud.attach_volume(volume.id, instance.id, "xvdf")

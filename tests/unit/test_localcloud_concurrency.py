@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from _localcloud import terminating_cloud, write_artifact
 from infrablocks.cloud.local.control import LocalCloud
 
 WORKERS = 4
@@ -28,21 +29,13 @@ def run_workers(script: str, *args: str) -> list[subprocess.CompletedProcess[str
 
 @pytest.fixture
 def cloud(tmp_path: Path) -> Iterator[LocalCloud]:
-    cloud = LocalCloud(tmp_path / "cloud")
-    try:
+    with terminating_cloud(tmp_path / "cloud") as cloud:
         yield cloud
-    finally:
-        for instance in cloud.describe_instances():
-            cloud.terminate_instance(instance.id, grace=1)
 
 
 @pytest.fixture
 def image_id(cloud: LocalCloud, tmp_path: Path) -> str:
-    artifact = tmp_path / "artifact"
-    artifact.mkdir()
-    (artifact / "entrypoint").write_text("#!/bin/sh\nexec sleep 300\n")
-    (artifact / "entrypoint").chmod(0o755)
-    return cloud.register_image("idle", "1.0.0", artifact).id
+    return cloud.register_image("idle", "1.0.0", write_artifact(tmp_path / "artifact")).id
 
 
 def test_concurrent_read_modify_write_loses_nothing(cloud: LocalCloud, image_id: str) -> None:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from _localcloud import write_artifact
 from infrablocks.cloud.local.control import LocalCloud
 from infrablocks.cloud.local.errors import (
     ImageConflictError,
@@ -17,10 +18,7 @@ from infrablocks.cloud.local.errors import (
 
 
 def make_artifact(directory: Path, body: str = "exec sleep 300\n") -> Path:
-    directory.mkdir(parents=True, exist_ok=True)
-    entrypoint = directory / "entrypoint"
-    entrypoint.write_text("#!/bin/sh\n" + body)
-    entrypoint.chmod(0o755)
+    write_artifact(directory, "#!/bin/sh\n" + body)
     (directory / "conf").mkdir(exist_ok=True)
     (directory / "conf" / "settings.txt").write_text("heartbeat=100\n")
     return directory

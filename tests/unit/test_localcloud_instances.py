@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from _localcloud import terminating_cloud, write_artifact
 from infrablocks.cloud.local.control import LocalCloud
 from infrablocks.cloud.local.errors import (
     InvalidParameterError,
@@ -44,21 +45,13 @@ while :; do sleep 0.1; done
 
 @pytest.fixture
 def cloud(tmp_path: Path) -> Iterator[LocalCloud]:
-    cloud = LocalCloud(tmp_path / "cloud")
-    try:
+    with terminating_cloud(tmp_path / "cloud") as cloud:
         yield cloud
-    finally:
-        for instance in cloud.describe_instances():
-            cloud.terminate_instance(instance.id, grace=1)
 
 
 @pytest.fixture
 def image(cloud: LocalCloud, tmp_path: Path) -> Image:
-    artifact = tmp_path / "artifact"
-    artifact.mkdir()
-    (artifact / "entrypoint").write_text(ENTRYPOINT)
-    (artifact / "entrypoint").chmod(0o755)
-    return cloud.register_image("idle", "1.0.0", artifact)
+    return cloud.register_image("idle", "1.0.0", write_artifact(tmp_path / "artifact", ENTRYPOINT))
 
 
 def test_run_instance_starts_the_entrypoint_with_its_environment(cloud: LocalCloud,
@@ -98,10 +91,8 @@ def test_stop_sends_sigterm_and_start_runs_it_again(cloud: LocalCloud, image: Im
 
 
 def test_stop_kills_after_the_grace_period(cloud: LocalCloud, tmp_path: Path) -> None:
-    artifact = tmp_path / "stubborn"
-    artifact.mkdir()
-    (artifact / "entrypoint").write_text("#!/bin/sh\ntrap '' TERM\nwhile :; do sleep 0.1; done\n")
-    (artifact / "entrypoint").chmod(0o755)
+    artifact = write_artifact(tmp_path / "stubborn",
+                              "#!/bin/sh\ntrap '' TERM\nwhile :; do sleep 0.1; done\n")
     stubborn = cloud.register_image("stubborn", "1.0.0", artifact)
     instance = cloud.run_instance(name="s", image_id=stubborn.id, private_ip="127.42.201.13")
     started = time.monotonic()
@@ -256,10 +247,7 @@ def test_private_ip_is_checked_and_unique(cloud: LocalCloud, image: Image) -> No
 
 def test_an_entrypoint_that_cannot_start_leaves_nothing(cloud: LocalCloud,
                                                         tmp_path: Path) -> None:
-    artifact = tmp_path / "broken"
-    artifact.mkdir()
-    (artifact / "entrypoint").write_text("no shebang line\n")
-    (artifact / "entrypoint").chmod(0o755)
+    artifact = write_artifact(tmp_path / "broken", "no shebang line\n")
     broken = cloud.register_image("broken", "1.0.0", artifact)
     with pytest.raises(LocalCloudError, match="cannot start the entrypoint of image broken@1.0.0"):
         cloud.run_instance(name="b", image_id=broken.id, private_ip="127.42.201.40")

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from _localcloud import terminating_cloud, write_artifact
 from infrablocks.cloud.local.control import LocalCloud
 from infrablocks.cloud.local.inventory import cloud_snapshot, purge_environment
 from infrablocks.cloud.local.process import is_alive
@@ -21,21 +22,14 @@ DOIT = Path(sys.executable).parent / "doit"
 
 @pytest.fixture
 def cloud(tmp_path: Path) -> Iterator[LocalCloud]:
-    cloud = LocalCloud(tmp_path / "cloud")
-    try:
+    with terminating_cloud(tmp_path / "cloud") as cloud:
         yield cloud
-    finally:
-        for instance in cloud.describe_instances():
-            cloud.terminate_instance(instance.id, grace=1)
 
 
 @pytest.fixture
 def populated(cloud: LocalCloud, tmp_path: Path) -> dict[str, str]:
-    artifact = tmp_path / "artifact"
-    artifact.mkdir()
-    (artifact / "entrypoint").write_text("#!/bin/sh\nexec sleep 300\n")
-    (artifact / "entrypoint").chmod(0o755)
-    image = cloud.register_image("idle", "1.0.0", artifact, tags=["stable"])
+    image = cloud.register_image("idle", "1.0.0", write_artifact(tmp_path / "artifact"),
+                                 tags=["stable"])
     ids = {"image": image.id}
     for env, ip in (("t-gone", "127.42.204.11"), ("prod", "127.42.204.12")):
         instance = cloud.run_instance(name=f"{env}-db", image_id=image.id, private_ip=ip,
