@@ -1,22 +1,39 @@
-"""After an upgrade changed a block's outputs: re-apply the deployed blocks that read them."""
+"""After an upgrade changed a block's outputs: re-apply the deployed blocks that read them.
+
+The re-apply walks the upgraded block's deployed descendants in dependency order. A block is
+planned when one of its dependencies' outputs changed (the upgraded block's, or those of a
+dependent re-applied before it), so a change travels as far as it reaches and no further.
+
+Replacing an instance that has a volume attached means detaching the volume, which a running
+instance refuses (as a mounted EBS volume does): the instances a re-apply replaces together
+with their attachments are stopped first, the pre-operation the rolling engine does per unit.
+A stateful dependent whose re-apply would replace instances is refused instead (it needs its
+own rolling upgrade); the other dependents are still re-applied, and the refusal is raised at
+the end, naming every refused block.
+"""
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from infrablocks.errors import InfrablocksError
 
 if TYPE_CHECKING:
+    from infrablocks.cloud.ops import CloudOps
     from infrablocks.deploy.workspace import Workspace
+    from infrablocks.terraform.plan import Plan
+
+STOP_TIMEOUT = 60.0  # seconds for an instance to stop before its volume is detached
 
 
 def reapply_dependents(workspace: Workspace, environment: str, block: str,
-                       say: Callable[[str], None]) -> list[str]:
-    """Apply each deployed direct dependent of ``block`` at its deployed version, in order.
+                       say: Callable[[str], None], ops: CloudOps | None = None) -> list[str]:
+    """Apply each deployed dependent of ``block`` whose inputs changed, at its deployed version.
 
-    A dependent whose plan would replace instances of a stateful block is not applied (that is
-    its own rolling upgrade): the error names it.
+    Returns the blocks re-applied, in order. Raises ``InfrablocksError`` after the others when
+    a stateful dependent would have instances replaced (see the module docstring).
     """
     import networkx as nx
 
@@ -24,14 +41,22 @@ def reapply_dependents(workspace: Workspace, environment: str, block: str,
     from infrablocks.deploy.orchestrate import deployed_graph
     from infrablocks.state import new_record
 
+    if ops is None:
+        from infrablocks.cloud.local.ops import LocalCloudOps
+
+        ops = LocalCloudOps(workspace.cloud)
     graph = deployed_graph(workspace, environment)
     if block not in graph:
         return []
-    direct = set(graph.successors(block))
-    order = [n for n in nx.lexicographical_topological_sort(graph, key=str) if n in direct]
-    done = []
+    descendants = nx.descendants(graph, block)
+    order = [n for n in nx.lexicographical_topological_sort(graph, key=str) if n in descendants]
+    changed = {block}      # blocks whose outputs moved: their dependents' inputs did
+    done: list[str] = []
+    refused: list[tuple[str, str]] = []   # (block, why)
     backend = workspace.backend
     for name in order:
+        if not changed & set(graph.predecessors(name)):
+            continue
         record = backend.get_record(environment, name)
         if record is None:
             continue
@@ -44,17 +69,62 @@ def reapply_dependents(workspace: Workspace, environment: str, block: str,
             plan = terraform.plan(workdir)
             if not plan.has_changes:
                 continue
-            if workspace.registry.blocks[name].stateful and plan.addresses("replace"):
-                raise InfrablocksError(
-                    f"{name} reads {block}'s changed outputs, and applying them would replace "
-                    f"{', '.join(plan.addresses('replace'))}",
-                    hint=f"apply it with a rolling upgrade: doit upgrade {name} --env "
-                         f"{environment}")
+            replaced = plan.addresses("replace")
+            if workspace.registry.blocks[name].stateful and replaced:
+                refused.append((name, f"applying them to {version.label} would replace "
+                                      f"{', '.join(replaced)}"))
+                continue
             say(f"re-apply {version.label} ({plan.summary()})")
+            for instance_id in instances_to_stop(plan):
+                say(f"re-apply {version.label}: stop {instance_id} (its volume must detach)")
+                _stop(ops, instance_id)
             terraform.apply(workdir, plan)
+            outputs = backend.read_outputs(environment, name)
             backend.put_record(new_record(
-                environment, name, record.version,
-                outputs=backend.read_outputs(environment, name),
+                environment, name, record.version, outputs=outputs,
                 terraform_version=workspace.terraform_binary().version))
+            if outputs.digest() != record.outputs_digest:
+                changed.add(name)
             done.append(name)
+    if refused:
+        names = ", ".join(name for name, _ in refused)
+        raise InfrablocksError(
+            f"{block} is upgraded in {environment}, but stateful dependents were refused a "
+            "re-apply (it would replace their instances all at once):\n  " + "\n  ".join(
+                f"{name} reads {block}'s changed outputs; {why}" for name, why in refused)
+            + (f"\nre-applied: {', '.join(done)}" if done else ""),
+            hint=f"{names} keep{'s' if len(refused) == 1 else ''} running with {block}'s "
+                 "previous outputs until their instances are replaced one at a time "
+                 "(a rolling upgrade of theirs)")
     return done
+
+
+def instances_to_stop(plan: Plan) -> list[str]:
+    """Ids of the instances the plan replaces together with a volume attachment of theirs.
+
+    Platform-neutral: an attachment is a replaced resource whose prior state names both an
+    ``instance_id`` and a ``volume_id`` (``localcloud_volume_attachment``,
+    ``aws_volume_attachment``); its instance is stopped when the plan replaces it too.
+    """
+    replaced = [c for c in plan.resource_changes if c.action == "replace" and not c.deposed]
+    replaced_ids = {_attr(c.before, "id") for c in replaced} - {None}
+    wanted: list[str] = []
+    for change in replaced:
+        instance_id = _attr(change.before, "instance_id")
+        if (instance_id and _attr(change.before, "volume_id") and instance_id in replaced_ids
+                and instance_id not in wanted):
+            wanted.append(instance_id)
+    return wanted
+
+
+def _attr(values: Any, key: str) -> str | None:
+    value = values.get(key) if isinstance(values, dict) else None
+    return str(value) if value else None
+
+
+def _stop(ops: CloudOps, instance_id: str) -> None:
+    from infrablocks.cloud.ops import CloudNotFoundError
+
+    with contextlib.suppress(CloudNotFoundError):   # already gone: Terraform creates it anew
+        if ops.describe_instance(instance_id).state not in ("stopped", "terminated"):
+            ops.stop_instance(instance_id, STOP_TIMEOUT)

@@ -588,7 +588,8 @@ class RollingEngine:
             return []
         from infrablocks.rolling.dependents import reapply_dependents
 
-        return reapply_dependents(self.workspace, self.environment, self.block, self.say)
+        return reapply_dependents(self.workspace, self.environment, self.block, self.say,
+                                  ops=self.ops)
 
     # -- rollback ---------------------------------------------------------------------------------
 
