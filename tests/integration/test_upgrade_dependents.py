@@ -18,6 +18,7 @@ import json
 import shutil
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -143,3 +144,75 @@ def _plan_is_empty(report: dict) -> bool:
     """`doit plan --json`: every block planned at its deployed version, without changes."""
     return all(b["has_changes"] is False and not b["changes"] and b["deployed"] == b["target"]
                for b in report["blocks"])
+
+
+@pytest.mark.slow
+@pytest.mark.integration
+def test_changed_outputs_reach_a_service_on_the_replaced_scheduler(repo):
+    """microservice02 reads base (its etcd key) and nomad (where it runs): after the upgrade,
+    nomad's node is replaced first, then the service's job is re-applied and serves again,
+    registered under base's new cluster name; every plan is empty."""
+    created = repo.doit("create", "microservice02", "--env", ENV)
+    assert created.returncode == 0, created.stdout + created.stderr
+    repo.wait_healthy()
+    url = f"http://127.42.{OCTET}.31:8082"
+    assert wait_health(url)["service"] == "microservice02"
+    before = repo.workspace().backend.get_record(ENV, "microservice02")
+
+    done = repo.upgrade("--to", "1.2.0", "--json")
+    assert done.returncode == 0, done.stdout + done.stderr
+    outcome = json.loads(done.stdout)
+    assert outcome["mode"] == "rolling"
+    assert outcome["dependents"] == ["nomad", "microservice02"]     # dependency order
+    after = repo.workspace().backend.get_record(ENV, "microservice02")
+    assert after.version == "1.0.0" and after.applied_at > before.applied_at
+
+    assert wait_health(url)["service"] == "microservice02"
+    key = f"/base-{ENV}-v2/services/microservice02"
+    deadline = time.monotonic() + 30
+    while (registered := repo.get(key)) is None:
+        assert time.monotonic() < deadline, f"microservice02 never registered at {key}"
+        time.sleep(0.3)
+    assert registered == url
+
+    plan = repo.doit("plan", "microservice02", "--env", ENV, "--json")
+    assert plan.returncode == 0, plan.stdout + plan.stderr
+    report = json.loads(plan.stdout)
+    assert {b["block"] for b in report["blocks"]} == {"base", "nomad", "microservice02"}
+    assert _plan_is_empty(report), plan.stdout
+
+
+def wait_health(url: str, timeout: float = 60) -> dict:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(f"{url}/health", timeout=3) as response:
+                return json.loads(response.read())
+        except OSError:
+            assert time.monotonic() < deadline, f"{url}/health never answered"
+            time.sleep(0.3)
+
+
+@pytest.mark.slow
+@pytest.mark.integration
+def test_a_plain_upgrade_with_changed_outputs_reapplies_dependents(repo):
+    """base 1.1.0 → 1.2.0 replaces no member (same image): a plain apply, then nomad."""
+    toml = repo.root / "blocks.toml"
+    toml.write_text(toml.read_text().replace('pins = { base = "1.0.0" }',
+                                             'pins = { base = "1.1.0" }'))
+    created = repo.doit("create", "nomad", "--env", ENV)
+    assert created.returncode == 0, created.stdout + created.stderr
+    repo.wait_healthy()
+    wait_registered(repo, f"base-{ENV}")
+    members = {n: i.id for n, i in repo.instances().items()}
+
+    done = repo.upgrade("--to", "1.2.0", "--json")
+    assert done.returncode == 0, done.stdout + done.stderr
+    outcome = json.loads(done.stdout)
+    assert outcome["mode"] == "plain" and outcome["dependents"] == ["nomad"]
+    assert {n: i.id for n, i in repo.instances().items()} == members
+    assert nomad_instance(repo).user_data["cluster_name"] == f"base-{ENV}-v2"
+    wait_registered(repo, f"base-{ENV}-v2")
+    plan = repo.doit("plan", "nomad", "--env", ENV, "--json")
+    assert plan.returncode == 0, plan.stdout + plan.stderr
+    assert _plan_is_empty(json.loads(plan.stdout)), plan.stdout
