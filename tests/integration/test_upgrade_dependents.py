@@ -134,7 +134,9 @@ def test_upgrade_with_changed_outputs_reapplies_dependents(repo):
     assert refused.returncode == 1, refused.stdout + refused.stderr
     assert "nomad reads base's changed outputs" in refused.stderr
     assert "localcloud_instance.node" in refused.stderr
+    assert f"doit upgrade NAME --env {ENV} --to VERSION" in refused.stderr
     assert "Traceback" not in refused.stderr
+    assert repo.record_version() == "1.3.0"          # base itself was upgraded before
     assert nomad_instance(repo).id == node_after.id                 # nomad left untouched
     assert repo.workspace().backend.get_record(ENV, "nomad").outputs_digest == \
         nomad_after.outputs_digest

@@ -94,8 +94,9 @@ def reapply_dependents(workspace: Workspace, environment: str, block: str,
                 f"{name} reads {block}'s changed outputs; {why}" for name, why in refused)
             + (f"\nre-applied: {', '.join(done)}" if done else ""),
             hint=f"{names} keep{'s' if len(refused) == 1 else ''} running with {block}'s "
-                 "previous outputs until their instances are replaced one at a time "
-                 "(a rolling upgrade of theirs)")
+                 "previous outputs until their instances are replaced one at a time: a new "
+                 "version of each, rolled with `doit upgrade NAME --env "
+                 f"{environment} --to VERSION`, applies the new inputs member by member")
     return done
 
 
