@@ -9,7 +9,8 @@ temporary directory (PostgreSQL runs as ``postgres`` and must reach its volumes)
 ``DeployRepo.doit(...)`` runs the real ``doit`` there in a subprocess. ``DeployRepo.close()``
 destroys every environment that has state (Terraform destroy), sweeps the cloud
 (``purge_environment``, then every instance and volume), removes the directories and returns
-what it had to clean up by force — tests use it from a fixture finalizer.
+what it had to clean up by force; ``with repo.closing():`` (in a test or a fixture) calls it
+at the end, whatever happens, and fails the test if it had to clean up by force.
 
 Used by tests/integration/test_deploy_environments.py and tests/reliability/test_environment_*.py
 (which put this directory on ``sys.path``).
@@ -108,6 +109,16 @@ class DeployRepo:
             return open_workspace(self.root)
 
     # -- cleaning up ----------------------------------------------------------------------------
+
+    @contextmanager
+    def closing(self) -> Iterator[DeployRepo]:
+        """``close()`` at the end of the block, even after a failure; when the block succeeded,
+        assert that nothing had to be cleaned up by force (a failure's own error wins)."""
+        try:
+            yield self
+        finally:
+            leftovers = self.close()
+        assert not leftovers, "cleanup found:\n" + "\n".join(leftovers)
 
     def close(self) -> list[str]:
         """Destroy, sweep and remove everything; return what had to be removed by force."""

@@ -28,12 +28,8 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 @pytest.fixture
 def repo(tmp_path: Path) -> Iterator[DeployRepo]:
-    deployment = open_deploy_repo(tmp_path)
-    try:
+    with open_deploy_repo(tmp_path).closing() as deployment:
         yield deployment
-    finally:
-        leftovers = deployment.close()
-    assert not leftovers, "cleanup found:\n" + "\n".join(leftovers)
 
 
 def _ok(result) -> None:
@@ -195,7 +191,7 @@ endpoint = "{moto_endpoint}"
 access_key = "test"
 secret_key = "test"
 ''')
-    try:
+    with repo.closing():
         _ok(repo.doit("create", "nomad", "--env", "staging"))
 
         keys = {o["Key"] for o in s3.list_objects_v2(Bucket="envtest-state")["Contents"]}
@@ -219,9 +215,6 @@ secret_key = "test"
         assert [o["Key"] for o in remaining if "/staging/" in o["Key"]
                 and not o["Key"].endswith(".tflock")] == []
         assert repo.instances("staging") == []
-    finally:
-        leftovers = repo.close()
-    assert not leftovers, "cleanup found:\n" + "\n".join(leftovers)
 
 
 def test_concurrent_inits_beside_running_commands(repo: DeployRepo) -> None:

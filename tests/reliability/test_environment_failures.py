@@ -27,13 +27,9 @@ BROKEN = "nomad-is-broken-on-purpose"
 
 @pytest.fixture
 def broken_repo(tmp_path: Path) -> Iterator[DeployRepo]:
-    deployment = open_deploy_repo(tmp_path)
-    break_block(deployment, "nomad", "1.0.0", BROKEN)
-    try:
+    with open_deploy_repo(tmp_path).closing() as deployment:
+        break_block(deployment, "nomad", "1.0.0", BROKEN)
         yield deployment
-    finally:
-        leftovers = deployment.close()
-    assert not leftovers, "cleanup found:\n" + "\n".join(leftovers)
 
 
 def _nodes(report: dict) -> dict[str, dict]:
@@ -122,7 +118,7 @@ images = ["nomad@1.0.0"]
         toml.write_text(original.replace("[environments.staging]\n",
                                          f"[environments.staging]\n{pins}"))
 
-    try:
+    with repo.closing():
         shutil.copytree(repo.root / "blocks" / "nomad" / "1.0.0",
                         repo.root / "blocks" / "nomad" / "1.1.0")
         break_block(repo, "nomad", "1.1.0", BROKEN)
@@ -144,9 +140,6 @@ images = ["nomad@1.0.0"]
 
         _succeeds(repo.doit("destroy", "base", "--env", "staging", "--with-dependents", "--yes"))
         assert repo.instances("staging") == []
-    finally:
-        leftovers = repo.close()
-    assert not leftovers, "cleanup found:\n" + "\n".join(leftovers)
 
 
 def _succeeds(result) -> None:

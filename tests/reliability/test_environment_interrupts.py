@@ -32,12 +32,8 @@ WAIT = 120.0
 
 @pytest.fixture
 def repo(tmp_path: Path) -> Iterator[DeployRepo]:
-    deployment = open_deploy_repo(tmp_path)
-    try:
+    with open_deploy_repo(tmp_path).closing() as deployment:
         yield deployment
-    finally:
-        leftovers = deployment.close()
-    assert not leftovers, "cleanup found:\n" + "\n".join(leftovers)
 
 
 class Watched:
