@@ -1,4 +1,7 @@
-"""Command-level tests: run the real `doit` in a subprocess inside fixture repositories."""
+"""Command-level tests: run the real `doit` in a subprocess inside fixture repositories.
+
+The repositories are built with tests/unit/registry_repo.py (put on ``sys.path`` here).
+"""
 
 from __future__ import annotations
 
@@ -11,6 +14,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "unit"))
+from registry_repo import copy_example, write_files  # noqa: E402
 
 MAIN_REPO = Path(__file__).resolve().parents[2]
 DOIT = Path(sys.executable).parent / "doit"
@@ -39,26 +45,16 @@ def _write_repo(root: Path, toml: str, files: dict[str, str] | None = None,
     (root / "blocks.toml").write_text(textwrap.dedent(toml), encoding="utf-8")
     for version in versions:
         (root / "blocks" / version).mkdir(parents=True, exist_ok=True)
-    for relative, content in (files or {}).items():
-        path = root / relative
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(textwrap.dedent(content), encoding="utf-8")
-    return root
+    return write_files(root, files or {})
 
 
 def copy_example_repo(root: Path) -> Path:
     """The project's example registry with its block contracts (variables.tf, outputs.tf) and
     image templates (checked by `doit check`)."""
-    root.mkdir(parents=True, exist_ok=True)
+    copy_example(root)
     (root / "dodo.py").write_text(DODO, encoding="utf-8")
-    shutil.copy(MAIN_REPO / "blocks.toml", root / "blocks.toml")
     if (MAIN_REPO / "images").is_dir():
         shutil.copytree(MAIN_REPO / "images", root / "images")
-    for tf in sorted((MAIN_REPO / "blocks").glob("*/*/*.tf")):
-        if tf.name in ("variables.tf", "outputs.tf"):
-            target = root / tf.relative_to(MAIN_REPO)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy(tf, target)
     return root
 
 

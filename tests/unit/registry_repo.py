@@ -34,7 +34,12 @@ def make_repo(root: Path, toml: str, *, files: dict[str, str] | None = None,
                 continue
             if f"{name}/{version}" not in missing:
                 (root / "blocks" / name / version).mkdir(parents=True, exist_ok=True)
-    for relative, content in (files or {}).items():
+    return write_files(root, files or {})
+
+
+def write_files(root: Path, files: dict[str, str]) -> Path:
+    """Write each file (path relative to ``root`` → content, dedented), creating directories."""
+    for relative, content in files.items():
         path = root / relative
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(textwrap.dedent(content), encoding="utf-8")
