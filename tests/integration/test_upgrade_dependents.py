@@ -218,3 +218,34 @@ def test_a_plain_upgrade_with_changed_outputs_reapplies_dependents(repo):
     plan = repo.doit("plan", "nomad", "--env", ENV, "--json")
     assert plan.returncode == 0, plan.stdout + plan.stderr
     assert _plan_is_empty(json.loads(plan.stdout)), plan.stdout
+
+
+@pytest.mark.slow
+@pytest.mark.integration
+def test_a_crash_before_the_reapply_is_resumed_into_it(repo):
+    """Killed (the fault hook) right after base's record: nomad still reads the old outputs,
+    the journal is not completed, and `--resume` re-applies nomad."""
+    created = repo.doit("create", "nomad", "--env", ENV)
+    assert created.returncode == 0, created.stdout + created.stderr
+    repo.wait_healthy()
+    node_before = nomad_instance(repo)
+
+    killed = repo.upgrade("--to", "1.2.0", INFRABLOCKS_FAULT="after:record")
+    assert killed.returncode == 137, killed.stdout + killed.stderr
+    assert repo.record_version() == "1.2.0"
+    journal = repo.journal()
+    assert (journal["status"], journal["phase"]) == ("running", "dependents")
+    assert nomad_instance(repo).id == node_before.id                # not re-applied yet
+
+    fresh = repo.upgrade("--to", "1.2.0")
+    assert fresh.returncode != 0 and "--resume" in fresh.stderr, fresh.stdout + fresh.stderr
+
+    resumed = repo.upgrade("--resume", "--json")
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert json.loads(resumed.stdout)["dependents"] == ["nomad"]
+    assert repo.journal()["status"] == "completed"
+    assert nomad_instance(repo).user_data["cluster_name"] == f"base-{ENV}-v2"
+    wait_registered(repo, f"base-{ENV}-v2")
+    plan = repo.doit("plan", "nomad", "--env", ENV, "--json")
+    assert plan.returncode == 0, plan.stdout + plan.stderr
+    assert _plan_is_empty(json.loads(plan.stdout)), plan.stdout

@@ -25,6 +25,10 @@ if TYPE_CHECKING:
     from infrablocks.deploy.workspace import Workspace
     from infrablocks.terraform.plan import Plan
 
+class DependentsRefused(InfrablocksError):
+    """Stateful dependents were not re-applied: their instances would all be replaced."""
+
+
 STOP_TIMEOUT = 60.0  # seconds for an instance to stop before its volume is detached
 
 
@@ -32,7 +36,7 @@ def reapply_dependents(workspace: Workspace, environment: str, block: str,
                        say: Callable[[str], None], ops: CloudOps | None = None) -> list[str]:
     """Apply each deployed dependent of ``block`` whose inputs changed, at its deployed version.
 
-    Returns the blocks re-applied, in order. Raises ``InfrablocksError`` after the others when
+    Returns the blocks re-applied, in order. Raises ``DependentsRefused`` after the others when
     a stateful dependent would have instances replaced (see the module docstring).
     """
     import networkx as nx
@@ -88,7 +92,7 @@ def reapply_dependents(workspace: Workspace, environment: str, block: str,
             done.append(name)
     if refused:
         names = ", ".join(name for name, _ in refused)
-        raise InfrablocksError(
+        raise DependentsRefused(
             f"{block} is upgraded in {environment}, but stateful dependents were refused a "
             "re-apply (it would replace their instances all at once):\n  " + "\n  ".join(
                 f"{name} reads {block}'s changed outputs; {why}" for name, why in refused)

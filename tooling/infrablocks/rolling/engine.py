@@ -415,7 +415,8 @@ class RollingEngine:
                           position=f"{order.index(index) + 1}/{len(order)}")
         self.finish(journal)
         outcome = self.outcome("rolling", rolling, order)
-        outcome.dependents = self.reapply_dependents(digest_before)
+        outcome.dependents = self.reapply_dependents(digest_before, journal)
+        journal.set_status("completed")
         return outcome
 
     def pre_gate(self, members: list[Member]) -> None:
@@ -556,8 +557,11 @@ class RollingEngine:
             self.environment, self.block, str(self.target.version),
             outputs=backend.read_outputs(self.environment, self.block),
             terraform_version=self.workspace.terraform_binary().version))
-        journal.set_status("completed")
+        # "completed" only once the dependents are re-applied (run): a crash before that is
+        # resumed into the re-apply, which nothing else would do later.
+        journal.set_phase("dependents")
         self.say(f"{self.block} is at {self.target.version} in {self.environment}")
+        maybe_die("record")
 
     def plain(self, rolling: RollingPlan, digest_before: str) -> UpgradeOutcome:
         """No instance is replaced: an ordinary apply, the record, dependents."""
@@ -582,14 +586,34 @@ class RollingEngine:
         outcome.dependents = self.reapply_dependents(digest_before)
         return outcome
 
-    def reapply_dependents(self, digest_before: str) -> list[str]:
-        """Re-apply deployed dependents when this block's outputs changed."""
+    def reapply_dependents(self, digest_before: str,
+                           journal: Journal | None = None) -> list[str]:
+        """Re-apply deployed dependents when this block's outputs changed.
+
+        With a journal: a refused stateful dependent completes the upgrade (a resume would be
+        refused again); any other failure marks it failed, so that ``--resume`` retries the
+        re-apply once the cause is fixed.
+        """
         if outputs_digest(self.workspace, self.environment, self.block) == digest_before:
             return []
-        from infrablocks.rolling.dependents import reapply_dependents
+        from infrablocks.rolling.dependents import DependentsRefused, reapply_dependents
 
-        return reapply_dependents(self.workspace, self.environment, self.block, self.say,
-                                  ops=self.ops)
+        try:
+            return reapply_dependents(self.workspace, self.environment, self.block, self.say,
+                                      ops=self.ops)
+        except DependentsRefused:
+            if journal is not None:
+                journal.set_status("completed")
+            raise
+        except InfrablocksError as exc:
+            if journal is None:
+                raise
+            journal.fail(None, "dependents", str(exc))
+            raise InfrablocksError(
+                f"{self.block} is at {self.target.version} in {self.environment}, but "
+                f"re-applying its dependents failed: {exc}",
+                hint=f"fix the cause, then: doit upgrade {self.block} --env "
+                     f"{self.environment} --resume") from exc
 
     # -- rollback ---------------------------------------------------------------------------------
 
