@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import stat
 from collections.abc import Iterator
@@ -276,3 +277,37 @@ def test_doit_env_keep_prints_how_to_reach_and_destroy(repo: DeployRepo) -> None
     assert repo.instances(environment) == [] and repo.volumes(environment) == []
     assert repo.backend().list_records(environment) == []
     assert environment not in repo.workspace().subnets.allocations()  # given back
+
+
+NOMAD_1_1_0 = """
+[blocks.nomad.versions."1.1.0"]
+requires = { base = "~> 1.0" }
+images = ["nomad@1.0.0"]
+"""
+
+
+def test_update_replacing_an_instance_with_a_volume_stops_it_first(tmp_path: Path) -> None:
+    """nomad 1.1.0 changes its node's user data, which replaces the instance; its volume must
+    detach, which a running instance refuses: `doit create` stops it first, keeps the volume."""
+    repo = open_deploy_repo(tmp_path, extra_toml=NOMAD_1_1_0)
+    with repo.closing():
+        source, target = (repo.root / "blocks" / "nomad" / v for v in ("1.0.0", "1.1.0"))
+        shutil.copytree(source, target)
+        main = (target / "main.tf").read_text()
+        assert "    node_name      = local.node_name\n" in main
+        (target / "main.tf").write_text(main.replace(
+            "    node_name      = local.node_name\n",
+            "    node_name      = local.node_name\n    release        = \"1.1.0\"\n"))
+        _ok(repo.doit("create", "nomad@1.0.0", "--env", "staging"))
+        before = {i.name: i for i in repo.instances("staging") if i.tags.get("block") == "nomad"}
+        volumes = {v.id for v in repo.volumes("staging") if v.tags.get("block") == "nomad"}
+
+        _ok(repo.doit("create", "nomad@1.1.0", "--env", "staging"))
+
+        after = {i.name: i for i in repo.instances("staging") if i.tags.get("block") == "nomad"}
+        assert before.keys() == after.keys()
+        assert all(after[name].id != before[name].id for name in after)     # replaced
+        assert {v.id for v in repo.volumes("staging")
+                if v.tags.get("block") == "nomad"} == volumes               # same volume
+        assert repo.backend().get_record("staging", "nomad").version == "1.1.0"
+        _ok(repo.doit("destroy", "base", "--env", "staging", "--with-dependents", "--yes"))

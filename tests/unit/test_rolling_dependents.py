@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from infrablocks.rolling.dependents import instances_to_stop
+from infrablocks.deploy.replacements import instances_to_stop
 from infrablocks.terraform.plan import Plan, ResourceChange
 
 REPLACE = ("delete", "create")

@@ -276,8 +276,11 @@ def apply_block(run: BlockRun, token: CancelToken) -> Result:
                 # One `apply -auto-approve` (plans and applies in one process): a separate
                 # plan + `show -json` + apply of the saved plan cost ~0.8 s more per block, and
                 # nobody reviews a create's plan (that is what `doit plan` is for).
-                clock("apply")
-                applied = terraform.apply(workdir)
+                if record is None:
+                    clock("apply")
+                    applied = terraform.apply(workdir)
+                else:
+                    applied = _update(run, terraform, workdir, clock)
         except (InfrablocksError, Cancelled):
             backend.put_record(new_record(env, block, str(run.version.version), outputs=None,
                                           terraform_version=tf_version,
@@ -289,9 +292,29 @@ def apply_block(run: BlockRun, token: CancelToken) -> Result:
                                       terraform_version=tf_version))
         return Result.success(action="created" if record is None else "updated",
                               version=str(run.version.version),
-                              changes=applied_changes(applied.log_path),
+                              changes=applied_changes(applied.log_path) if applied else {},
                               seconds=round(time.monotonic() - started, 2),
                               phases=clock.done())
+
+
+def _update(run: BlockRun, terraform: Terraform, workdir: Path, clock: PhaseClock) -> Any:
+    """An update: plan, stop the instances it replaces together with their volume attachment
+    (a running instance refuses to let its volume go), then apply exactly that plan."""
+    from infrablocks.cloud.local.ops import LocalCloudOps
+    from infrablocks.deploy.replacements import instances_to_stop, stop_for_replacement
+
+    clock("plan")
+    plan = terraform.plan(workdir)
+    if not plan.has_changes:
+        return None
+    stopping = instances_to_stop(plan)
+    if stopping:
+        clock("stop replaced instances")
+        ops = LocalCloudOps(run.workspace.cloud)
+        for instance_id in stopping:
+            stop_for_replacement(ops, instance_id)
+    clock("apply")
+    return terraform.apply(workdir, plan)
 
 
 _APPLY_SUMMARY = re.compile(r"(\d+) added, (\d+) changed, (\d+) destroyed")

@@ -14,22 +14,20 @@ the end, naming every refused block.
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from infrablocks.deploy.replacements import instances_to_stop, stop_for_replacement
 from infrablocks.errors import InfrablocksError
 
 if TYPE_CHECKING:
     from infrablocks.cloud.ops import CloudOps
     from infrablocks.deploy.workspace import Workspace
-    from infrablocks.terraform.plan import Plan
 
 class DependentsRefused(InfrablocksError):
     """Stateful dependents were not re-applied: their instances would all be replaced."""
 
 
-STOP_TIMEOUT = 60.0  # seconds for an instance to stop before its volume is detached
 
 
 def reapply_dependents(workspace: Workspace, environment: str, block: str,
@@ -81,7 +79,7 @@ def reapply_dependents(workspace: Workspace, environment: str, block: str,
             say(f"re-apply {version.label} ({plan.summary()})")
             for instance_id in instances_to_stop(plan):
                 say(f"re-apply {version.label}: stop {instance_id} (its volume must detach)")
-                _stop(ops, instance_id)
+                stop_for_replacement(ops, instance_id)
             terraform.apply(workdir, plan)
             outputs = backend.read_outputs(environment, name)
             backend.put_record(new_record(
@@ -102,34 +100,3 @@ def reapply_dependents(workspace: Workspace, environment: str, block: str,
                  "version of each, rolled with `doit upgrade NAME --env "
                  f"{environment} --to VERSION`, applies the new inputs member by member")
     return done
-
-
-def instances_to_stop(plan: Plan) -> list[str]:
-    """Ids of the instances the plan replaces together with a volume attachment of theirs.
-
-    Platform-neutral: an attachment is a replaced resource whose prior state names both an
-    ``instance_id`` and a ``volume_id`` (``localcloud_volume_attachment``,
-    ``aws_volume_attachment``); its instance is stopped when the plan replaces it too.
-    """
-    replaced = [c for c in plan.resource_changes if c.action == "replace" and not c.deposed]
-    replaced_ids = {_attr(c.before, "id") for c in replaced} - {None}
-    wanted: list[str] = []
-    for change in replaced:
-        instance_id = _attr(change.before, "instance_id")
-        if (instance_id and _attr(change.before, "volume_id") and instance_id in replaced_ids
-                and instance_id not in wanted):
-            wanted.append(instance_id)
-    return wanted
-
-
-def _attr(values: Any, key: str) -> str | None:
-    value = values.get(key) if isinstance(values, dict) else None
-    return str(value) if value else None
-
-
-def _stop(ops: CloudOps, instance_id: str) -> None:
-    from infrablocks.cloud.ops import CloudNotFoundError
-
-    with contextlib.suppress(CloudNotFoundError):   # already gone: Terraform creates it anew
-        if ops.describe_instance(instance_id).state not in ("stopped", "terminated"):
-            ops.stop_instance(instance_id, STOP_TIMEOUT)
