@@ -216,6 +216,9 @@ secret_key = "test"
         assert [o["Key"] for o in remaining if "/staging/" in o["Key"]
                 and not o["Key"].endswith(".tflock")] == []
         assert repo.instances("staging") == []
+    for leftover in s3.list_objects_v2(Bucket="envtest-state").get("Contents", []):
+        s3.delete_object(Bucket="envtest-state", Key=leftover["Key"])
+    s3.delete_bucket(Bucket="envtest-state")   # moto keeps buckets for the whole session
 
 
 def test_concurrent_inits_beside_running_commands(repo: DeployRepo) -> None:
