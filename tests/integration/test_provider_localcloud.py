@@ -22,8 +22,8 @@ from pathlib import Path
 import pytest
 
 from infrablocks.cloud.local.control import LocalCloud
-from infrablocks.cloud.local.mirror import write_cli_config
 from infrablocks.cloud.local.records import Image
+from infrablocks.terraform.cliconfig import CliConfigPaths, write_cli_config
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
 
@@ -128,8 +128,7 @@ def _vars(variables: Mapping[str, object]) -> list[str]:
 
 @pytest.fixture
 def cli_config(tmp_path: Path) -> Path:
-    return write_cli_config(tmp_path / "terraform.rc", tmp_path / "mirror",
-                            tmp_path / "plugin-cache")
+    return write_cli_config(CliConfigPaths.under(tmp_path / "terraform"))
 
 
 def make_image(cloud: LocalCloud, tmp_path: Path, version: str) -> Image:

@@ -1,4 +1,4 @@
-"""The provider's filesystem mirror and the CLI config pointing Terraform at it."""
+"""The provider's filesystem mirror (the CLI config pointing at it: test_terraform_cliconfig)."""
 
 from __future__ import annotations
 
@@ -6,12 +6,7 @@ import os
 import sys
 from pathlib import Path
 
-from infrablocks.cloud.local.mirror import (
-    ensure_mirror,
-    launcher_path,
-    launcher_text,
-    write_cli_config,
-)
+from infrablocks.cloud.local.mirror import ensure_mirror, launcher_path, launcher_text
 
 
 def test_launcher_runs_this_venvs_python_on_the_provider(tmp_path: Path) -> None:
@@ -33,15 +28,3 @@ def test_ensure_mirror_is_idempotent_and_repairs(tmp_path: Path) -> None:
     launcher.write_text(launcher_text("/old/venv/bin/python"))
     ensure_mirror(tmp_path)
     assert sys.executable in launcher.read_text()
-
-
-def test_cli_config_installs_the_provider_from_the_mirror(tmp_path: Path) -> None:
-    config = write_cli_config(tmp_path / "tf.rc", tmp_path / "mirror", tmp_path / "cache")
-    text = config.read_text()
-    assert f'path    = "{tmp_path / "mirror"}"' in text
-    assert 'include = ["infrablocks.local/*/*"]' in text
-    assert 'exclude = ["infrablocks.local/*/*"]' in text
-    assert f'plugin_cache_dir = "{tmp_path / "cache"}"' in text
-    assert (tmp_path / "cache").is_dir() and launcher_path(tmp_path / "mirror").is_file()
-    no_cache = write_cli_config(tmp_path / "tf2.rc", tmp_path / "mirror")
-    assert "plugin_cache_dir" not in no_cache.read_text()
