@@ -1,5 +1,6 @@
 import json
 import multiprocessing
+import re
 
 import pytest
 
@@ -8,22 +9,15 @@ from infrablocks.environments import (
     is_ephemeral,
     new_ephemeral_name,
     parse_subnet,
-    validate_name,
 )
-from infrablocks.errors import ConfigError, UsageError
+from infrablocks.errors import ConfigError
 
 
 def test_ephemeral_names_are_unique_and_recognised():
     names = {new_ephemeral_name() for _ in range(50)}
     assert len(names) == 50
-    assert all(is_ephemeral(n) and validate_name(n) == n for n in names)
+    assert all(is_ephemeral(n) and re.fullmatch(r"t-[0-9a-f]{6}", n) for n in names)
     assert not is_ephemeral("prod")
-
-
-@pytest.mark.parametrize("bad", ["Prod", "1prod", "prod_x", "", "a" * 40])
-def test_invalid_environment_names_are_refused(bad):
-    with pytest.raises(UsageError, match="invalid environment name"):
-        validate_name(bad)
 
 
 def test_parse_subnet_accepts_a_24_in_the_local_range():

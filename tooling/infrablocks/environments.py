@@ -14,7 +14,6 @@ import fcntl
 import ipaddress
 import json
 import os
-import re
 import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -29,7 +28,6 @@ EPHEMERAL_RANGE = range(100, 200)     # 127.42.100.0/24 … 127.42.199.0/24 (200
 # Narrows the ephemeral range, e.g. "180-199" (third octets, inclusive): lets a test suite keep
 # its throwaway environments inside the addresses it owns.
 EPHEMERAL_RANGE_ENV = "INFRABLOCKS_EPHEMERAL_SUBNETS"
-_NAME = re.compile(r"^[a-z][a-z0-9-]{0,30}$")
 
 
 def new_ephemeral_name() -> str:
@@ -39,15 +37,6 @@ def new_ephemeral_name() -> str:
 
 def is_ephemeral(name: str) -> bool:
     return name.startswith(EPHEMERAL_PREFIX)
-
-
-def validate_name(name: str) -> str:
-    if not _NAME.match(name):
-        raise UsageError(
-            f"invalid environment name {name!r}",
-            hint="use lower-case letters, digits and dashes, starting with a letter (max 31)",
-        )
-    return name
 
 
 def parse_subnet(value: str, *, where: str) -> str:

@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING, Any
 from rich.console import Console
 from rich.table import Table
 
+from infrablocks.runner.report import STATUS_STYLE
+
 if TYPE_CHECKING:
     from infrablocks.deploy.orchestrate import BlockPlan, TestEnvironmentOutcome
     from infrablocks.deploy.status import EnvironmentStatus
@@ -19,9 +21,6 @@ if TYPE_CHECKING:
 
 console = Console(highlight=False, soft_wrap=True)
 err_console = Console(stderr=True, highlight=False, soft_wrap=True)
-
-_STATUS_STYLE = {"succeeded": "green", "failed": "red", "skipped": "yellow",
-                 "not started": "dim", "cancelled": "magenta"}
 
 
 def progress_for(title: str) -> _LazyProgress:
@@ -62,7 +61,7 @@ def print_run_summary(report: RunReport, title: str) -> None:
         table.add_column(column)
     for node, entry in report.nodes.items():
         status = str(entry.status)
-        style = _STATUS_STYLE.get(status, "")
+        style = STATUS_STYLE[entry.status]
         detail = entry.error or entry.reason or ""
         changes = entry.detail.get("changes")
         if changes:
