@@ -46,10 +46,10 @@ def make_repo(parent: Path) -> Path:
 
 def restart_rejoin_seconds(workspace: Any) -> float:
     """One member stopped and started again (same instance, same volume) until rejoined."""
-    from infrablocks.checks import build_check
-    from infrablocks.checks.base import CheckContext
-    from infrablocks.checks.instance import instance_running
     from infrablocks.cloud.local.ops import LocalCloudOps
+    from infrablocks.health import build_check
+    from infrablocks.health.base import CheckContext
+    from infrablocks.health.instance import instance_running
     from infrablocks.rolling.declaration import declaration_for
     from infrablocks.rolling.gates import poll_gate
     from infrablocks.rolling.plan import members_from_state

@@ -1,6 +1,6 @@
 """Command-level tests: run the real `doit` in a subprocess inside fixture repositories.
 
-The repositories are built with tests/unit/registry_repo.py (put on ``sys.path`` here).
+The repositories are built with tests/support/registry_repo.py.
 """
 
 from __future__ import annotations
@@ -15,8 +15,7 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "unit"))
-from registry_repo import copy_example, write_files  # noqa: E402
+from tests.support.registry_repo import copy_example, write_files
 
 MAIN_REPO = Path(__file__).resolve().parents[2]
 DOIT = Path(sys.executable).parent / "doit"

@@ -33,12 +33,12 @@ from typing import Any
 
 import pytest
 
-from _loopback import free_port
 from infrablocks.cloud.local.control import LocalCloud
 from infrablocks.cloud.local.process import is_alive, read_stat
 from infrablocks.cloud.local.records import Image
 from infrablocks.images import BuiltArtifact, ImageRef, build_artifact, parse_image_ref
 from infrablocks.images import register_artifact as _register
+from tests.support.loopback import free_port
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 STOP_GRACE = 15.0   # an etcd member that lost quorum takes ~7 s to shut down

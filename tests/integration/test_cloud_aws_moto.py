@@ -15,9 +15,6 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from _loopback import free_port
-from infrablocks.checks.base import Member
-from infrablocks.checks.instance import instance_running, volume_back
 from infrablocks.cloud.aws.ops import AwsCloudOps
 from infrablocks.cloud.ops import (
     CloudNotFoundError,
@@ -25,6 +22,9 @@ from infrablocks.cloud.ops import (
     CloudOpsError,
     CloudTimeoutError,
 )
+from infrablocks.health.base import Member
+from infrablocks.health.instance import instance_running, volume_back
+from tests.support.loopback import free_port
 
 pytestmark = pytest.mark.integration
 

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from deploy_repo import DeployRepo, open_deploy_repo
+from tests.support.deploy_repo import DeployRepo, open_deploy_repo
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -13,13 +13,13 @@ from collections.abc import Hashable
 import networkx as nx
 import pytest
 
-from _sleepers import Sleepers
 from infrablocks.runner import NODE_FINISHED, CancelToken, Result, RunEvent, Status, run_dag
 from infrablocks.state.local import LocalBackend
 from infrablocks.terraform.binary import find_terraform
 from infrablocks.terraform.cliconfig import CliConfigPaths, write_cli_config
 from infrablocks.terraform.driver import Terraform
 from infrablocks.terraform.workdir import prepare_workdir
+from tests.support.sleepers import Sleepers
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -20,14 +20,14 @@ from pathlib import Path
 
 import pytest
 
-from _loopback import free_port
-from _sleepers import Sleepers
 from infrablocks.state import LockHeldError, backend_from_settings, current_identity, new_record
 from infrablocks.state.s3 import S3Backend
 from infrablocks.terraform.binary import find_terraform
 from infrablocks.terraform.cliconfig import CliConfigPaths, write_cli_config
 from infrablocks.terraform.driver import Terraform, TerraformError
 from infrablocks.terraform.workdir import prepare_workdir
+from tests.support.loopback import free_port
+from tests.support.sleepers import Sleepers
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from _sleepers import Sleepers
 from infrablocks.terraform.binary import find_terraform
 from infrablocks.terraform.cliconfig import CliConfigPaths, write_cli_config
 from infrablocks.terraform.driver import Terraform, TerraformCancelled, TerraformError
 from infrablocks.terraform.workdir import BackendSpec, init_reason, prepare_workdir
+from tests.support.sleepers import Sleepers
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -9,13 +9,11 @@ from __future__ import annotations
 
 import json
 import shutil
-import sys
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "reliability"))
-from upgrade_env import ENV, UpgradeRepo  # noqa: E402
+from tests.support.upgrade_env import ENV, UpgradeRepo
 
 
 @pytest.fixture

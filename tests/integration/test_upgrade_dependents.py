@@ -16,15 +16,12 @@ from __future__ import annotations
 import base64
 import json
 import shutil
-import sys
 import time
 import urllib.request
-from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "reliability"))
-from upgrade_env import ENV, UpgradeRepo  # noqa: E402
+from tests.support.upgrade_env import ENV, UpgradeRepo
 
 OCTET = 238   # this test's environment subnet: 127.42.238.0/24, nothing else
 

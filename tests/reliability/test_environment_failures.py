@@ -11,14 +11,12 @@
 from __future__ import annotations
 
 import json
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "integration"))
-from deploy_repo import DeployRepo, break_block, open_deploy_repo  # noqa: E402
+from tests.support.deploy_repo import DeployRepo, break_block, open_deploy_repo
 
 pytestmark = [pytest.mark.reliability, pytest.mark.integration, pytest.mark.slow]
 

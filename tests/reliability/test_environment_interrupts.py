@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import queue
 import signal
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -22,8 +21,7 @@ from subprocess import Popen
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "integration"))
-from deploy_repo import DeployRepo, open_deploy_repo  # noqa: E402
+from tests.support.deploy_repo import DeployRepo, open_deploy_repo
 
 pytestmark = [pytest.mark.reliability, pytest.mark.integration, pytest.mark.slow]
 

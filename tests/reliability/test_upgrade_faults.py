@@ -8,7 +8,8 @@ import json
 from pathlib import Path
 
 import pytest
-from upgrade_env import ENV, UpgradeRepo
+
+from tests.support.upgrade_env import ENV, UpgradeRepo
 
 pytestmark = [pytest.mark.slow, pytest.mark.reliability]
 
@@ -168,7 +169,7 @@ def test_kill_or_ctrl_c_during_a_targeted_apply_then_resume(make_repo, signal_na
     import subprocess
     import time
 
-    from upgrade_env import DOIT
+    from tests.support.upgrade_env import DOIT
 
     repo = make_repo(239 if signal_name == "SIGKILL" else 232)
     repo.create("1.0.0")

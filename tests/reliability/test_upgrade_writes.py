@@ -11,7 +11,8 @@ import urllib.error
 from dataclasses import dataclass, field
 
 import pytest
-from upgrade_env import UpgradeRepo, b64
+
+from tests.support.upgrade_env import UpgradeRepo, b64
 
 pytestmark = [pytest.mark.slow, pytest.mark.reliability]
 

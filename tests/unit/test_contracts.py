@@ -14,7 +14,7 @@ from infrablocks.contracts import (
 )
 from infrablocks.registry import load_registry
 from infrablocks.resolve import resolve
-from registry_repo import copy_example, make_repo
+from tests.support.registry_repo import copy_example, make_repo
 
 TOML = """
 [blocks.base.versions."1.0.0"]

@@ -29,7 +29,7 @@ from infrablocks.graph import (
 )
 from infrablocks.registry import Registry, load_registry
 from infrablocks.resolve import resolve
-from registry_repo import copy_example
+from tests.support.registry_repo import copy_example
 
 
 @pytest.fixture

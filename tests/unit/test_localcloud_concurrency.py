@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from _localcloud import terminating_cloud, write_artifact
 from infrablocks.cloud.local.control import LocalCloud
+from tests.support.localcloud import terminating_cloud, write_artifact
 
 WORKERS = 4
 

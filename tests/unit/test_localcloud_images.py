@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 
-from _localcloud import write_artifact
 from infrablocks.cloud.local.control import LocalCloud
 from infrablocks.cloud.local.errors import (
     ImageConflictError,
@@ -15,6 +14,7 @@ from infrablocks.cloud.local.errors import (
     InvalidStateError,
     NotFoundError,
 )
+from tests.support.localcloud import write_artifact
 
 
 def make_artifact(directory: Path, body: str = "exec sleep 300\n") -> Path:

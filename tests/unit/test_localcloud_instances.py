@@ -14,7 +14,6 @@ from pathlib import Path
 
 import pytest
 
-from _localcloud import terminating_cloud, write_artifact
 from infrablocks.cloud.local.control import LocalCloud
 from infrablocks.cloud.local.errors import (
     InvalidParameterError,
@@ -25,6 +24,7 @@ from infrablocks.cloud.local.errors import (
 )
 from infrablocks.cloud.local.process import is_alive, read_stat
 from infrablocks.cloud.local.records import Image
+from tests.support.localcloud import terminating_cloud, write_artifact
 
 # Waits for its device (named in user data), records its boot on the volume, reports ready,
 # then idles; on SIGTERM it writes a farewell and exits.

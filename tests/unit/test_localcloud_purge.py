@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from _localcloud import terminating_cloud, write_artifact
 from infrablocks.cloud.local.control import LocalCloud
 from infrablocks.cloud.local.inventory import cloud_snapshot, purge_environment
 from infrablocks.cloud.local.process import is_alive
+from tests.support.localcloud import terminating_cloud, write_artifact
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DOIT = Path(sys.executable).parent / "doit"

@@ -11,12 +11,12 @@ from pathlib import Path
 
 import pytest
 import yaml
+from test_affected import commit, git, repo, write  # noqa: F401 (fixture)
 
 from infrablocks.ci.actionlint import ActionlintNotFound, find_actionlint, lint_workflow
 from infrablocks.ci.affected import find_affected
 from infrablocks.ci.pipeline import PipelineOptions, matrix, plan_jobs, render, workflow
 from infrablocks.ci.yaml import dump, scalar
-from test_affected import commit, git, repo, write  # noqa: F401 (fixture)
 
 MAIN_REPO = Path(__file__).resolve().parents[2]
 DOIT = Path(sys.executable).parent / "doit"

@@ -9,7 +9,7 @@ import pytest
 from infrablocks.errors import ConfigError, UsageError
 from infrablocks.registry import ALLOWED_KEYS, load_registry
 from infrablocks.versions import parse_version
-from registry_repo import MAIN_REPO, copy_example, make_repo
+from tests.support.registry_repo import MAIN_REPO, copy_example, make_repo
 
 GOOD = """
 [defaults]

@@ -12,7 +12,7 @@ import pytest
 import infrablocks.registry_cache as registry_cache
 from infrablocks.errors import ConfigError
 from infrablocks.registry import load_registry
-from registry_repo import make_repo
+from tests.support.registry_repo import make_repo
 
 TOML = '[blocks.a.versions."1.0.0"]\n[blocks.a.versions."1.1.0"]\n'
 

@@ -12,7 +12,7 @@ from infrablocks.errors import UsageError
 from infrablocks.registry import Registry, load_registry
 from infrablocks.resolve import ResolutionError, resolve
 from infrablocks.versions import parse_version
-from registry_repo import MAIN_REPO, copy_example, make_repo
+from tests.support.registry_repo import copy_example, make_repo
 
 
 def chosen(resolution) -> dict[str, str]:
@@ -252,13 +252,8 @@ def test_many_targets_with_many_conflicts_resolve_without_backjumping(tmp_path: 
     # neighbour's newest version. Resolving every block at once used to send resolvelib into
     # backjumping whose bookkeeping doubled per step (minutes for 20 targets); the provider's
     # look-ahead turns each such conflict into a rejected candidate.
-    import sys
+    from benchmarks.registry_gen import generate
 
-    sys.path.insert(0, str(MAIN_REPO / "benchmarks"))
-    try:
-        from registry_gen import generate
-    finally:
-        sys.path.remove(str(MAIN_REPO / "benchmarks"))
     generate(tmp_path / "synthetic", blocks=300, depth=10)
     registry = load_registry(tmp_path / "synthetic")
 

@@ -9,7 +9,7 @@ import pytest
 from infrablocks.errors import ConfigError
 from infrablocks.registry import load_registry
 from infrablocks.rolling.declaration import DEFAULT_TIMEOUTS, declaration_for, rolling_check
-from registry_repo import make_repo
+from tests.support.registry_repo import make_repo
 
 MAIN_REPO = Path(__file__).resolve().parents[2]
 

@@ -12,7 +12,7 @@ from infrablocks.errors import UsageError
 from infrablocks.rolling.journal import Journal
 from infrablocks.rolling.target import UpgradeRefused, choose_target
 from infrablocks.state import new_record
-from registry_repo import make_repo
+from tests.support.registry_repo import make_repo
 
 TOML = """
 [blocks.base]

@@ -6,7 +6,7 @@ import pytest
 
 from infrablocks.registry import load_registry
 from infrablocks.terraform.binary import terraform_check
-from registry_repo import make_repo
+from tests.support.registry_repo import make_repo
 
 TOML = """
 [blocks.base.versions."1.0.0"]

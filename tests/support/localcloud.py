@@ -1,6 +1,6 @@
 """A local cloud for a unit test, and image artifacts made of one entrypoint script.
 
-Imported by the test modules (``from _localcloud import ...``) the way registry_repo is; each
+Imported by the test modules (``from tests.support.localcloud import ...``); each
 module keeps its own three-line ``cloud`` fixture around ``terminating_cloud``.
 """
 

@@ -15,9 +15,9 @@ from collections.abc import Callable
 
 import pytest
 
-from infrablocks.checks import build_check
-from infrablocks.checks.base import CheckContext, GateResult, Member
-from infrablocks.checks.patroni import PatroniCheck, PatroniError
+from infrablocks.health import build_check
+from infrablocks.health.base import CheckContext, GateResult, Member
+from infrablocks.health.patroni import PatroniCheck, PatroniError
 
 ENVIRONMENT = "t-patroni-check"
 SUBNET = "127.42.241.0/24"

@@ -10,7 +10,7 @@ import pytest
 
 from infrablocks.errors import ConfigError
 from infrablocks.images import available_images, parse_image_ref
-from infrablocks.images.checkspec import load_verify_spec, substitute
+from infrablocks.images.acceptance import load_verify_spec, substitute
 from infrablocks.images.inventory import check_block_images
 from infrablocks.registry import load_registry
 

@@ -13,15 +13,15 @@ from pathlib import Path
 
 import pytest
 
-from _localcloud import terminating_cloud, write_artifact
-from infrablocks.checks.base import CheckContext, Member
-from infrablocks.checks.etcd import EtcdCheck
-from infrablocks.checks.http import HttpCheck
-from infrablocks.checks.instance import instance_running, volume_back
 from infrablocks.cloud.local.control import LocalCloud
 from infrablocks.cloud.local.ops import LocalCloudOps
 from infrablocks.cloud.ops import CloudNotFoundError, CloudTimeoutError
+from infrablocks.health.base import CheckContext, Member
+from infrablocks.health.etcd import EtcdCheck
+from infrablocks.health.http import HttpCheck
+from infrablocks.health.instance import instance_running, volume_back
 from infrablocks.rolling.gates import poll_gate
+from tests.support.localcloud import terminating_cloud, write_artifact
 
 ETCD_IPS = ["127.42.239.21", "127.42.239.22"]
 
@@ -94,7 +94,7 @@ def test_etcd_health_leader_rejoin_and_leader_move(etcd_cluster) -> None:
 
 
 def _leader_is_not(check, members, old):
-    from infrablocks.checks.base import GateResult
+    from infrablocks.health.base import GateResult
 
     now = check.leader(members)
     return GateResult(now is not None and now is not old, f"leader {now}")

@@ -8,11 +8,11 @@ import textwrap
 
 import pytest
 
-from infrablocks.checks import BUILTIN_CHECKS, build_check, check_spec_problems
-from infrablocks.checks.base import CheckContext, GateResult, Member
-from infrablocks.checks.etcd import EtcdCheck
-from infrablocks.checks.http import HttpCheck
 from infrablocks.errors import ConfigError
+from infrablocks.health import BUILTIN_CHECKS, build_check, check_spec_problems
+from infrablocks.health.base import CheckContext, GateResult, Member
+from infrablocks.health.etcd import EtcdCheck
+from infrablocks.health.http import HttpCheck
 
 MEMBERS = [Member(i, f"m{i}", f"localcloud_instance.member[{i}]", None, f"i-{i}",
                   f"127.42.239.{11 + i}") for i in range(3)]
@@ -31,7 +31,7 @@ def test_builtins_are_built_by_name_with_their_options() -> None:
 
 def test_a_module_function_factory(tmp_path, monkeypatch) -> None:
     (tmp_path / "mychecks.py").write_text(textwrap.dedent("""
-        from infrablocks.checks.base import GateResult
+        from infrablocks.health.base import GateResult
 
         class Always:
             def __init__(self, context):

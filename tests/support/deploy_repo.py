@@ -12,8 +12,7 @@ destroys every environment that has state (Terraform destroy), sweeps the cloud
 what it had to clean up by force; ``with repo.closing():`` (in a test or a fixture) calls it
 at the end, whatever happens, and fails the test if it had to clean up by force.
 
-Used by tests/integration/test_deploy_environments.py and tests/reliability/test_environment_*.py
-(which put this directory on ``sys.path``).
+Used by tests/integration/test_deploy_environments.py and tests/reliability/test_environment_*.py.
 """
 
 from __future__ import annotations

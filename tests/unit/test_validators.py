@@ -6,16 +6,16 @@ from pathlib import Path
 
 import pytest
 
-import infrablocks.checks_registry as checks_registry
-from infrablocks.checks_registry import CheckOutcome, register_check, run_checks
+import infrablocks.validators as validators
 from infrablocks.registry import Registry, load_registry
-from registry_repo import copy_example
+from infrablocks.validators import ValidationOutcome, register_validator, run_validators
+from tests.support.registry_repo import copy_example
 
 
 @pytest.fixture
 def isolated_checks(monkeypatch: pytest.MonkeyPatch) -> list:
     checks = [("contracts", "infrablocks.contracts:contract_check")]
-    monkeypatch.setattr(checks_registry, "CHECKS", checks)
+    monkeypatch.setattr(validators, "VALIDATORS", checks)
     return checks
 
 
@@ -24,13 +24,13 @@ def test_checks_run_in_order_with_problems_and_info(tmp_path: Path,
     registry = load_registry(copy_example(tmp_path))
     seen: list[Registry] = []
 
-    def count_blocks(reg: Registry) -> CheckOutcome:
+    def count_blocks(reg: Registry) -> ValidationOutcome:
         seen.append(reg)
-        return CheckOutcome(info=[f"{len(reg.blocks)} blocks"])
+        return ValidationOutcome(info=[f"{len(reg.blocks)} blocks"])
 
-    register_check("count", count_blocks)
-    register_check("complain", lambda reg: (f"{name} is suspicious" for name in ["nomad"]))
-    results = run_checks(registry)
+    register_validator("count", count_blocks)
+    register_validator("complain", lambda reg: (f"{name} is suspicious" for name in ["nomad"]))
+    results = run_validators(registry)
     assert [name for name, _ in results] == ["contracts", "count", "complain"]
     assert results[0][1].problems == [] and "version pairs" in results[0][1].info[0]
     assert results[1][1].info == ["5 blocks"] and seen == [registry]
@@ -38,7 +38,7 @@ def test_checks_run_in_order_with_problems_and_info(tmp_path: Path,
 
 
 def test_registering_a_name_again_replaces_it(tmp_path: Path, isolated_checks: list) -> None:
-    register_check("contracts", lambda reg: ["replaced"])
+    register_validator("contracts", lambda reg: ["replaced"])
     assert len(isolated_checks) == 1
     registry = load_registry(copy_example(tmp_path))
-    assert run_checks(registry)[0][1].problems == ["replaced"]
+    assert run_validators(registry)[0][1].problems == ["replaced"]
