@@ -23,9 +23,9 @@ from typing import TYPE_CHECKING
 from infrablocks.versions import Version
 
 if TYPE_CHECKING:
-    from infrablocks.checks_registry import CheckOutcome
     from infrablocks.registry import BlockVersion, Registry
     from infrablocks.resolve import Resolution
+    from infrablocks.validators import ValidationOutcome
 
 __all__ = [
     "ContractProblem",
@@ -247,14 +247,14 @@ def _rel(registry: Registry, path: Path) -> Path:
         return path
 
 
-def contract_check(registry: Registry) -> CheckOutcome:
-    """The ``doit check`` entry (see ``infrablocks.checks_registry``)."""
-    from infrablocks.checks_registry import CheckOutcome
+def contract_check(registry: Registry) -> ValidationOutcome:
+    """The ``doit check`` entry (see ``infrablocks.validators``)."""
+    from infrablocks.validators import ValidationOutcome
 
     pairs = registry_pairs(registry)
     problems = check_contracts(registry, pairs)
     modules = sum(len(block.versions) for block in registry.blocks.values())
-    return CheckOutcome(
+    return ValidationOutcome(
         problems=[str(p) for p in problems],
         info=[f"contracts: {len(pairs)} dependent/dependency version pairs in {modules} "
               f"block versions checked"])

@@ -1,13 +1,16 @@
-"""The checks ``doit check`` runs after blocks.toml has loaded and validated.
+"""The validators ``doit check`` runs after blocks.toml has loaded and validated.
 
-Other parts add their own checks without touching the command::
+(Not to be confused with the health checks of rolling upgrades, :mod:`infrablocks.health`, or an
+image's acceptance checks, :mod:`infrablocks.images.acceptance`.) Other parts add their own
+validators without touching the command::
 
-    from infrablocks.checks_registry import register_check
-    register_check("images", "infrablocks.images.checks:check_images")   # lazy: cheap to import
+    from infrablocks.validators import register_validator
+    register_validator("images", "infrablocks.images.inventory:check_block_images")  # lazy
 
-A check is ``(registry) -> CheckOutcome | Iterable[str]``: the strings are problems. A
-``CheckOutcome`` can also carry info lines (e.g. the Terraform version in use). A check given as
-``"module:function"`` is imported only when ``doit check`` runs, so registering stays cheap.
+A validator is ``(registry) -> ValidationOutcome | Iterable[str]``: the strings are problems. A
+``ValidationOutcome`` can also carry info lines (e.g. the Terraform version in use). A validator
+given as ``"module:function"`` is imported only when ``doit check`` runs, so registering stays
+cheap.
 """
 
 from __future__ import annotations
@@ -20,46 +23,46 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from infrablocks.registry import Registry
 
-__all__ = ["CHECKS", "CheckOutcome", "register_check", "run_checks"]
+__all__ = ["VALIDATORS", "ValidationOutcome", "register_validator", "run_validators"]
 
 
 @dataclass
-class CheckOutcome:
+class ValidationOutcome:
     problems: list[str] = field(default_factory=list)
     info: list[str] = field(default_factory=list)
 
 
-CheckFunction = Callable[["Registry"], "CheckOutcome | Iterable[str]"]
+Validator = Callable[["Registry"], "ValidationOutcome | Iterable[str]"]
 
-# (name, check) in the order they run. Strings are "module:function".
-CHECKS: list[tuple[str, CheckFunction | str]] = [
+# (name, validator) in the order they run. Strings are "module:function".
+VALIDATORS: list[tuple[str, Validator | str]] = [
     ("terraform", "infrablocks.terraform.binary:terraform_check"),
     ("contracts", "infrablocks.contracts:contract_check"),
 ]
 
 
-def register_check(name: str, check: CheckFunction | str) -> None:
+def register_validator(name: str, check: Validator | str) -> None:
     """Add (or replace, by name) a check."""
-    for index, (existing, _) in enumerate(CHECKS):
+    for index, (existing, _) in enumerate(VALIDATORS):
         if existing == name:
-            CHECKS[index] = (name, check)
+            VALIDATORS[index] = (name, check)
             return
-    CHECKS.append((name, check))
+    VALIDATORS.append((name, check))
 
 
-def _load(check: CheckFunction | str) -> CheckFunction:
+def _load(check: Validator | str) -> Validator:
     if callable(check):
         return check
     module, _, attribute = check.partition(":")
     return getattr(importlib.import_module(module), attribute)
 
 
-def run_checks(registry: Registry) -> list[tuple[str, CheckOutcome]]:
+def run_validators(registry: Registry) -> list[tuple[str, ValidationOutcome]]:
     """Run every registered check; each outcome under its name, in registration order."""
     results = []
-    for name, check in list(CHECKS):
+    for name, check in list(VALIDATORS):
         outcome = _load(check)(registry)
-        if not isinstance(outcome, CheckOutcome):
-            outcome = CheckOutcome(problems=[str(p) for p in outcome])
+        if not isinstance(outcome, ValidationOutcome):
+            outcome = ValidationOutcome(problems=[str(p) for p in outcome])
         results.append((name, outcome))
     return results

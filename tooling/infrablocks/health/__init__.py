@@ -4,10 +4,10 @@ A rolling declaration names its check as one of:
 
 - a built-in name: ``"etcd"``, ``"patroni"``, ``"http"`` (``BUILTIN_CHECKS``);
 - a Python factory ``"package.module:function"`` (or a class) called with a ``CheckContext``;
-- a command table ``{ command = ["./health.sh"] }``: see ``infrablocks.checks.command``.
+- a command table ``{ command = ["./health.sh"] }``: see ``infrablocks.health.command``.
 
 Built-ins are registered as ``"module:attribute"`` strings so importing this package stays cheap;
-``register_check(name, factory)`` adds (or replaces) one.
+``register_validator(name, factory)`` adds (or replaces) one.
 """
 
 from __future__ import annotations
@@ -16,22 +16,22 @@ import importlib
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from infrablocks.checks.base import CheckContext, CheckFactory, GateResult, Member, ServiceCheck
 from infrablocks.errors import ConfigError
+from infrablocks.health.base import CheckContext, CheckFactory, GateResult, Member, ServiceCheck
 
 __all__ = [
     "BUILTIN_CHECKS", "CheckContext", "CheckFactory", "GateResult", "Member", "ServiceCheck",
-    "build_check", "check_spec_problems", "load_factory", "register_check",
+    "build_check", "check_spec_problems", "load_factory", "register_validator",
 ]
 
 BUILTIN_CHECKS: dict[str, str | Callable[..., ServiceCheck]] = {
-    "etcd": "infrablocks.checks.etcd:EtcdCheck",
-    "patroni": "infrablocks.checks.patroni:PatroniCheck",
-    "http": "infrablocks.checks.http:HttpCheck",
+    "etcd": "infrablocks.health.etcd:EtcdCheck",
+    "patroni": "infrablocks.health.patroni:PatroniCheck",
+    "http": "infrablocks.health.http:HttpCheck",
 }
 
 
-def register_check(name: str, factory: str | Callable[..., ServiceCheck]) -> None:
+def register_validator(name: str, factory: str | Callable[..., ServiceCheck]) -> None:
     """Make ``name`` usable as ``check = "name"`` in a rolling declaration."""
     BUILTIN_CHECKS[name] = factory
 
@@ -85,12 +85,12 @@ def build_check(spec: Any, context: CheckContext) -> ServiceCheck:
         raise ConfigError(f"rolling declaration of block {context.block!r}: invalid check",
                           problems=problems)
     if isinstance(spec, Mapping):
-        from infrablocks.checks.command import CommandCheck
+        from infrablocks.health.command import CommandCheck
         return CommandCheck(list(spec["command"]), context)
     check = load_factory(spec)(context)
     missing = [name for name in ("cluster_health", "leader", "member_healthy", "move_leader_off")
                if not callable(getattr(check, name, None))]
     if missing:
         raise ConfigError(f"check {spec!r} of block {context.block!r} does not implement "
-                          f"{', '.join(missing)} (see infrablocks.checks.base.ServiceCheck)")
+                          f"{', '.join(missing)} (see infrablocks.health.base.ServiceCheck)")
     return check

@@ -5,8 +5,8 @@ instance group, whether the cluster is healthy, who leads, whether a replaced me
 and can move leadership off a member. The rolling engine never knows which service it upgrades.
 
 A check is built by a *factory* ``factory(context: CheckContext) -> ServiceCheck``; built-ins are
-registered by name (see ``infrablocks.checks.BUILTIN_CHECKS``), a block may name its own factory
-as ``"package.module:function"`` or a command (``infrablocks.checks.command.CommandCheck``).
+registered by name (see ``infrablocks.health.BUILTIN_CHECKS``), a block may name its own factory
+as ``"package.module:function"`` or a command (``infrablocks.health.command.CommandCheck``).
 """
 
 from __future__ import annotations

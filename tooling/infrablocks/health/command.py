@@ -20,8 +20,8 @@ import os
 import subprocess
 from pathlib import Path
 
-from infrablocks.checks.base import CheckContext, GateResult, Member
 from infrablocks.errors import ConfigError
+from infrablocks.health.base import CheckContext, GateResult, Member
 
 
 class CommandCheck:

@@ -22,7 +22,7 @@ import urllib.request
 import uuid
 from typing import Any
 
-from infrablocks.checks.base import CheckContext, GateResult, Member
+from infrablocks.health.base import CheckContext, GateResult, Member
 
 PROBE_PREFIX = "/infrablocks/upgrade-probe/"
 

@@ -11,7 +11,7 @@ import urllib.error
 import urllib.request
 from typing import Any
 
-from infrablocks.checks.base import CheckContext, GateResult, Member
+from infrablocks.health.base import CheckContext, GateResult, Member
 
 
 class HttpCheck:

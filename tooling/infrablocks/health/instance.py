@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from infrablocks.checks.base import GateResult, Member
 from infrablocks.cloud.ops import CloudOpsError
+from infrablocks.health.base import GateResult, Member
 
 if TYPE_CHECKING:
     from infrablocks.cloud.ops import CloudOps

@@ -43,8 +43,8 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-from infrablocks.checks.base import CheckContext, GateResult, Member
 from infrablocks.errors import InfrablocksError
+from infrablocks.health.base import CheckContext, GateResult, Member
 
 __all__ = ["PatroniCheck", "PatroniError", "ClusterView"]
 
@@ -86,7 +86,7 @@ class ClusterView:
 
 
 class PatroniCheck:
-    """:class:`~infrablocks.checks.base.ServiceCheck` for Patroni clusters."""
+    """:class:`~infrablocks.health.base.ServiceCheck` for Patroni clusters."""
 
     def __init__(self, context: CheckContext | None = None) -> None:
         options = context.options if context else {}

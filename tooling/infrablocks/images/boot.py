@@ -1,6 +1,6 @@
 """Verifying an image by booting it: an instance on the local cloud (with a scratch volume), or
 the entrypoint as a process the way a scheduler job runs it, then the image's own checks
-(``checks.toml``, see :mod:`infrablocks.images.checkspec`).
+(``checks.toml``, see :mod:`infrablocks.images.acceptance`).
 
 Everything the verification starts (companions, the instance, volumes, processes) is removed
 again, whatever happens.
@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from infrablocks.errors import InfrablocksError
-from infrablocks.images.checkspec import BootSpec, CheckSpec, VerifySpec, substitute
+from infrablocks.images.acceptance import BootSpec, CheckSpec, VerifySpec, substitute
 
 if TYPE_CHECKING:
     from infrablocks.cloud.local.control import LocalCloud

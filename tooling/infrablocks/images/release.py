@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 from infrablocks.errors import InfrablocksError
 from infrablocks.images.boot import BootVerification, boot_verify
 from infrablocks.images.build import BuiltArtifact, build_artifact, ensure_image, register_artifact
-from infrablocks.images.checkspec import load_verify_spec
+from infrablocks.images.acceptance import load_verify_spec
 from infrablocks.images.refs import ImageRef, find_template_dir
 
 if TYPE_CHECKING:

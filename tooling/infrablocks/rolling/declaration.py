@@ -86,7 +86,7 @@ def _merged(block_table: dict[str, Any] | None,
 
 def declaration_problems(table: dict[str, Any], where: str) -> list[str]:
     """Every problem of a (merged) rolling table; ``where`` prefixes each message."""
-    from infrablocks.checks import check_spec_problems
+    from infrablocks.health import check_spec_problems
 
     problems: list[str] = []
     for key in sorted(set(table) - KEYS):

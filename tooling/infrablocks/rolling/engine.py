@@ -24,10 +24,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from infrablocks.checks.base import CheckContext, GateResult, Member
-from infrablocks.checks.instance import instance_running, volume_back
 from infrablocks.cloud.ops import CloudNotFoundError
 from infrablocks.errors import InfrablocksError, UsageError
+from infrablocks.health.base import CheckContext, GateResult, Member
+from infrablocks.health.instance import instance_running, volume_back
 from infrablocks.rolling.faults import maybe_die
 from infrablocks.rolling.gates import poll_gate
 from infrablocks.rolling.journal import Journal
@@ -41,9 +41,9 @@ from infrablocks.rolling.plan import (
 from infrablocks.rolling.target import UpgradeRefused, choose_target
 
 if TYPE_CHECKING:
-    from infrablocks.checks.base import ServiceCheck
     from infrablocks.cloud.ops import CloudOps
     from infrablocks.deploy.workspace import Workspace
+    from infrablocks.health.base import ServiceCheck
     from infrablocks.registry import BlockVersion
     from infrablocks.rolling.declaration import RollingDeclaration
     from infrablocks.terraform.driver import Terraform
@@ -309,7 +309,7 @@ class RollingEngine:
 
     def check(self) -> ServiceCheck:
         if self._check is None:
-            from infrablocks.checks import build_check
+            from infrablocks.health import build_check
 
             assert self.declaration is not None
             outputs = self.workspace.backend.read_outputs(self.environment, self.block)

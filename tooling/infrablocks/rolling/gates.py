@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from infrablocks.checks.base import GateResult
+from infrablocks.health.base import GateResult
 
 
 def poll_gate(gate: Callable[[], GateResult], timeout: float, interval: float = 0.5

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from infrablocks.checks.base import Member
+from infrablocks.health.base import Member
 
 if TYPE_CHECKING:
     from infrablocks.rolling.declaration import RollingDeclaration

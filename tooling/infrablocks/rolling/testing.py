@@ -19,9 +19,9 @@ from typing import TYPE_CHECKING, Any
 from infrablocks.errors import InfrablocksError, UsageError
 
 if TYPE_CHECKING:
-    from infrablocks.checks.base import GateResult
     from infrablocks.deploy.blocktests import BlockTestResult
     from infrablocks.deploy.workspace import Workspace
+    from infrablocks.health.base import GateResult
     from infrablocks.registry import BlockVersion
     from infrablocks.rolling.engine import UpgradeOutcome
 
@@ -171,8 +171,8 @@ def run_test_upgrade(workspace: Workspace, block: str, *, from_version: str | No
 def _probe_check(workspace: Workspace, environment: str, version: BlockVersion
                  ) -> tuple[Any, list[Any]] | None:
     """The block's check and members when the check can write and verify a data probe."""
-    from infrablocks.checks import build_check
-    from infrablocks.checks.base import CheckContext
+    from infrablocks.health import build_check
+    from infrablocks.health.base import CheckContext
     from infrablocks.rolling.declaration import declaration_for
     from infrablocks.rolling.plan import members_from_state
 

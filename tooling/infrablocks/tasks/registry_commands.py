@@ -72,7 +72,7 @@ def _environment(registry: Registry, env: str | None) -> Environment:
 def _check() -> int | None:
     from rich.console import Console
 
-    from infrablocks.checks_registry import run_checks
+    from infrablocks.validators import run_validators
 
     console = Console(highlight=False, soft_wrap=True)
     registry = _load()
@@ -80,7 +80,7 @@ def _check() -> int | None:
     console.print(f"[green]ok[/] {registry.path.name}: {len(registry.blocks)} blocks, "
                   f"{versions} block versions, {len(registry.environments)} environments")
     problems: list[str] = []
-    for name, outcome in run_checks(registry):
+    for name, outcome in run_validators(registry):
         for line in outcome.info:
             console.print(f"  {line}")
         status = "[green]ok[/]" if not outcome.problems else "[red]FAILED[/]"

@@ -7,11 +7,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from infrablocks.checks_registry import register_check
 from infrablocks.tasks._command import command_task, flag, option
+from infrablocks.validators import register_validator
 
 # `doit check` validates every block version's rolling declaration (imported only when it runs)
-register_check("rolling", "infrablocks.rolling.declaration:rolling_check")
+register_validator("rolling", "infrablocks.rolling.declaration:rolling_check")
 
 _ENV = option("env", help="environment (default: defaults.environment in blocks.toml)")
 

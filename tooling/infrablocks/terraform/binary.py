@@ -20,8 +20,8 @@ from typing import TYPE_CHECKING
 from infrablocks.errors import ConfigError, InfrablocksError
 
 if TYPE_CHECKING:
-    from infrablocks.checks_registry import CheckOutcome
     from infrablocks.registry import Registry
+    from infrablocks.validators import ValidationOutcome
 
 ENV_VAR = "INFRABLOCKS_TERRAFORM"
 SETTING = "blocks.toml [terraform] binary"
@@ -138,23 +138,23 @@ def _parse_version(stdout: str) -> tuple[str | None, str | None]:
     return None, None
 
 
-def terraform_check(registry: Registry) -> CheckOutcome:
+def terraform_check(registry: Registry) -> ValidationOutcome:
     """`doit check`: which Terraform runs the blocks, and whether it answers as 1.x."""
-    from infrablocks.checks_registry import CheckOutcome
+    from infrablocks.validators import ValidationOutcome
 
     settings = registry.settings.get("terraform") or {}
     unknown = sorted(set(settings) - {"binary"})
     if unknown:
-        return CheckOutcome(problems=[
+        return ValidationOutcome(problems=[
             f"{registry.path.name}: [terraform] has unknown key(s) {', '.join(unknown)}; "
             "valid: binary"])
     binary_setting = settings.get("binary")
     if binary_setting is not None and not isinstance(binary_setting, str):
-        return CheckOutcome(problems=[
+        return ValidationOutcome(problems=[
             f"{registry.path.name}: [terraform] binary must be a string (a path or a command "
             "such as \"tofu\")"])
     try:
         binary = find_terraform(binary_setting, base_dir=registry.root)
     except InfrablocksError as exc:
-        return CheckOutcome(problems=[str(exc)])
-    return CheckOutcome(info=[f"terraform: {binary.describe()}"])
+        return ValidationOutcome(problems=[str(exc)])
+    return ValidationOutcome(info=[f"terraform: {binary.describe()}"])
