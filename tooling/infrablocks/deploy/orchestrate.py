@@ -12,9 +12,10 @@ import signal
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from infrablocks.deploy.block_ops import BlockRun, apply_block, destroy_block, plan_block
+from infrablocks.deploy.block_ops import BlockRun, apply_block, destroy_block
 from infrablocks.environments import is_ephemeral
 from infrablocks.errors import ConfigError, InfrablocksError, UsageError
 from infrablocks.runner import CancelToken, Result, RunEvent, RunReport, run_dag
@@ -24,8 +25,8 @@ if TYPE_CHECKING:
 
     from infrablocks.deploy.blocktests import BlockTestResult
     from infrablocks.deploy.workspace import Workspace
+    from infrablocks.planning.crossplan import EnvironmentPlan
     from infrablocks.resolve import Resolution
-    from infrablocks.terraform.plan import Plan
 
 EventSink = Callable[[RunEvent], None]
 
@@ -46,7 +47,8 @@ def resolve_for_environment(workspace: Workspace, targets: list[str],
         raise ConfigError(exc.message, hint=exc.hint) from None
 
 
-def _check_auto_create(workspace: Workspace, resolution: Resolution, environment: str) -> None:
+def check_auto_create(workspace: Workspace, resolution: Resolution, environment: str) -> None:
+    """UsageError when an environment with ``auto_create = false`` lacks a dependency."""
     declared = workspace.registry.environments.get(environment)
     if declared is None or declared.extra.get("auto_create", True):
         return
@@ -67,7 +69,7 @@ def create(workspace: Workspace, targets: list[str], environment: str, *, jobs: 
     from infrablocks.graph import dependency_graph
 
     resolution = resolve_for_environment(workspace, targets, environment)
-    _check_auto_create(workspace, resolution, environment)
+    check_auto_create(workspace, resolution, environment)
     subnet = workspace.subnet(environment)
     runs = {name: BlockRun(workspace, environment, version, subnet)
             for name, version in resolution.selected.items()}
@@ -76,44 +78,17 @@ def create(workspace: Workspace, targets: list[str], environment: str, *, jobs: 
     return resolution, report
 
 
-@dataclass
-class BlockPlan:
-    block: str
-    deployed: str | None
-    target: str
-    plan: Plan | None = None
-    note: str = ""
+def plan(workspace: Workspace, targets: list[str], environment: str, *,
+         out: Path | None = None, jobs: int = 4,
+         token: CancelToken | None = None) -> EnvironmentPlan:
+    """What ``create`` would change, block by block, without changing anything: one Terraform
+    plan of the whole closure, deployed or not (:mod:`infrablocks.planning.crossplan`).
 
-
-def plan(workspace: Workspace, targets: list[str], environment: str,
-         token: CancelToken | None = None) -> tuple[Resolution, list[BlockPlan]]:
-    """What ``create`` would change, block by block, without changing anything.
-
-    A block whose dependencies are not deployed yet cannot be planned against their real
-    outputs; it is reported as "would be created" instead.
+    ``out``: also save it for `doit apply` (:mod:`infrablocks.planning.planfile`).
     """
-    from infrablocks.graph import dependency_graph, topological_order
+    from infrablocks.planning.crossplan import plan_environment
 
-    resolution = resolve_for_environment(workspace, targets, environment)
-    _check_auto_create(workspace, resolution, environment)
-    deployed = workspace.deployed_versions(environment)
-    subnet = workspace.subnet(environment)
-    token = token or CancelToken()
-    plans: list[BlockPlan] = []
-    for name in topological_order(dependency_graph(resolution)):
-        version = resolution.selected[name]
-        current = str(deployed[name]) if name in deployed else None
-        entry = BlockPlan(name, current, str(version.version))
-        missing = [d for d in version.requires if d not in deployed]
-        if missing:
-            entry.note = f"would be created after {', '.join(sorted(missing))}"
-        elif current is not None and current != entry.target and resolution.stateful[name]:
-            entry.note = "version change of a stateful block: a rolling upgrade"
-            entry.plan = plan_block(BlockRun(workspace, environment, version, subnet), token)
-        else:
-            entry.plan = plan_block(BlockRun(workspace, environment, version, subnet), token)
-        plans.append(entry)
-    return resolution, plans
+    return plan_environment(workspace, targets, environment, out=out, jobs=jobs, token=token)
 
 
 def deployed_graph(workspace: Workspace, environment: str) -> nx.DiGraph:

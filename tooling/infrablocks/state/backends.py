@@ -47,8 +47,10 @@ class StateBackend(Protocol):
 
     kind: str
 
-    def terraform_backend(self, environment: str, block: str) -> BackendSpec:
-        """The backend block for ``prepare_workdir`` (creates what must exist beforehand)."""
+    def terraform_backend(self, environment: str, block: str, *,
+                          create: bool = True) -> BackendSpec:
+        """The backend block for ``prepare_workdir`` (creates what must exist beforehand;
+        ``create=False``: the same settings, creating nothing — for read-only plans)."""
 
     def describe(self, environment: str, block: str) -> str:
         """Where the state is, for people (a path or an ``s3://`` URL)."""

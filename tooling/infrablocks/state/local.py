@@ -41,12 +41,17 @@ class LocalBackend(BlobStateBackend):
             private_dir(level)
         return directory
 
-    def terraform_backend(self, environment: str, block: str) -> BackendSpec:
+    def terraform_backend(self, environment: str, block: str, *,
+                          create: bool = True) -> BackendSpec:
         """``local`` backend with an absolute path; creates the state (and backup) file 0600.
 
         Terraform rewrites an existing state file in place, keeping its mode, but would create
-        a missing one (and its ``.backup``) world-readable under the usual umask.
+        a missing one (and its ``.backup``) world-readable under the usual umask. With
+        ``create=False`` nothing is created (for read-only plans: the same path, no side effect).
         """
+        if not create:
+            path = self.deployment_dir(environment, block) / STATE_FILE
+            return BackendSpec("local", {"path": str(path.resolve())})
         directory = self._private_deployment_dir(environment, block)
         for name in (STATE_FILE, BACKUP_FILE):
             touch_private_file(directory / name)

@@ -91,7 +91,9 @@ class S3Backend(BlobStateBackend):
         return (f"{self.settings.prefix}/{check_name('environment', environment)}/"
                 f"{check_name('block', block)}/{name}")
 
-    def terraform_backend(self, environment: str, block: str) -> BackendSpec:
+    def terraform_backend(self, environment: str, block: str, *,
+                          create: bool = True) -> BackendSpec:
+        # Nothing to create beforehand: the bucket exists, Terraform writes the object.
         s = self.settings
         config: dict[str, object] = {
             "bucket": s.bucket,

@@ -13,7 +13,7 @@ from rich.table import Table
 from infrablocks.runner.report import STATUS_STYLE
 
 if TYPE_CHECKING:
-    from infrablocks.deploy.orchestrate import BlockPlan, TestEnvironmentOutcome
+    from infrablocks.deploy.orchestrate import TestEnvironmentOutcome
     from infrablocks.deploy.status import EnvironmentStatus
     from infrablocks.deploy.workspace import Workspace
     from infrablocks.runner import RunEvent, RunReport
@@ -167,33 +167,6 @@ class TestEnvironmentPrinter:
             "destroy": outcome.destroy_report.to_json() if outcome.destroy_report else None,
             "leftovers": outcome.leftovers, "kept": outcome.kept, "error": outcome.error,
         }
-
-
-def print_plans(environment: str, plans: list[BlockPlan], *, as_json: bool) -> None:
-    if as_json:
-        document = [{"block": p.block, "deployed": p.deployed, "target": p.target,
-                     "note": p.note or None,
-                     "has_changes": p.plan.has_changes if p.plan else None,
-                     "changes": [{"address": c.address, "action": c.action}
-                                 for c in (p.plan.changes if p.plan else [])]}
-                    for p in plans]
-        print(json.dumps({"environment": environment, "blocks": document}, indent=2))
-        return
-    table = Table(title=f"plan for {environment}", title_justify="left")
-    for column in ("block", "deployed", "target", "changes"):
-        table.add_column(column)
-    for p in plans:
-        if p.plan is None:
-            changes = p.note
-        elif not p.plan.has_changes:
-            changes = "[green]no changes[/]"
-        else:
-            changes = p.plan.summary() + "\n" + "\n".join(
-                f"  {c.action} {c.address}" for c in p.plan.changes)
-            if p.note:
-                changes = f"{p.note}\n{changes}"
-        table.add_row(p.block, p.deployed or "-", p.target, changes)
-    console.print(table)
 
 
 def print_status(statuses: list[EnvironmentStatus], *, as_json: bool) -> None:

@@ -1,4 +1,5 @@
-"""`doit create`, `destroy`, `env`, `plan`, `status`, `outputs`: environments of blocks.
+"""`doit create`, `destroy`, `env`, `status`, `outputs`: environments of blocks (`plan` and
+`apply` are in plan_commands).
 
 Thin on purpose: parse arguments, call :mod:`infrablocks.deploy`, print with rich.
 """
@@ -39,13 +40,6 @@ def task_env() -> dict[str, Any]:
         doc="throwaway environment: create what targets need, run their block tests, destroy",
         params=[_JOBS, _KEEP_GOING, _REPORT,
                 flag("keep", help="keep the environment afterwards (prints how to destroy it)")])
-
-
-def task_plan() -> dict[str, Any]:
-    return command_task(
-        "plan", _plan, positional="targets",
-        doc="show what create would change, per block, without changing anything",
-        params=[_ENV, flag("json", help="print the plan as JSON")])
 
 
 def task_status() -> dict[str, Any]:
@@ -171,19 +165,6 @@ def _env(targets: list[str], jobs: int, keep_going: bool, report: str | None,
     printer.finish(outcome)
     write_report(report, printer.report_document(outcome))
     return 0 if outcome.ok else 1
-
-
-def _plan(targets: list[str], env: str | None, json: bool) -> int | None:
-    from infrablocks.deploy.orchestrate import plan
-    from infrablocks.deploy.workspace import open_workspace
-    from infrablocks.tasks._deploy_output import print_plans
-
-    workspace = open_workspace()
-    environment = workspace.environment_name(env)
-    workspace.check_known_environment(environment)
-    resolution, plans = plan(workspace, targets, environment)
-    print_plans(environment, plans, as_json=json)
-    return None
 
 
 def _status(env: str | None, json: bool, no_drift: bool) -> int | None:

@@ -155,10 +155,13 @@ class Terraform:
 
     def plan(self, workdir: Path, var_files: Sequence[Path | str] = (),
              targets: Sequence[str] = (), replace: Sequence[str] = (), destroy: bool = False,
-             out: Path | None = None, refresh: bool = True) -> Plan:
+             out: Path | None = None, refresh: bool = True, lock: bool = True) -> Plan:
         """``plan -detailed-exitcode -out`` then ``show -json`` of the saved plan.
 
         Relative paths (``out``, ``var_files``) are relative to the working directory.
+        ``lock=False`` plans without taking the state lock (``-lock=false``): a read-only plan
+        that leaves no lock behind and does not wait for another run's (a local backend's lock
+        would create the state file it locks).
         """
         plan_file = workdir / (out if out is not None else DEFAULT_PLAN_FILE)
         args = ["plan", "-input=false", "-no-color", "-detailed-exitcode",
@@ -167,6 +170,8 @@ class Terraform:
             args.append("-destroy")
         if not refresh:
             args.append("-refresh=false")
+        if not lock:
+            args.append("-lock=false")
         args += _selection_args(var_files, targets, replace)
         result = self._run(workdir, args, ok_codes=(0, 2))
         shown = self._run(workdir, ["show", "-json", "-no-color", str(plan_file)], capture=True)

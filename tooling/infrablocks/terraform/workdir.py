@@ -80,7 +80,7 @@ def prepare_workdir(work_root: Path, environment: str, block: str, source_dir: P
     workdir = workdir_path(work_root, environment, block)
     workdir.mkdir(parents=True, exist_ok=True)
 
-    sources = dict(_source_files(source_dir))
+    sources = dict(source_files(source_dir))
     clashing = sorted(rel for rel in sources if Path(rel).name.startswith(GENERATED_PREFIX))
     if clashing:
         raise ConfigError(f"block {block!r} ({source_dir}): file names starting with "
@@ -153,7 +153,9 @@ def sources_digest(workdir: Path) -> str:
                           ).hexdigest()
 
 
-def _source_files(source_dir: Path) -> Iterator[tuple[str, Path]]:
+def source_files(source_dir: Path) -> Iterator[tuple[str, Path]]:
+    """``(relative posix path, path)`` of a block's files, as copied into a working directory
+    (no ``tests/``, ``.terraform/``, state files, saved plans or bookkeeping files)."""
     for dirpath, dirnames, filenames in os.walk(source_dir, followlinks=True):
         dirnames[:] = sorted(d for d in dirnames if d not in _SKIPPED_DIRS)
         for name in sorted(filenames):

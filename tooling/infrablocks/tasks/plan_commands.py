@@ -1,0 +1,88 @@
+"""`doit plan` (one cross-block plan of a whole closure, optionally saved) and `doit apply FILE`.
+
+Thin on purpose: parse arguments, call :mod:`infrablocks.planning`, print with rich.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from infrablocks.tasks._command import command_task, flag, option
+
+DEFAULT_JOBS = 4
+_JOBS = option("jobs", type=int, default=DEFAULT_JOBS,
+               help=f"blocks planned (--out) or applied at once (default {DEFAULT_JOBS})")
+
+
+def task_plan() -> dict[str, Any]:
+    return command_task(
+        "plan", _plan, positional="targets",
+        doc="one plan of every block targets need, deployed or not, without changing anything",
+        params=[option("env", help="environment (default: defaults.environment in blocks.toml)"),
+                flag("json", help="print the plan as JSON"),
+                option("out", help="save the reviewed plan to this file for `doit apply` "
+                                   "(it holds secrets, like Terraform's plan files)"),
+                _JOBS])
+
+
+def task_apply() -> dict[str, Any]:
+    return command_task(
+        "apply", _apply, positional="plan_file",
+        doc="apply a plan saved by `doit plan --out FILE`, exactly as reviewed",
+        params=[_JOBS,
+                flag("keep_going", help="after a failure, still apply everything not downstream"),
+                option("report", help="write the run report (per-block status) as JSON")])
+
+
+def _plan(targets: list[str], env: str | None, json: bool, out: str | None, jobs: int) -> None:
+    from pathlib import Path
+
+    from infrablocks.deploy.orchestrate import plan
+    from infrablocks.deploy.workspace import open_workspace
+    from infrablocks.errors import UsageError
+    from infrablocks.tasks._plan_output import print_environment_plan
+
+    if not targets:
+        raise UsageError("name the blocks to plan", hint="e.g. doit plan microservice01 --env "
+                                                         "staging")
+    if int(jobs) < 1:
+        raise UsageError(f"--jobs must be at least 1, got {jobs}")
+    workspace = open_workspace()
+    environment = workspace.environment_name(env)
+    workspace.check_known_environment(environment)
+    result = plan(workspace, targets, environment, out=Path(out) if out else None,
+                  jobs=int(jobs))
+    print_environment_plan(result, as_json=json)
+
+
+def _apply(plan_file: list[str], jobs: int, keep_going: bool, report: str | None) -> int:
+    from pathlib import Path
+
+    from infrablocks.deploy.workspace import open_workspace
+    from infrablocks.errors import UsageError
+    from infrablocks.planning.apply import apply_plan_file
+    from infrablocks.tasks._deploy_output import (
+        print_left_behind,
+        print_run_summary,
+        progress_for,
+        write_report,
+    )
+    from infrablocks.tasks._plan_output import announce_apply, warn_if_readable
+
+    if len(plan_file) != 1:
+        raise UsageError(f"doit apply takes exactly one plan file, got {len(plan_file)}",
+                         hint="save one with doit plan TARGET --env ENV --out FILE")
+    if int(jobs) < 1:
+        raise UsageError(f"--jobs must be at least 1, got {jobs}")
+    path = Path(plan_file[0])
+    warn_if_readable(path)
+    workspace = open_workspace()
+    with progress_for(f"apply {path.name}") as progress:
+        reviewed, run = apply_plan_file(workspace, path, jobs=int(jobs), keep_going=keep_going,
+                                        on_event=progress, on_open=announce_apply)
+    environment = reviewed.environment
+    print_run_summary(run, f"apply {path.name} in {environment}")
+    print_left_behind(workspace, environment, run)
+    write_report(report, {"command": "apply", "environment": environment,
+                          "plan_file": str(path), "run": run.to_json()})
+    return 0 if run.ok else 1
