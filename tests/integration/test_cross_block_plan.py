@@ -8,7 +8,9 @@ apply when they are created or replaced — the same "known after apply" as an i
   unknown inputs in an empty environment; its members are replaced when the name changes;
 - ``app`` reads ``net.cidr`` and ``db.password`` (both known at plan time): planned with known
   inputs, so it gets a saved Terraform plan although its dependencies do not exist yet;
-- ``web`` reads ``net.name`` (stateless).
+- ``web`` reads ``net.name`` (stateless);
+- ``fleet``'s ``count`` depends on ``net.name``: Terraform cannot plan it before net exists;
+  ``edge`` reads fleet.
 
 net 1.1.0 changes ``name``; net 1.2.0 replaces its resource but ends with the same ``name``
 (unknown in the plan, unchanged after apply: a dependent's reviewed update does not happen).
@@ -57,6 +59,14 @@ requires = { net = ">= 1.0", db = ">= 1.0" }
 [blocks.web]
 [blocks.web.versions."1.0.0"]
 requires = { net = ">= 1.0" }
+
+[blocks.fleet]
+[blocks.fleet.versions."1.0.0"]
+requires = { net = ">= 1.0" }
+
+[blocks.edge]
+[blocks.edge.versions."1.0.0"]
+requires = { fleet = ">= 1.0" }
 
 [environments.dev]
 subnet = "127.42.203.0/24"
@@ -110,6 +120,18 @@ output "url" { value = "http://${cidrhost(var.net.cidr, 40)}" }
 variable "net" { type = object({ name = string }) }
 resource "terraform_data" "web" { input = var.net.name }
 output "net_name" { value = terraform_data.web.output }
+""",
+    "blocks/fleet/1.0.0/main.tf": COMMON + """
+variable "net" { type = object({ name = string }) }
+resource "terraform_data" "node" {
+  count = length(var.net.name) > 5 ? 2 : 1
+  input = var.net.name
+}
+output "nodes" { value = terraform_data.node[*].output }
+""",
+    "blocks/edge/1.0.0/main.tf": COMMON + """
+variable "fleet" { type = object({ nodes = list(string) }) }
+resource "terraform_data" "edge" { input = join(",", var.fleet.nodes) }
 """,
 }
 PASSWORD = "secret-dev-0a1b2c"
@@ -242,8 +264,10 @@ def test_dependency_change_shows_dependents_update_and_stateful_replacement_is_r
     repo.ok("create", "app", "web", "--env", ENV)
     repo.pin("1.1.0")
     out = repo.root.parent / "upgrade.plan"
+    deployed = repo.stored()
     report = json.loads(repo.ok("plan", "app", "web", "--env", ENV, "--json", "--out",
                                 str(out)).stdout)
+    assert repo.stored() == deployed        # planning a deployed environment changes nothing
     blocks = _blocks(report)
     assert blocks["net"]["deployed"] == "1.0.0" and blocks["net"]["target"] == "1.1.0"
     assert _actions(blocks["net"]) == [("terraform_data.net", "update")]
@@ -337,3 +361,26 @@ def test_a_diverging_plan_stops_and_shows_the_difference(repo: Repo) -> None:
     assert repo.records()["net"] == ("1.2.0", "deployed")   # net was applied first
     assert repo.records()["web"] == ("1.0.0", "deployed")   # web untouched
     assert repo.workspace().backend.read_state(ENV, "web")["serial"] == web_state["serial"]
+
+
+def test_a_count_known_only_after_apply_leaves_its_blocks_out_of_the_plan(repo: Repo) -> None:
+    out = repo.root.parent / "fleet.plan"
+    report = json.loads(repo.ok("plan", "edge", "--env", ENV, "--json", "--out",
+                                str(out)).stdout)
+    blocks = _blocks(report)
+    assert _actions(blocks["net"]) == [("terraform_data.net", "create")]
+    assert blocks["fleet"]["apply"] == blocks["edge"]["apply"] == "not planned"
+    assert "a count or for_each in fleet depends on a value known only after apply" in \
+        blocks["fleet"]["note"]
+    assert "it depends on fleet" in blocks["edge"]["note"]
+    assert blocks["fleet"]["has_changes"] is None and blocks["fleet"]["changes"] == []
+    shown = repo.ok("plan", "edge", "--env", ENV).stdout
+    assert "not planned: a count or for_each in fleet" in shown
+
+    applied = repo.ok("apply", str(out))
+    assert "not in the reviewed plan, not applied: fleet, edge" in applied.stderr
+    assert repo.records() == {"net": ("1.0.0", "deployed")}
+    now = _blocks(repo.plan("edge"))
+    assert _actions(now["fleet"]) == [("terraform_data.node[0]", "create"),
+                                      ("terraform_data.node[1]", "create")]
+    assert now["edge"]["unknown_inputs"] == ["fleet.nodes"]

@@ -17,7 +17,9 @@ deployment-record protocol as `create` (``creating`` → ``deployed``, ``failed`
 - **replan** (planned with inputs known only after apply): its images are built if needed, it
   is planned again now that its dependencies exist, and applied only when the resource actions
   equal the reviewed ones; otherwise it stops and shows the difference;
-- **unchanged**: nothing to do.
+- **unchanged**: nothing to do; **not planned** (left out of the plan, see
+  :func:`~infrablocks.planning.crossplan.plan_environment`): not applied, since nothing was
+  reviewed for it.
 """
 
 from __future__ import annotations
@@ -32,7 +34,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from infrablocks.errors import InfrablocksError
-from infrablocks.planning.crossplan import REPLAN, SAVED, UNCHANGED, code_digest, digest_inputs
+from infrablocks.planning.crossplan import (
+    NOT_PLANNED,
+    REPLAN,
+    SAVED,
+    UNCHANGED,
+    code_digest,
+    digest_inputs,
+)
 from infrablocks.planning.planfile import (
     StalePlan,
     block_fingerprint,
@@ -170,7 +179,7 @@ def check_current(workspace: Workspace, reviewed: ReviewedPlan) -> None:
 def check_refusals(reviewed: ReviewedPlan) -> None:
     """Refuse (PlanRefused) a plan with stateful replacements or stateful version moves."""
     refusals = [entry["refusal"] for entry in reviewed.blocks
-                if entry.get("refusal") and entry.get("apply") != UNCHANGED]
+                if entry.get("refusal") and entry.get("apply") not in (UNCHANGED, NOT_PLANNED)]
     if refusals:
         raise PlanRefused(
             f"not applying {reviewed.path}: nothing was changed\n"
@@ -187,6 +196,8 @@ def apply_block_entry(workspace: Workspace, reviewed: ReviewedPlan, entry: Mappi
     block, target, mode = entry["block"], entry["target"], entry["apply"]
     if mode == UNCHANGED:
         return Result.success(action="unchanged", version=target)
+    if mode == NOT_PLANNED:   # nothing was reviewed for it: never applied from this file
+        return Result.success(action="not planned", version=target)
     environment = reviewed.environment
     version = workspace.registry.block_version(block, target)
     run = BlockRun(workspace, environment, version, reviewed.manifest["subnet"])

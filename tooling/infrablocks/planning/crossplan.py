@@ -42,6 +42,8 @@ from infrablocks.state import DEPLOYED, Outputs
 from infrablocks.terraform.plan import Plan, ResourceChange
 
 if TYPE_CHECKING:
+    import networkx as nx
+
     from infrablocks.deploy.workspace import Workspace
     from infrablocks.registry import BlockVersion
     from infrablocks.resolve import Resolution
@@ -50,10 +52,21 @@ if TYPE_CHECKING:
 SAVED = "saved"          # apply the saved Terraform plan
 REPLAN = "replan"        # plan again at apply time; apply only if the actions match
 UNCHANGED = "unchanged"  # nothing to apply
+NOT_PLANNED = "not planned"  # left out of the plan (see _plan_deferring): not applied
 
 
 class CrossPlanError(InfrablocksError):
-    """The composed plan could not be made (Terraform's own error, with what to do)."""
+    """The composed plan could not be made (Terraform's own error, with what to do).
+
+    ``blocks``: the blocks Terraform's errors point at; ``unknown_repetition``: the error is a
+    ``count`` / ``for_each`` that depends on a value known only after apply.
+    """
+
+    def __init__(self, message: str, *, hint: str | None = None,
+                 blocks: tuple[str, ...] = (), unknown_repetition: bool = False) -> None:
+        super().__init__(message, hint=hint)
+        self.blocks = blocks
+        self.unknown_repetition = unknown_repetition
 
 
 @dataclass
@@ -80,6 +93,7 @@ class BlockPlan:
     refusal: str | None = None
     inputs: dict[str, Any] | None = field(default=None, repr=False)
     stop_instances: list[str] = field(default_factory=list)
+    unplanned: str | None = None
 
     @property
     def has_changes(self) -> bool:
@@ -92,6 +106,8 @@ class BlockPlan:
 
     @property
     def mode(self) -> str:
+        if self.unplanned:
+            return NOT_PLANNED
         if not self.has_changes and not self.needs_record:
             return UNCHANGED
         return SAVED if self.known else REPLAN
@@ -108,7 +124,8 @@ class BlockPlan:
     def to_json(self) -> dict[str, Any]:
         """The block's entry of `doit plan --json` (no input values: they may be secret)."""
         return {"block": self.block, "deployed": self.deployed, "target": self.target,
-                "note": self.note or None, "has_changes": self.has_changes,
+                "note": self.note or None,
+                "has_changes": None if self.unplanned else self.has_changes,
                 "changes": [{"address": a, "action": b} for a, b in self.actions()],
                 "counts": self.counts(), "outputs_change": self.outputs_change,
                 "unknown_inputs": list(self.unknown_inputs),
@@ -171,20 +188,15 @@ def plan_environment(workspace: Workspace, targets: list[str], environment: str,
     tf_version = workspace.terraform_binary().version
     scratch = _private_scratch(workspace)
     try:
-        composition = scratch / "composed"
-        composition.mkdir(mode=0o700)
-        write_composition(composition, specs, environment=environment, subnet=subnet)
-        deployed_states = {n: s for n, s in states.items() if s and s.get("resources")}
-        if deployed_states:
-            write_state(composition, merge_states(
-                deployed_states,
-                {n: module_provider_configs(composition / "modules" / n)
-                 for n in deployed_states}, tf_version))
-        composed = _plan_composition(workspace, environment, composition, token)
-        slices = split_plan(composed, order)
+        composed, deferred = _plan_deferring(
+            workspace, environment, subnet, scratch, specs, states, tf_version,
+            dependency_graph(resolution), token)
+        slices = split_plan(composed, [n for n in order if n not in deferred])
         by_name = {spec.block: spec for spec in specs}
         blocks = [_block_plan(workspace, environment, subnet, resolution.selected[name],
                               slices, records[name], states[name], by_name, pending[name])
+                  if name not in deferred else
+                  _deferred_plan(resolution.selected[name], records[name], deferred[name])
                   for name in order]
         result = EnvironmentPlan(environment, subnet, list(resolution.targets), resolution,
                                  blocks, fingerprint, tf_version)
@@ -223,6 +235,56 @@ def _pending_images(workspace: Workspace, version: BlockVersion) -> list[str]:
     return pending
 
 
+def _plan_deferring(workspace: Workspace, environment: str, subnet: str, scratch: Path,
+                    specs: list[ModuleSpec], states: Mapping[str, Mapping[str, Any] | None],
+                    tf_version: str, graph: nx.DiGraph, token: CancelToken | None
+                    ) -> tuple[Plan, dict[str, str]]:
+    """Plan the composition; leave out what Terraform cannot plan before an apply.
+
+    A ``count`` or ``for_each`` that depends on a value known only after apply makes Terraform
+    refuse the whole plan ("Invalid count argument"). The blocks it names, and their dependents,
+    are then left out and the rest is planned again; the answer says why each was left out.
+    Returns the plan and ``{block: why it was left out}``.
+    """
+    import networkx as nx
+
+    deferred: dict[str, str] = {}
+    attempt = 0
+    while True:
+        kept = [spec for spec in specs if spec.block not in deferred]
+        composition = scratch / f"composed-{attempt}"
+        composition.mkdir(mode=0o700)
+        write_composition(composition, kept, environment=environment, subnet=subnet)
+        deployed = {spec.block: states[spec.block] for spec in kept
+                    if (states.get(spec.block) or {}).get("resources")}
+        if deployed:
+            write_state(composition, merge_states(
+                deployed,  # type: ignore[arg-type]
+                {n: module_provider_configs(composition / "modules" / n) for n in deployed},
+                tf_version))
+        try:
+            return _plan_composition(workspace, environment, composition, token), deferred
+        except CrossPlanError as exc:
+            stuck = [b for b in exc.blocks if b not in deferred] if exc.unknown_repetition \
+                else []
+            if not stuck or len(stuck) + len(deferred) >= len(specs):
+                raise
+            for block in stuck:
+                deferred[block] = (f"not planned: a count or for_each in {block} depends on a "
+                                   "value known only after apply; plan it once its "
+                                   "dependencies exist")
+                for dependent in sorted(nx.descendants(graph, block)):
+                    deferred.setdefault(dependent, f"not planned: it depends on {block}, "
+                                                   "which cannot be planned yet")
+        attempt += 1
+
+
+def _deferred_plan(version: BlockVersion, record: Any, why: str) -> BlockPlan:
+    deployed = record.version if record is not None and record.status == DEPLOYED else None
+    return BlockPlan(block=version.block, target=str(version.version), deployed=deployed,
+                     requires=sorted(version.requires), note=why, unplanned=why)
+
+
 def _plan_composition(workspace: Workspace, environment: str, composition: Path,
                       token: CancelToken | None) -> Plan:
     from infrablocks.deploy.block_ops import ensure_init
@@ -259,7 +321,8 @@ def _explained(exc: Exception, environment: str) -> CrossPlanError:
                 f"dependencies it reads first (doit create DEPENDENCY --env {environment}), "
                 "then plan again (docs/planning.md, limits)")
     message = text.replace("terraform plan for block 'cross-block-plan'", "the cross-block plan")
-    return CrossPlanError(f"cannot plan the blocks together{where}:\n{message}", hint=hint)
+    return CrossPlanError(f"cannot plan the blocks together{where}:\n{message}", hint=hint,
+                          blocks=tuple(blocks), unknown_repetition=hint is not None)
 
 
 def _block_plan(workspace: Workspace, environment: str, subnet: str, version: BlockVersion,

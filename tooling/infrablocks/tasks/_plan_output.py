@@ -35,7 +35,7 @@ def print_environment_plan(result: EnvironmentPlan, *, as_json: bool) -> None:
     for entry in result.blocks:
         for action, count in entry.counts().items():
             totals[action] = totals.get(action, 0) + count
-    changing = [b.block for b in result.blocks if b.has_changes]
+    changing = [b.block for b in result.blocks if b.has_changes and not b.unplanned]
     console.print(", ".join(f"{n} to {a}" for a, n in totals.items()) or "no resource changes",
                   f"in {len(changing)} of {len(result.blocks)} blocks")
     for entry in result.blocks:
@@ -49,6 +49,8 @@ def print_environment_plan(result: EnvironmentPlan, *, as_json: bool) -> None:
 
 
 def _changes_cell(entry: BlockPlan) -> str:
+    if entry.unplanned:
+        return f"[yellow]{escape(entry.unplanned)}[/]"
     lines = []
     if entry.note:
         lines.append(f"[italic]{escape(entry.note)}[/]")
@@ -72,7 +74,7 @@ def announce_apply(reviewed: ReviewedPlan) -> None:
     parts = []
     for entry in reviewed.blocks:
         mode = entry.get("apply")
-        if mode == "unchanged":
+        if mode in ("unchanged", "not planned"):
             continue
         how = "saved plan" if mode == "saved" else "plan again, compare, apply"
         parts.append(f"{entry['block']} ({how})")
@@ -88,3 +90,13 @@ def warn_if_readable(path: Path) -> None:
     if path.is_file() and not is_private(path):
         err_console.print(f"[yellow]warning:[/] {path} may be read by other users; it holds "
                           f"secrets (chmod 600 {path})")
+
+
+def print_not_planned(reviewed: ReviewedPlan) -> None:
+    """Blocks the plan left out (nothing reviewed, nothing applied) and how to go on."""
+    left = [entry["block"] for entry in reviewed.blocks if entry.get("apply") == "not planned"]
+    if left:
+        targets = " ".join(reviewed.manifest.get("targets") or left)
+        err_console.print(f"[yellow]not in the reviewed plan, not applied:[/] {', '.join(left)}"
+                          f" — plan them now that their dependencies exist: doit plan "
+                          f"{targets} --env {reviewed.environment} --out FILE")

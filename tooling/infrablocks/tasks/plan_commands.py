@@ -67,7 +67,11 @@ def _apply(plan_file: list[str], jobs: int, keep_going: bool, report: str | None
         progress_for,
         write_report,
     )
-    from infrablocks.tasks._plan_output import announce_apply, warn_if_readable
+    from infrablocks.tasks._plan_output import (
+        announce_apply,
+        print_not_planned,
+        warn_if_readable,
+    )
 
     if len(plan_file) != 1:
         raise UsageError(f"doit apply takes exactly one plan file, got {len(plan_file)}",
@@ -83,6 +87,8 @@ def _apply(plan_file: list[str], jobs: int, keep_going: bool, report: str | None
     environment = reviewed.environment
     print_run_summary(run, f"apply {path.name} in {environment}")
     print_left_behind(workspace, environment, run)
+    if run.ok:
+        print_not_planned(reviewed)
     write_report(report, {"command": "apply", "environment": environment,
                           "plan_file": str(path), "run": run.to_json()})
     return 0 if run.ok else 1
