@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from infrablocks.errors import ConfigError, InfrablocksError
+from infrablocks.errors import ConfigError, InfrablocksError, UsageError
 from infrablocks.planning.compose import (
     OVERRIDE_FILE,
     PENDING_FILE,
@@ -276,3 +276,32 @@ def test_describe_difference_lists_each_address_once() -> None:
                                [("x.b", "replace"), ("x.c", "delete")])
     assert text.splitlines() == ["x.a: create → no change", "x.b: update → replace",
                                  "x.c: no change → delete"]
+
+
+def test_scratch_directories_are_private_and_those_of_dead_processes_swept(tmp_path: Path
+                                                                           ) -> None:
+    import subprocess
+    import sys
+
+    from infrablocks.planning.scratch import private_scratch
+
+    finished = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                              capture_output=True, text=True, check=True)
+    dead = tmp_path / f".plan-{finished.stdout.strip()}-left"
+    dead.mkdir(parents=True)
+    mine = tmp_path / f".apply-{os.getpid()}-running"
+    mine.mkdir()
+    other = tmp_path / "staging"
+    other.mkdir()
+    fresh = private_scratch(tmp_path, "plan")
+    assert fresh.name.startswith(f".plan-{os.getpid()}-")
+    assert stat.S_IMODE(fresh.stat().st_mode) == 0o700
+    assert stat.S_IMODE(tmp_path.stat().st_mode) == 0o700
+    assert not dead.exists() and mine.exists() and other.exists()
+
+
+def test_plan_file_refuses_a_directory_or_missing_folder(tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match="is a directory"):
+        write_plan_file(tmp_path, _manifest(), {})
+    with pytest.raises(UsageError, match="is not a directory"):
+        write_plan_file(tmp_path / "no" / "such.plan", _manifest(), {})

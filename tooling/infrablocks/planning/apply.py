@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import contextlib
 import shutil
-import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -50,6 +49,7 @@ from infrablocks.planning.planfile import (
     fingerprint_changes,
     read_plan_file,
 )
+from infrablocks.planning.scratch import private_scratch
 from infrablocks.runner import Cancelled, CancelToken, Result, RunEvent, RunReport, run_dag
 
 if TYPE_CHECKING:
@@ -113,7 +113,7 @@ def apply_plan_file(workspace: Workspace, path: Path, *, jobs: int = 4,
     Raises :class:`StalePlan` / :class:`PlanRefused` (nothing applied) and the plan file's own
     errors; per-block failures are in the returned report.
     """
-    scratch = _private_dir(workspace)
+    scratch = private_scratch(workspace.work_root, "apply")
     try:
         manifest, plans = read_plan_file(path, scratch)
         reviewed = ReviewedPlan(Path(path), manifest, plans)
@@ -131,13 +131,6 @@ def apply_plan_file(workspace: Workspace, path: Path, *, jobs: int = 4,
         return reviewed, report
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-
-
-def _private_dir(workspace: Workspace) -> Path:
-    root = workspace.work_root
-    root.mkdir(parents=True, exist_ok=True)
-    root.chmod(0o700)
-    return Path(tempfile.mkdtemp(prefix=".apply-", dir=root))
 
 
 def check_current(workspace: Workspace, reviewed: ReviewedPlan) -> None:

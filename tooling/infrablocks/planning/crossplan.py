@@ -20,7 +20,6 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
-import tempfile
 import time
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -37,6 +36,7 @@ from infrablocks.planning.compose import (
     write_composition,
     write_state,
 )
+from infrablocks.planning.scratch import private_scratch
 from infrablocks.planning.split import BlockSlice, split_plan
 from infrablocks.state import DEPLOYED, Outputs
 from infrablocks.terraform.plan import Plan, ResourceChange
@@ -172,6 +172,10 @@ def plan_environment(workspace: Workspace, targets: list[str], environment: str,
     from infrablocks.planning.planfile import environment_fingerprint
 
     started = time.monotonic()
+    if out is not None:
+        from infrablocks.planning.planfile import check_plan_path
+
+        check_plan_path(out)
     resolution = resolve_for_environment(workspace, targets, environment)
     check_auto_create(workspace, resolution, environment)
     order = topological_order(dependency_graph(resolution))
@@ -186,7 +190,7 @@ def plan_environment(workspace: Workspace, targets: list[str], environment: str,
                         tuple(sorted({ref.split("@")[0] for ref in pending[name]})))
              for name in order]
     tf_version = workspace.terraform_binary().version
-    scratch = _private_scratch(workspace)
+    scratch = private_scratch(workspace.work_root, "plan")
     try:
         composed, deferred = _plan_deferring(
             workspace, environment, subnet, scratch, specs, states, tf_version,
@@ -210,14 +214,6 @@ def plan_environment(workspace: Workspace, targets: list[str], environment: str,
         return result
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-
-
-def _private_scratch(workspace: Workspace) -> Path:
-    """A fresh private (0700) directory in the repository's working area."""
-    root = workspace.work_root
-    root.mkdir(parents=True, exist_ok=True)
-    root.chmod(0o700)
-    return Path(tempfile.mkdtemp(prefix=".plan-", dir=root))
 
 
 def _pending_images(workspace: Workspace, version: BlockVersion) -> list[str]:

@@ -103,15 +103,27 @@ def describe_difference(reviewed: Iterable[tuple[str, str]], now: Iterable[tuple
 # -- the file -----------------------------------------------------------------------------------
 
 
-def write_plan_file(path: Path, manifest: Mapping[str, Any], plans: Mapping[str, Path]) -> None:
-    """Write the archive to ``path`` (0600, atomically); ``plans``: block → saved plan file."""
+def check_plan_path(path: Path) -> None:
+    """UsageError when a plan cannot be written to ``path`` (checked before planning)."""
     path = Path(path)
     if not path.parent.is_dir():
         raise UsageError(f"cannot write the plan to {path}: {path.parent} is not a directory")
+    if path.is_dir():
+        raise UsageError(f"cannot write the plan to {path}: it is a directory",
+                         hint="name a file, e.g. --out staging.plan")
+
+
+def write_plan_file(path: Path, manifest: Mapping[str, Any], plans: Mapping[str, Path]) -> None:
+    """Write the archive to ``path`` (0600, atomically); ``plans``: block → saved plan file."""
+    path = Path(path)
+    check_plan_path(path)
     document = {"format": FORMAT, "kind": KIND, **manifest,
                 "plans": {block: f"{PLANS_DIR}/{block}.tfplan" for block in sorted(plans)}}
     temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    except OSError as exc:
+        raise UsageError(f"cannot write the plan to {path}: {exc.strerror or exc}") from None
     try:
         with os.fdopen(descriptor, "wb") as handle, \
                 zipfile.ZipFile(handle, "w", zipfile.ZIP_DEFLATED) as archive:
