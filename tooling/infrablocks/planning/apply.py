@@ -137,6 +137,7 @@ def check_current(workspace: Workspace, reviewed: ReviewedPlan) -> None:
     """Refuse (StalePlan) a plan whose environment, code, subnet or Terraform moved since."""
     manifest = reviewed.manifest
     environment = reviewed.environment
+    workspace.check_known_environment(environment)
     problems = fingerprint_changes(
         manifest["fingerprint"],
         environment_fingerprint(workspace, environment, [b["block"] for b in reviewed.blocks]))
