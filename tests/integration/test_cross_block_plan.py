@@ -384,3 +384,48 @@ def test_a_count_known_only_after_apply_leaves_its_blocks_out_of_the_plan(repo: 
     assert _actions(now["fleet"]) == [("terraform_data.node[0]", "create"),
                                       ("terraform_data.node[1]", "create")]
     assert now["edge"]["unknown_inputs"] == ["fleet.nodes"]
+
+
+def test_s3_state_planned_saved_and_applied_without_leaving_locks(repo: Repo,
+                                                                   moto_endpoint: str) -> None:
+    """The same with the state in S3 (moto): the saved plans carry the S3 backend settings,
+    planning leaves no object (no lock, no state), `doit apply` writes the states there."""
+    import boto3
+
+    s3 = boto3.client("s3", endpoint_url=moto_endpoint, region_name="us-east-1",
+                      aws_access_key_id="test", aws_secret_access_key="test")
+    bucket = "xplan-state"
+    s3.create_bucket(Bucket=bucket)
+    toml = repo.root / "blocks.toml"
+    toml.write_text(f'''[state]
+backend = "s3"
+bucket = "{bucket}"
+prefix = "xplan"
+endpoint = "{moto_endpoint}"
+access_key = "test"
+secret_key = "test"
+''' + toml.read_text())
+
+    def keys() -> list[str]:
+        return sorted(o["Key"] for o in s3.list_objects_v2(Bucket=bucket).get("Contents", []))
+
+    try:
+        repo.ok("create", "net", "--env", ENV)
+        before = {k: s3.get_object(Bucket=bucket, Key=k)["Body"].read() for k in keys()}
+        out = repo.root.parent / "s3.plan"
+        blocks = _blocks(json.loads(repo.ok("plan", "app", "web", "--env", ENV, "--json",
+                                            "--out", str(out)).stdout))
+        assert {n: b["apply"] for n, b in blocks.items()} == {
+            "net": "unchanged", "db": "saved", "app": "saved", "web": "saved"}
+        assert {k: s3.get_object(Bucket=bucket, Key=k)["Body"].read() for k in keys()} == \
+            before
+        repo.ok("apply", str(out))
+        assert {f"xplan/{ENV}/{b}/terraform.tfstate" for b in ("net", "db", "app", "web")} <= \
+            set(keys())
+        assert not [k for k in keys() if k.endswith((".tflock", "infrablocks.lock"))]
+        assert repo.records() == {b: ("1.0.0", "deployed") for b in ("net", "db", "app", "web")}
+        assert not (repo.root / ".infrablocks" / "state").exists()
+    finally:
+        for key in keys():
+            s3.delete_object(Bucket=bucket, Key=key)
+        s3.delete_bucket(Bucket=bucket)
