@@ -17,6 +17,7 @@ reviewed resource actions, to be compared with its plan at apply time.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import shutil
@@ -251,18 +252,21 @@ def _plan_deferring(workspace: Workspace, environment: str, subnet: str, scratch
         composition = scratch / f"composed-{attempt}"
         composition.mkdir(mode=0o700)
         write_composition(composition, kept, environment=environment, subnet=subnet)
-        deployed = {spec.block: states[spec.block] for spec in kept
-                    if (states.get(spec.block) or {}).get("resources")}
+        deployed: dict[str, Mapping[str, Any]] = {}
+        for spec in kept:
+            state = states.get(spec.block)
+            if state and state.get("resources"):
+                deployed[spec.block] = state
         if deployed:
             write_state(composition, merge_states(
-                deployed,  # type: ignore[arg-type]
+                deployed,
                 {n: module_provider_configs(composition / "modules" / n) for n in deployed},
                 tf_version))
         try:
             return _plan_composition(workspace, environment, composition, token), deferred
         except CrossPlanError as exc:
-            stuck = [b for b in exc.blocks if b not in deferred] if exc.unknown_repetition \
-                else []
+            planned = {spec.block for spec in kept}
+            stuck = [b for b in exc.blocks if b in planned] if exc.unknown_repetition else []
             if not stuck or len(stuck) + len(deferred) >= len(specs):
                 raise
             for block in stuck:
@@ -287,7 +291,7 @@ def _plan_composition(workspace: Workspace, environment: str, composition: Path,
     from infrablocks.terraform.driver import TerraformError
 
     terraform = workspace.terraform(environment, "cross-block-plan")
-    cancel = token.on_cancel(terraform.stop) if token is not None else _nothing()
+    cancel = token.on_cancel(terraform.stop) if token is not None else contextlib.nullcontext()
     try:
         with cancel:
             ensure_init(workspace, terraform, composition)
@@ -296,20 +300,14 @@ def _plan_composition(workspace: Workspace, environment: str, composition: Path,
         raise _explained(exc, environment) from None
 
 
-class _nothing:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: object) -> None:
-        return None
-
-
 def _explained(exc: Exception, environment: str) -> CrossPlanError:
     """Terraform's error, with the blocks it names and what to do about the usual limit."""
     import re
 
     text = str(exc)
-    blocks = sorted(set(re.findall(r"modules/([A-Za-z_][A-Za-z0-9_-]*)/", text)))
+    # Terraform names the file of each error relative to the composition: "on modules/B/…".
+    blocks = sorted(set(re.findall(r"(?:^|\s)modules/([A-Za-z_][A-Za-z0-9_-]*)/", text,
+                                   re.MULTILINE)))
     where = f" (in block {', '.join(blocks)})" if blocks else ""
     hint = None
     if re.search(r"Invalid (count|for_each) argument", text):
@@ -402,14 +400,23 @@ def _judge(workspace: Workspace, version: BlockVersion, entry: BlockPlan,
 def _save_block_plans(workspace: Workspace, result: EnvironmentPlan, work_root: Path,
                       jobs: int, token: CancelToken | None) -> dict[str, Path]:
     """Terraform's own saved plan for each block whose inputs were all known."""
+    from infrablocks.runner import CancelToken
+
     wanted = [b for b in result.blocks if b.mode == SAVED]
     if not wanted:
         return {}
     work_root.mkdir(mode=0o700)
-    with ThreadPoolExecutor(max_workers=max(1, min(jobs, len(wanted)))) as pool:
-        paths = list(pool.map(lambda b: _save_one(workspace, result, b, work_root, token),
-                              wanted))
-    return {b.block: p for b, p in zip(wanted, paths, strict=True)}
+    token = token or CancelToken()
+    pool = ThreadPoolExecutor(max_workers=max(1, min(jobs, len(wanted))))
+    try:
+        futures = [pool.submit(_save_one, workspace, result, b, work_root, token)
+                   for b in wanted]
+        return {b.block: f.result() for b, f in zip(wanted, futures, strict=True)}
+    except BaseException:
+        token.cancel("planning stopped")  # a Ctrl-C or a failed block stops the other plans
+        raise
+    finally:
+        pool.shutdown(wait=True)
 
 
 def _save_one(workspace: Workspace, result: EnvironmentPlan, entry: BlockPlan,
@@ -425,7 +432,7 @@ def _save_one(workspace: Workspace, result: EnvironmentPlan, entry: BlockPlan,
     workdir = prepare_workdir(work_root, environment, entry.block, version.path, backend,
                               entry.inputs)
     terraform = workspace.terraform(environment, entry.block)
-    cancel = token.on_cancel(terraform.stop) if token is not None else _nothing()
+    cancel = token.on_cancel(terraform.stop) if token is not None else contextlib.nullcontext()
     try:
         with cancel:
             ensure_init(workspace, terraform, workdir)
