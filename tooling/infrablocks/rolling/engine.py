@@ -39,6 +39,7 @@ from infrablocks.rolling.plan import (
     unit_for_index,
 )
 from infrablocks.rolling.target import UpgradeRefused, choose_target
+from infrablocks.timing import PhaseTimer
 
 if TYPE_CHECKING:
     from infrablocks.cloud.ops import CloudOps
@@ -93,40 +94,6 @@ class UpgradeOutcome:
                 "notes": list(self.notes)}
 
 
-class _Clock:
-    """Where the time went: terraform, gates (waiting for the service), stop, images, tool."""
-
-    def __init__(self) -> None:
-        self.started = time.monotonic()
-        self.spent: dict[str, float] = {}
-
-    def add(self, what: str, seconds: float) -> None:
-        self.spent[what] = self.spent.get(what, 0.0) + seconds
-
-    def timed(self, what: str) -> _Timed:
-        return _Timed(self, what)
-
-    def report(self) -> dict[str, float]:
-        total = time.monotonic() - self.started
-        spent = {k: round(v, 2) for k, v in self.spent.items()}
-        spent["tool"] = round(total - sum(self.spent.values()), 2)
-        spent["total"] = round(total, 2)
-        return spent
-
-
-class _Timed:
-    def __init__(self, clock: _Clock, what: str) -> None:
-        self.clock, self.what = clock, what
-
-    def __enter__(self) -> _Timed:
-        self.started = time.monotonic()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.seconds = time.monotonic() - self.started
-        self.clock.add(self.what, self.seconds)
-
-
 def outputs_digest(workspace: Workspace, environment: str, block: str) -> str:
     values = workspace.backend.read_outputs(environment, block).unmasked()
     return hashlib.sha256(json.dumps(values, sort_keys=True, default=str).encode()).hexdigest()
@@ -145,9 +112,7 @@ def upgrade(workspace: Workspace, block: str, environment: str, *, to: str | Non
     if sum((dry_run, resume, rollback_failed)) > 1:
         raise UsageError("--dry-run, --resume and --rollback-failed exclude each other")
     if ops is None:
-        from infrablocks.cloud.local.ops import LocalCloudOps
-
-        ops = LocalCloudOps(workspace.cloud)
+        ops = workspace.platform(environment).ops
     say = say or (lambda text: None)
     backend = workspace.backend
     workspace.registry.block(block)
@@ -230,7 +195,7 @@ class RollingEngine:
         self.target = target
         self.ops = ops
         self.say = say
-        self.clock = _Clock()
+        self.clock = PhaseTimer()
         self.notes: list[str] = []
         self.subnet = workspace.subnet(environment)
         self.run_for = lambda version: BlockRun(workspace, environment, version, self.subnet)
@@ -267,15 +232,16 @@ class RollingEngine:
 
     def prepare(self, version: BlockVersion) -> Path:
         """Images built, working directory holding ``version``, Terraform initialised."""
-        from infrablocks.deploy.block_ops import ensure_images, ensure_init
+        from infrablocks.deploy.block_ops import ensure_images
         from infrablocks.runner import CancelToken
+        from infrablocks.terraform.init import ensure_init
 
         run = self.run_for(version)
         with self.clock.timed("images"):
             ensure_images(run, CancelToken())
         self.workdir = run.prepare()
         with self.clock.timed("terraform"):
-            ensure_init(self.workspace, self.terraform(), self.workdir)
+            ensure_init(self.workspace.repo_root, self.terraform(), self.workdir)
         return self.workdir
 
     def plan(self):  # -> Plan
