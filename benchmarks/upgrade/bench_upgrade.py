@@ -46,7 +46,6 @@ def make_repo(parent: Path) -> Path:
 
 def restart_rejoin_seconds(workspace: Any) -> float:
     """One member stopped and started again (same instance, same volume) until rejoined."""
-    from infrablocks.cloud.local.ops import LocalCloudOps
     from infrablocks.health import build_check
     from infrablocks.health.base import CheckContext
     from infrablocks.health.instance import instance_running
@@ -58,7 +57,7 @@ def restart_rejoin_seconds(workspace: Any) -> float:
     declaration = declaration_for(workspace.registry, version)
     members = members_from_state(workspace.backend.read_state(ENV, "base"), declaration)
     check = build_check(declaration.check, CheckContext("base", ENV))
-    ops = LocalCloudOps(workspace.cloud)
+    ops = workspace.platform(ENV).ops
     leader = check.leader(members)
     member = next(m for m in members if m is not leader)
     started = time.monotonic()

@@ -224,12 +224,13 @@ secret_key = "test"
 def test_concurrent_inits_beside_running_commands(repo: DeployRepo) -> None:
     """Blocks run side by side: first inits at once, and inits while other working directories
     run Terraform (which starts the provider through .terraform/providers). Terraform's plugin
-    cache is not safe for that; `block_ops.ensure_init` serialises inits and points each
+    cache is not safe for that; `terraform.init.ensure_init` serialises inits and points each
     working directory past the cache, so none of these commands may fail."""
     import threading
     from concurrent.futures import ThreadPoolExecutor
 
-    from infrablocks.deploy.block_ops import BlockRun, ensure_init
+    from infrablocks.deploy.block_ops import BlockRun
+    from infrablocks.terraform.init import ensure_init
 
     with repo.environment_variables():
         workspace = repo.workspace()
@@ -238,7 +239,7 @@ def test_concurrent_inits_beside_running_commands(repo: DeployRepo) -> None:
                     for i in range(8)]
         busy = workdirs[:2]
         for workdir in busy:
-            ensure_init(workspace, workspace.terraform(), workdir)
+            ensure_init(workspace.repo_root, workspace.terraform(), workdir)
         stop = threading.Event()
         validations = []
 
@@ -249,8 +250,9 @@ def test_concurrent_inits_beside_running_commands(repo: DeployRepo) -> None:
         with ThreadPoolExecutor(max_workers=8) as pool:
             validators = [pool.submit(keep_validating, w) for w in busy]
             try:
-                inits = list(pool.map(lambda w: ensure_init(workspace, workspace.terraform(), w),
-                                      workdirs[2:]))
+                inits = list(pool.map(
+                    lambda w: ensure_init(workspace.repo_root, workspace.terraform(), w),
+                    workdirs[2:]))
             finally:
                 stop.set()
             for validator in validators:

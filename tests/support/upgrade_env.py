@@ -103,7 +103,7 @@ class UpgradeRepo:
     # -- looking at the cluster --------------------------------------------------------------
 
     def cloud(self):  # -> LocalCloud
-        return self.workspace().cloud
+        return self.workspace().platform(ENV).cloud
 
     def instances(self) -> dict[str, Any]:
         """Member number ("1".."3") → Instance."""

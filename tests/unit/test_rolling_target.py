@@ -107,7 +107,8 @@ def test_the_journal_records_steps_and_survives_a_reload(workspace) -> None:
 
 
 HOOK = """
-from infrablocks.rolling.faults import maybe_die
+from infrablocks.rolling.faults import FaultHook
+maybe_die = FaultHook.from_environ()
 maybe_die("stop", 0)
 print("after stop 0", flush=True)
 maybe_die("apply", 1)

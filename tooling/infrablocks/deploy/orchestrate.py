@@ -260,15 +260,13 @@ def teardown_environment(workspace: Workspace, environment: str, *, jobs: int = 
                          ) -> tuple[RunReport, dict[str, list[str]]]:
     """Destroy an environment completely: Terraform destroy, then anything left in the cloud.
 
-    The cloud sweep catches what a failed Terraform run could not record in state (an instance
+    The platform's sweep catches what a failed Terraform run could not record in state (an instance
     started by an apply that was interrupted before its state write). It also forgets the
     environment's subnet and working directories.
     """
-    from infrablocks.cloud.local.inventory import purge_environment
-
     report = destroy_environment(workspace, environment, jobs=jobs, on_event=on_event,
                                  token=CancelToken(), handle_signals=handle_signals)
-    leftovers = purge_environment(workspace.cloud, environment)
+    leftovers = workspace.platform(environment).sweep_environment(environment)
     if report.ok:
         for block in workspace.backend.list_blocks(environment):
             workspace.backend.purge(environment, block)

@@ -16,22 +16,22 @@ from infrablocks.state import DEPLOYED, StateBackend, backend_from_settings
 if TYPE_CHECKING:
     from semver import Version
 
-    from infrablocks.cloud.local.control import LocalCloud
+    from infrablocks.platforms import Platform
     from infrablocks.terraform.binary import TerraformBinary
     from infrablocks.terraform.driver import Terraform
 
 
 @dataclass
 class Workspace:
-    """A repository's registry, state backend, local cloud and Terraform, for one command."""
+    """A repository's registry, state backend, platforms and Terraform, for one command."""
 
     repo_root: Path
     registry: Registry
     backend: StateBackend
-    cloud: LocalCloud
     subnets: SubnetAllocator
     _terraform_setting: str | None = None
     _terraform_parts: tuple[TerraformBinary, Path] | None = field(default=None, repr=False)
+    _platforms: dict[str, Platform] = field(default_factory=dict, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     # -- environments ---------------------------------------------------------------------------
@@ -68,6 +68,22 @@ class Workspace:
                                       where=f"blocks.toml environments.{environment}.subnet")
         return self.subnets.subnet_for(environment, configured)
 
+    # -- platforms --------------------------------------------------------------------------------
+
+    def platform(self, environment: str | None = None) -> Platform:
+        """The platform ``environment`` runs on (None: the default platform, ``local``).
+
+        Built once per workspace and platform (``infrablocks.platforms.open_platform``); every
+        environment on the local platform shares the repository's one local cloud.
+        """
+        from infrablocks.platforms import DEFAULT_PLATFORM, open_platform
+
+        kind = DEFAULT_PLATFORM  # issue 12: [environments.NAME] platform = "aws" chooses here
+        with self._lock:
+            if kind not in self._platforms:
+                self._platforms[kind] = open_platform(kind, self.repo_root)
+            return self._platforms[kind]
+
     def deployed_versions(self, environment: str) -> dict[str, Version]:
         """Blocks deployed in ``environment`` and their versions (from deployment records)."""
         from infrablocks.versions import parse_version
@@ -83,17 +99,15 @@ class Workspace:
     def terraform(self, environment: str | None = None, block: str | None = None) -> Terraform:
         """A fresh driver (a cancelled driver refuses new commands, so one per block run).
 
-        The executable's version probe and the CLI config happen once per workspace.
+        The executable's version probe and the CLI config happen once per workspace; the
+        environment's platform adds what its provider needs (``Platform.terraform_env``).
         """
         from infrablocks.terraform.driver import Terraform
-        from infrablocks.terraform.toolchain import (
-            LOCALCLOUD_ROOT_ENV,
-            terraform_log_dir,
-        )
+        from infrablocks.terraform.toolchain import terraform_log_dir
 
         binary, cli_config = self._terraform_setup()
         return Terraform(binary, cli_config, terraform_log_dir(self.repo_root),
-                         {LOCALCLOUD_ROOT_ENV: str(self.cloud.root)},
+                         self.platform(environment).terraform_env(),
                          environment=environment, block=block)
 
     def _terraform_setup(self) -> tuple[TerraformBinary, Path]:
@@ -116,16 +130,20 @@ class Workspace:
 
 
 def open_workspace(repo_root: Path | None = None) -> Workspace:
-    from infrablocks.cloud.local.inventory import open_cloud
+    """The workspace of ``repo_root`` (default: the repository around the working directory).
 
+    The default platform is opened here, so that what it reads from the process environment
+    (``LOCALCLOUD_ROOT``) is read once, when the command starts.
+    """
     root = repo_root or find_repo_root()
     registry = load_registry(root)
     terraform_settings = registry.settings.get("terraform", {}) or {}
-    return Workspace(
+    workspace = Workspace(
         repo_root=root,
         registry=registry,
         backend=backend_from_settings(registry.settings.get("state"), root),
-        cloud=open_cloud(root),
         subnets=SubnetAllocator(work_dir(root)),
         _terraform_setting=terraform_settings.get("binary"),
     )
+    workspace.platform()
+    return workspace

@@ -212,9 +212,11 @@ def apply_block_entry(workspace: Workspace, reviewed: ReviewedPlan, entry: Mappi
 
 def _apply_saved(run: BlockRun, reviewed: ReviewedPlan, entry: Mapping[str, Any],
                  token: CancelToken) -> Result:
-    from infrablocks.deploy.block_ops import PhaseClock, ensure_images, ensure_init
+    from infrablocks.deploy.block_ops import ensure_images
+    from infrablocks.terraform.init import ensure_init
+    from infrablocks.timing import PhaseTimer
 
-    clock = PhaseClock(token)
+    clock = PhaseTimer(token.phase)
     started = time.monotonic()
     clock("images")
     ensure_images(run, token)
@@ -235,7 +237,7 @@ def _apply_saved(run: BlockRun, reviewed: ReviewedPlan, entry: Mapping[str, Any]
         raise InfrablocksError(f"{reviewed.path} has no saved plan for {run.block}")
     with _interruptible(terraform, token):
         clock("init")
-        ensure_init(run.workspace, terraform, workdir)
+        ensure_init(run.workspace.repo_root, terraform, workdir)
         return _recorded_apply(run, terraform, clock, started, entry.get("stop_instances") or [],
                                lambda: _apply_file(terraform, workdir, plan_file, reviewed))
 
@@ -257,10 +259,12 @@ def _apply_file(terraform: Terraform, workdir: Path, plan_file: Path,
 
 def _apply_replanned(run: BlockRun, reviewed: ReviewedPlan, entry: Mapping[str, Any],
                      token: CancelToken) -> Result:
-    from infrablocks.deploy.block_ops import PhaseClock, ensure_images, ensure_init
+    from infrablocks.deploy.block_ops import ensure_images
+    from infrablocks.terraform.init import ensure_init
+    from infrablocks.timing import PhaseTimer
     from infrablocks.deploy.replacements import instances_to_stop
 
-    clock = PhaseClock(token)
+    clock = PhaseTimer(token.phase)
     started = time.monotonic()
     clock("images")
     ensure_images(run, token)
@@ -269,7 +273,7 @@ def _apply_replanned(run: BlockRun, reviewed: ReviewedPlan, entry: Mapping[str, 
     terraform = run.workspace.terraform(run.environment, run.block)
     with _interruptible(terraform, token):
         clock("init")
-        ensure_init(run.workspace, terraform, workdir)
+        ensure_init(run.workspace.repo_root, terraform, workdir)
         clock("plan")
         plan = terraform.plan(workdir)
         now = sorted((c.address, c.action) for c in plan.changes)
@@ -286,7 +290,7 @@ def _apply_replanned(run: BlockRun, reviewed: ReviewedPlan, entry: Mapping[str, 
 def _recorded_apply(run: BlockRun, terraform: Terraform, clock: Any, started: float,
                     stopping: list[str], apply: Callable[[], Any]) -> Result:
     """Stop the instances the plan replaces with their volume, apply, keep the record."""
-    from infrablocks.deploy.block_ops import applied_changes
+    from infrablocks.terraform.applylog import applied_changes
     from infrablocks.deploy.replacements import stop_for_replacement
     from infrablocks.state import CREATING, DEPLOYED, FAILED, new_record
 
@@ -302,10 +306,8 @@ def _recorded_apply(run: BlockRun, terraform: Terraform, clock: Any, started: fl
                                   terraform_version=tf_version, status=CREATING, extra=history))
     try:
         if stopping:
-            from infrablocks.cloud.local.ops import LocalCloudOps
-
             clock("stop replaced instances")
-            ops = LocalCloudOps(workspace.cloud)
+            ops = workspace.platform(environment).ops
             for instance_id in stopping:
                 stop_for_replacement(ops, instance_id)
         clock("apply")

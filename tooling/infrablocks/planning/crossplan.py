@@ -167,7 +167,7 @@ def plan_environment(workspace: Workspace, targets: list[str], environment: str,
     Raises ConfigError / UsageError for resolution problems (as `create` does),
     :class:`CrossPlanError` when Terraform cannot plan the composition.
     """
-    from infrablocks.deploy.block_ops import dependency_attributes
+    from infrablocks.interface_cache import dependency_attributes
     from infrablocks.deploy.orchestrate import check_auto_create, resolve_for_environment
     from infrablocks.graph import dependency_graph, topological_order
     from infrablocks.planning.planfile import environment_fingerprint
@@ -185,7 +185,8 @@ def plan_environment(workspace: Workspace, targets: list[str], environment: str,
     subnet = workspace.subnet(environment)
     records = {name: backend.get_record(environment, name) for name in order}
     states = {name: backend.read_state(environment, name) for name in order}
-    pending = {name: _pending_images(workspace, resolution.selected[name]) for name in order}
+    pending = {name: _pending_images(workspace, environment, resolution.selected[name])
+               for name in order}
     specs = [ModuleSpec(name, resolution.selected[name].path,
                         dependency_attributes(workspace, resolution.selected[name]),
                         tuple(sorted({ref.split("@")[0] for ref in pending[name]})))
@@ -217,19 +218,10 @@ def plan_environment(workspace: Workspace, targets: list[str], environment: str,
         shutil.rmtree(scratch, ignore_errors=True)
 
 
-def _pending_images(workspace: Workspace, version: BlockVersion) -> list[str]:
-    """The images the version lists that the cloud does not have yet."""
-    from infrablocks.cloud.local.errors import NotFoundError
-    from infrablocks.images.refs import parse_image_ref
-
-    pending = []
-    for text in version.images:
-        ref = parse_image_ref(text)
-        try:
-            workspace.cloud.find_image(ref.name, ref.version)
-        except NotFoundError:
-            pending.append(str(ref))
-    return pending
+def _pending_images(workspace: Workspace, environment: str,
+                    version: BlockVersion) -> list[str]:
+    """The images the version lists that the environment's platform does not have yet."""
+    return workspace.platform(environment).missing_images(version.images)
 
 
 def _plan_deferring(workspace: Workspace, environment: str, subnet: str, scratch: Path,
@@ -287,14 +279,14 @@ def _deferred_plan(version: BlockVersion, record: Any, why: str) -> BlockPlan:
 
 def _plan_composition(workspace: Workspace, environment: str, composition: Path,
                       token: CancelToken | None) -> Plan:
-    from infrablocks.deploy.block_ops import ensure_init
+    from infrablocks.terraform.init import ensure_init
     from infrablocks.terraform.driver import TerraformError
 
     terraform = workspace.terraform(environment, "cross-block-plan")
     cancel = token.on_cancel(terraform.stop) if token is not None else contextlib.nullcontext()
     try:
         with cancel:
-            ensure_init(workspace, terraform, composition)
+            ensure_init(workspace.repo_root, terraform, composition)
             return terraform.plan(composition, lock=False)
     except TerraformError as exc:
         raise _explained(exc, environment) from None
@@ -421,7 +413,7 @@ def _save_block_plans(workspace: Workspace, result: EnvironmentPlan, work_root: 
 
 def _save_one(workspace: Workspace, result: EnvironmentPlan, entry: BlockPlan,
               work_root: Path, token: CancelToken | None) -> Path:
-    from infrablocks.deploy.block_ops import ensure_init
+    from infrablocks.terraform.init import ensure_init
     from infrablocks.terraform.driver import TerraformError
     from infrablocks.terraform.workdir import prepare_workdir
 
@@ -435,7 +427,7 @@ def _save_one(workspace: Workspace, result: EnvironmentPlan, entry: BlockPlan,
     cancel = token.on_cancel(terraform.stop) if token is not None else contextlib.nullcontext()
     try:
         with cancel:
-            ensure_init(workspace, terraform, workdir)
+            ensure_init(workspace.repo_root, terraform, workdir)
             plan = terraform.plan(workdir, lock=False, out=Path(f"{entry.block}.tfplan"))
     except TerraformError as exc:
         raise CrossPlanError(f"cannot save the plan of {entry.block}: {exc}") from None

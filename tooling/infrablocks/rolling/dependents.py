@@ -39,14 +39,13 @@ def reapply_dependents(workspace: Workspace, environment: str, block: str,
     """
     import networkx as nx
 
-    from infrablocks.deploy.block_ops import BlockRun, ensure_init
+    from infrablocks.deploy.block_ops import BlockRun
     from infrablocks.deploy.orchestrate import deployed_graph
     from infrablocks.state import new_record
+    from infrablocks.terraform.init import ensure_init
 
     if ops is None:
-        from infrablocks.cloud.local.ops import LocalCloudOps
-
-        ops = LocalCloudOps(workspace.cloud)
+        ops = workspace.platform(environment).ops
     graph = deployed_graph(workspace, environment)
     if block not in graph:
         return []
@@ -67,7 +66,7 @@ def reapply_dependents(workspace: Workspace, environment: str, block: str,
             run = BlockRun(workspace, environment, version, workspace.subnet(environment))
             workdir = run.prepare()
             terraform = workspace.terraform(environment, name)
-            ensure_init(workspace, terraform, workdir)
+            ensure_init(workspace.repo_root, terraform, workdir)
             plan = terraform.plan(workdir)
             if not plan.has_changes:
                 continue

@@ -62,12 +62,11 @@ def classify(plan: Plan, declaration: RollingDeclaration) -> RollingPlan:
     rest: list[str] = []
     for change in plan.changes:
         base = _base_address(change)
-        rolls = (change.is_replace and isinstance(change.index, int)
-                 and base in (declaration.instances, declaration.attachments))
-        if not rolls or change.deposed:
+        index = change.index
+        if (not change.is_replace or not isinstance(index, int) or change.deposed
+                or base not in (declaration.instances, declaration.attachments)):
             rest.append(f"{change.address} ({change.action})")
             continue
-        index = int(change.index)  # type: ignore[arg-type]
         unit = units.setdefault(index, RollingUnit(
             index, declaration.instance_address(index), declaration.attachment_address(index)))
         unit.actions[change.address] = change.action

@@ -155,7 +155,8 @@ def run_test_upgrade(workspace: Workspace, block: str, *, from_version: str | No
         result.tests.append(run_block_tests(workspace, name, target, echo=echo_tests))
         if probe_check is not None and result.probe is not None:
             check, _ = probe_check
-            members = _probe_check(workspace, name, target)[1]  # type: ignore[index]
+            after = _probe_check(workspace, name, target)   # the members after the upgrade
+            members = after[1] if after is not None else []
             result.data_check = check.verify_probe(members, result.probe)
     except InfrablocksError as exc:
         result.error = str(exc)

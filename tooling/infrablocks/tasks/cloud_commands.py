@@ -1,5 +1,8 @@
-"""`doit cloud`: what runs in the local cloud; `doit cloud --purge ENV` removes an environment's
-leftovers (instances and volumes tagged ``environment=ENV``)."""
+"""`doit cloud`: what runs on the platform (the local cloud); `doit cloud --purge ENV` removes an
+environment's leftovers (instances and volumes tagged ``environment=ENV``).
+
+Both go through the environment's platform (``Workspace.platform``): ``inventory`` and
+``sweep_environment``."""
 
 from __future__ import annotations
 
@@ -24,17 +27,17 @@ def task_cloud() -> dict[str, Any]:
 
 
 def _cloud_command(json: bool, env: str | None, purge: str | None) -> int | None:
-    from infrablocks.cloud.local.inventory import cloud_snapshot, open_cloud, purge_environment
+    from infrablocks.deploy.workspace import open_workspace
     from infrablocks.errors import UsageError
 
-    cloud = open_cloud()
+    if purge is not None and not purge.strip():
+        raise UsageError("doit cloud --purge: name the environment, e.g. --purge t-1a2b")
+    workspace = open_workspace()
     if purge is not None:
-        if not purge.strip():
-            raise UsageError("doit cloud --purge: name the environment, e.g. --purge t-1a2b")
-        removed = purge_environment(cloud, purge)
+        removed = workspace.platform(purge).sweep_environment(purge)
         _print_purge(purge, removed, as_json=json)
         return None
-    snapshot = cloud_snapshot(cloud, env)
+    snapshot = workspace.platform(env).inventory(env)
     if json:
         import json as json_module
         print(json_module.dumps(snapshot, indent=2, sort_keys=True))
@@ -70,7 +73,8 @@ def _print_tables(snapshot: dict[str, Any]) -> None:
     from rich.table import Table
 
     console = Console(highlight=False)
-    console.print(f"local cloud at [bold]{snapshot['root']}[/]")
+    what = "local cloud" if snapshot["platform"] == "local" else f"platform {snapshot['platform']}"
+    console.print(f"{what} at [bold]{snapshot['where']}[/]")
     state_style = {"running": "green", "pending": "yellow", "stopping": "yellow",
                    "stopped": "red"}
 

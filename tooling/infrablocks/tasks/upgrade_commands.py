@@ -76,6 +76,7 @@ def _upgrade(targets: list[str], env: str | None, to: str | None, dry_run: bool,
     from infrablocks.deploy.workspace import open_workspace
     from infrablocks.errors import UsageError
     from infrablocks.rolling.engine import UpgradeHalted, upgrade
+    from infrablocks.rolling.faults import FaultHook
     from infrablocks.tasks._upgrade_output import Printer
 
     block = _one_block(targets, "upgrade")
@@ -99,7 +100,8 @@ def _upgrade(targets: list[str], env: str | None, to: str | None, dry_run: bool,
         to = preview.to_version
     try:
         outcome = upgrade(workspace, block, environment, to=to, dry_run=dry_run,
-                          resume=resume, rollback_failed=rollback_failed, say=printer.say)
+                          resume=resume, rollback_failed=rollback_failed, say=printer.say,
+                          fault=FaultHook.from_environ())  # the test hook, read here only
     except UpgradeHalted as exc:
         printer.halted(exc)
         raise

@@ -1,0 +1,57 @@
+"""`rolling.engine.roll` for real: a member of base killed with SIGKILL is replaced on its own
+volume by the rolling procedure (the API `doit create` uses for a crashed member, issue 9)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import pytest
+
+from infrablocks.rolling.engine import roll
+from infrablocks.rolling.states import Mode
+from tests.support.upgrade_env import ENV, UpgradeRepo
+
+
+@pytest.fixture
+def repo():
+    repo = UpgradeRepo(236)
+    try:
+        yield repo
+    finally:
+        problems = repo.close()
+    assert not problems, problems
+
+
+@pytest.mark.slow
+@pytest.mark.integration
+def test_a_killed_member_is_replaced_on_its_volume_and_rejoins(repo):
+    repo.create("1.0.0")
+    repo.put("/kept/a", "before")
+    before, volumes = repo.instances(), repo.volumes()
+    victim = before["2"]
+    os.kill(victim.pid, signal.SIGKILL)
+    deadline = time.monotonic() + 30
+    while repo.cloud().get_instance(victim.id).state == "running":
+        assert time.monotonic() < deadline, "the killed member still reads as running"
+        time.sleep(0.1)
+    assert not repo.plan_is_empty()                   # Terraform would create it again
+
+    said: list[str] = []
+    outcome = roll(repo.workspace(), "base", ENV, down=[1], say=said.append)
+    assert outcome.mode is Mode.ROLLING and outcome.order == [1]
+    assert list(outcome.units[0]["steps"]) == ["stop", "apply", "running", "volume",
+                                               "rejoin", "healthy"]
+    assert "members down, rolled first: 1" in said
+    after = repo.instances()
+    assert after["2"].id != victim.id and after["2"].private_ip == victim.private_ip
+    assert [after[n].id for n in ("1", "3")] == [before[n].id for n in ("1", "3")]
+    assert {n: v.id for n, v in repo.volumes().items()} == {n: v.id for n, v in volumes.items()}
+    assert repo.volumes()["2"].attachment.instance_id == after["2"].id
+    assert sorted(repo.healthy_members()) == sorted(repo.ips) and repo.member_count() == 3
+    assert [repo.get("/kept/a", ip) for ip in repo.ips] == ["before"] * 3
+    journal = repo.journal()
+    assert journal["status"] == "completed" and journal["kind"] == "repair"
+    assert repo.record_version() == "1.0.0"
+    assert repo.plan_is_empty()

@@ -1,0 +1,54 @@
+"""Which dependency outputs a block version reads: its variables' object attributes, cached.
+
+A dependent receives each dependency's outputs as one variable named after the dependency
+(docs/ARCHITECTURE.md, "Block interface"); when that variable has an ``object({...})`` type,
+only those attributes are sent. Reading them means parsing the module's HCL with python-hcl2
+(:func:`infrablocks.contracts.read_interface`), 0.2-0.4 s per block, so the answer is cached in
+``<repo>/.infrablocks/cache/inputs/BLOCK-VERSION-DIGEST.json`` under a digest of the module's
+``*.tf`` files: an edited module gets a new entry, never a stale one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from infrablocks.paths import work_dir
+
+if TYPE_CHECKING:
+    from infrablocks.registry import BlockVersion
+
+__all__ = ["dependency_attributes"]
+
+
+def dependency_attributes(repo_root: Path, version: BlockVersion
+                          ) -> dict[str, list[str] | None]:
+    """Per dependency of ``version``, the sorted attributes its variable of that name declares,
+    or None when the variable is not an object type (then every output goes)."""
+    files = sorted(version.path.glob("*.tf"))
+    digest = hashlib.sha256()
+    for file in files:
+        digest.update(file.name.encode() + b"\0" + file.read_bytes() + b"\0")
+    cache = (work_dir(repo_root) / "cache" / "inputs"
+             / f"{version.block}-{version.version}-{digest.hexdigest()[:32]}.json")
+    try:
+        cached = json.loads(cache.read_text())
+        if isinstance(cached, dict) and set(cached) == set(version.requires):
+            return cached
+    except (OSError, ValueError):
+        pass
+    from infrablocks.contracts import object_attributes, read_interface
+
+    interface = read_interface(version.path, block=version.block, version=version.version)
+    answer: dict[str, list[str] | None] = {}
+    for dependency in version.requires:
+        declared = object_attributes(interface.variables.get(dependency))
+        answer[dependency] = None if declared is None else sorted(declared)
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    temporary = cache.with_name(f".{cache.name}.{os.getpid()}.tmp")
+    temporary.write_text(json.dumps(answer, sort_keys=True))
+    os.replace(temporary, cache)
+    return answer

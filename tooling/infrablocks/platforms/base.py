@@ -1,0 +1,80 @@
+"""The platform seam: what deployments and rolling upgrades need from where instances run.
+
+``deploy/``, ``rolling/`` and the commands never reach into a particular cloud. They ask the
+workspace for the environment's platform (``workspace.platform(environment)``) and use only
+this protocol. ``infrablocks.platforms.local.LocalPlatform`` implements it on the embedded
+local cloud; an AWS platform implements the same methods with boto3 (its ``ops`` is
+``infrablocks.cloud.aws.ops.AwsCloudOps``) and the hashicorp/aws provider's settings.
+
+Vocabulary is EC2's (instances ``pending | running | stopping | stopped | terminated``, volumes
+``available | in-use``); instances and volumes a block creates carry the tags ``environment``
+and ``block``, which is how a platform finds a block's or an environment's resources.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+if TYPE_CHECKING:
+    from infrablocks.cloud.ops import CloudOps
+
+__all__ = ["Platform", "SweepReport"]
+
+SweepReport = dict[str, list[str]]
+"""What a sweep removed: ``{"instances": [...], "volumes": [...], "kept": [...]}``, each entry
+``"name (id)"``; ``kept`` names what could not go, with the reason."""
+
+
+@runtime_checkable
+class Platform(Protocol):
+    """One platform (the local cloud, an AWS account and region …) as the tool uses it."""
+
+    name: str
+    """The platform's kind as blocks.toml spells it: ``"local"``, ``"aws"``."""
+
+    @property
+    def ops(self) -> CloudOps:
+        """The describe / stop / start / wait steps of a rolling unit (``cloud.ops``)."""
+        ...
+
+    def terraform_env(self) -> dict[str, str]:
+        """Environment variables every Terraform process gets for this platform: where the
+        provider finds its cloud (local: ``LOCALCLOUD_ROOT``; AWS: region, profile, endpoint
+        overrides). Never credentials: those come from the platform's own chain."""
+        ...
+
+    def ensure_images(self, images: Sequence[str], *,
+                      before_each: Callable[[str], None] | None = None) -> list[str]:
+        """Make sure each image ``NAME@VERSION`` a block version lists exists on the platform
+        (local: build with packer and register when missing); their ids, in order.
+
+        ``before_each(ref)`` is called before each image (progress; it may raise to cancel).
+        Raises ``InfrablocksError`` naming the image when one cannot be had.
+        """
+        ...
+
+    def missing_images(self, images: Sequence[str]) -> list[str]:
+        """The images (``NAME@VERSION``) of ``images`` the platform does not have yet, in order
+        (read-only: a plan defers what depends on them instead of building them)."""
+        ...
+
+    def stop_block_instances(self, environment: str, block: str, *,
+                             grace: float) -> list[str]:
+        """Stop the block's instances that are not stopped yet, in parallel, and return their
+        names. The pre-destroy step: a volume refuses to detach from a running instance (as a
+        mounted EBS volume does). ``grace``: seconds an instance gets to stop by itself before
+        it is killed (forced)."""
+        ...
+
+    def sweep_environment(self, environment: str) -> SweepReport:
+        """Terminate every instance and delete every volume tagged ``environment`` (what a
+        failed Terraform run could not record in state). A volume still attached to another
+        environment's instance is kept and reported."""
+        ...
+
+    def inventory(self, environment: str | None = None) -> dict[str, Any]:
+        """What the platform holds, as plain data (``doit cloud --json``): ``where`` (a
+        description of the platform), ``instances``, ``volumes``, ``images`` (lists of
+        dicts); instances and volumes only of ``environment`` when given."""
+        ...
