@@ -56,12 +56,9 @@ def make_repo(parent: Path) -> Path:
 
 
 def build_images(workspace: Any, resolution: Any) -> None:
-    from infrablocks.images.build import ensure_image
-    from infrablocks.images.refs import parse_image_ref
-
+    platform = workspace.platform(ENV)
     for version in resolution.selected.values():
-        for ref in version.images:
-            ensure_image(workspace.repo_root, parse_image_ref(ref), workspace.cloud)
+        platform.ensure_images(version.images)
 
 
 def cross_block(workspace: Any) -> tuple[float, Any]:

@@ -260,9 +260,9 @@ def _apply_file(terraform: Terraform, workdir: Path, plan_file: Path,
 def _apply_replanned(run: BlockRun, reviewed: ReviewedPlan, entry: Mapping[str, Any],
                      token: CancelToken) -> Result:
     from infrablocks.deploy.block_ops import ensure_images
+    from infrablocks.deploy.replacements import instances_to_stop
     from infrablocks.terraform.init import ensure_init
     from infrablocks.timing import PhaseTimer
-    from infrablocks.deploy.replacements import instances_to_stop
 
     clock = PhaseTimer(token.phase)
     started = time.monotonic()
@@ -290,9 +290,9 @@ def _apply_replanned(run: BlockRun, reviewed: ReviewedPlan, entry: Mapping[str, 
 def _recorded_apply(run: BlockRun, terraform: Terraform, clock: Any, started: float,
                     stopping: list[str], apply: Callable[[], Any]) -> Result:
     """Stop the instances the plan replaces with their volume, apply, keep the record."""
-    from infrablocks.terraform.applylog import applied_changes
     from infrablocks.deploy.replacements import stop_for_replacement
     from infrablocks.state import CREATING, DEPLOYED, FAILED, new_record
+    from infrablocks.terraform.applylog import applied_changes
 
     workspace, environment, block = run.workspace, run.environment, run.block
     backend = workspace.backend

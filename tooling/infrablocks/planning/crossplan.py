@@ -167,9 +167,9 @@ def plan_environment(workspace: Workspace, targets: list[str], environment: str,
     Raises ConfigError / UsageError for resolution problems (as `create` does),
     :class:`CrossPlanError` when Terraform cannot plan the composition.
     """
-    from infrablocks.interface_cache import dependency_attributes
     from infrablocks.deploy.orchestrate import check_auto_create, resolve_for_environment
     from infrablocks.graph import dependency_graph, topological_order
+    from infrablocks.interface_cache import dependency_attributes
     from infrablocks.planning.planfile import environment_fingerprint
 
     started = time.monotonic()
@@ -279,8 +279,8 @@ def _deferred_plan(version: BlockVersion, record: Any, why: str) -> BlockPlan:
 
 def _plan_composition(workspace: Workspace, environment: str, composition: Path,
                       token: CancelToken | None) -> Plan:
-    from infrablocks.terraform.init import ensure_init
     from infrablocks.terraform.driver import TerraformError
+    from infrablocks.terraform.init import ensure_init
 
     terraform = workspace.terraform(environment, "cross-block-plan")
     cancel = token.on_cancel(terraform.stop) if token is not None else contextlib.nullcontext()
@@ -413,8 +413,8 @@ def _save_block_plans(workspace: Workspace, result: EnvironmentPlan, work_root: 
 
 def _save_one(workspace: Workspace, result: EnvironmentPlan, entry: BlockPlan,
               work_root: Path, token: CancelToken | None) -> Path:
-    from infrablocks.terraform.init import ensure_init
     from infrablocks.terraform.driver import TerraformError
+    from infrablocks.terraform.init import ensure_init
     from infrablocks.terraform.workdir import prepare_workdir
 
     environment = result.environment
