@@ -71,7 +71,7 @@ class ModuleSpec:
 
     ``wiring``: per dependency, the attributes its variable receives (``None``: the whole
     outputs object, for a variable that is not an ``object({...})``), as
-    :func:`infrablocks.deploy.block_ops.dependency_attributes` gives them.
+    :func:`infrablocks.interface_cache.dependency_attributes` gives them.
     ``pending_images``: names of the images the block looks up that are not built yet.
     """
 

@@ -188,7 +188,7 @@ def plan_environment(workspace: Workspace, targets: list[str], environment: str,
     pending = {name: _pending_images(workspace, environment, resolution.selected[name])
                for name in order}
     specs = [ModuleSpec(name, resolution.selected[name].path,
-                        dependency_attributes(workspace, resolution.selected[name]),
+                        dependency_attributes(workspace.repo_root, resolution.selected[name]),
                         tuple(sorted({ref.split("@")[0] for ref in pending[name]})))
              for name in order]
     tf_version = workspace.terraform_binary().version
