@@ -154,6 +154,10 @@ class Block:
     def newest_first(self) -> list[BlockVersion]:
         return list(reversed(self.versions.values()))  # ``versions`` is kept ascending
 
+    def required_blocks(self) -> set[str]:
+        """Every block that some version of this block requires."""
+        return {dep for bv in self.versions.values() for dep in bv.required_blocks()}
+
     def version(self, version: Version | str) -> BlockVersion:
         """The block version ``version``; ``UsageError`` naming the existing ones otherwise."""
         try:
