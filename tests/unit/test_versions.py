@@ -335,3 +335,13 @@ def test_constraint_syntax(text: str, expected: list[str] | str) -> None:
         assert f"`{text.strip()}`" in str(caught.value)  # the constraint as written
         assert "Terraform version constraint such as" in str(caught.value)  # what is valid
 
+
+
+def test_precedence_key_sorts_like_semver() -> None:
+    from infrablocks.versions import precedence_key
+
+    texts = ["1.0.0", "1.0.0-alpha", "1.0.0-alpha.1", "1.0.0-beta.11", "1.0.0-beta.2",
+             "0.9.9", "1.10.0", "1.2.0"]
+    ours = sorted(texts, key=lambda t: precedence_key(parse_version(t)))
+    plain = sorted(texts, key=lambda t: precedence_key(semver.Version.parse(t)))
+    assert ours == plain == [str(v) for v in sorted(semver.Version.parse(t) for t in texts)]
