@@ -117,8 +117,6 @@ def resolve(registry: Registry, targets: list[str], pins: Mapping[str, Version] 
     if not targets:
         raise UsageError("nothing to resolve: name at least one block",
                          hint=f"blocks: {', '.join(sorted(registry.blocks))}")
-    from resolvelib import BaseReporter
-
     from infrablocks.resolve_greedy import Chosen, newest_first
     from infrablocks.resolve_provider import Budget, Provider, SearchBoundHit
 
@@ -132,7 +130,7 @@ def resolve(registry: Registry, targets: list[str], pins: Mapping[str, Version] 
         target_names[name] = None
         constraint = ANY if version is None else Constraint.exactly(version)
         roots.append(candidates.requirement(name, constraint, None))
-    budget = Budget(reporter or BaseReporter(), time_limit)
+    budget = Budget(reporter, time_limit)
     context = _Context(registry, list(target_names), pins, prefer, environment)
     with gc_paused():
         if search == "auto":
@@ -148,11 +146,13 @@ def resolve(registry: Registry, targets: list[str], pins: Mapping[str, Version] 
 
 def _resolvelib(context: _Context, provider: Any, roots: list[Requirement],
                 budget: Any) -> Resolution:
-    from resolvelib import Resolver
+    from resolvelib import BaseReporter, Resolver  # imported only when it is needed
     from resolvelib.resolvers import ResolutionImpossible, ResolutionTooDeep
 
     from infrablocks.resolve_provider import SearchBoundHit
 
+    if budget.inner is None:
+        budget.inner = BaseReporter()
     max_rounds = max(1000, 20 * len(context.registry.blocks))
     try:
         result = Resolver(provider, budget).resolve(roots, max_rounds=max_rounds)

@@ -39,7 +39,8 @@ class SearchBoundHit(Exception):
 class Budget:
     """A resolvelib reporter that bounds the whole resolution in time and records what it saw.
 
-    Forwards every event to ``inner`` (the caller's reporter). Remembers which blocks caused
+    Forwards every event to ``inner`` (the caller's reporter; set before resolvelib runs when
+    the caller gave none). Remembers which blocks caused
     backtracking (``conflicts``: block → times) and how many rounds resolvelib ran, for the
     message when a bound is hit. ``limit`` in seconds (None: no limit), counted from creation:
     the newest-first pass calls ``check_time`` too.
