@@ -83,7 +83,7 @@ class Run:
 
     def show(self) -> str:
         if self.ok:
-            return f"{self.wall:.3f} s"
+            return f"{self.wall:.3f} s ({self.cpu:.3f} s CPU)"
         return f"failed after {self.wall:.1f} s ({self.error})"
 
 
@@ -104,8 +104,9 @@ def run_process(argv: list[str], *, cwd: Path | None = None, baseline: Path | No
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
     if out.returncode != 0:
-        last = (out.stderr.strip().splitlines() or [f"exit {out.returncode}"])[0]
-        return Run(wall, False, cpu, error=last[:160])
+        lines = out.stderr.strip().splitlines() or [f"exit {out.returncode}"]
+        said = next((line for line in lines if line.startswith("error:")), lines[-1])
+        return Run(wall, False, cpu, error=said[:200])
     return Run(wall, True, cpu, stdout=out.stdout)
 
 
@@ -200,8 +201,7 @@ def bench_cone(tmp: Path, sizes: list[int], repeat: int, baseline: Path | None) 
         print(f"{size:>6} blocks ({size * 10} versions, blocks.toml {size_mb:.1f} MB), "
               f"target {target}: closure {phases['closure']} blocks in {phases['depth']} "
               f"levels, settled by {phases['search']}")
-        print(f"       end to end (fresh process) {warm.show()} wall, {warm.cpu:.3f} s CPU"
-              f"{ratio(warm, warm_base)}")
+        print(f"       end to end (fresh process) {warm.show()}{ratio(warm, warm_base)}")
         print(f"       right after an edit of blocks.toml {cold_run.show()}"
               f"{ratio(cold_run, cold_base)}")
         print(f"       in-process: load+validate {phases['load']:.3f} s, resolve "
