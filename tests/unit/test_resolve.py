@@ -398,7 +398,11 @@ def test_time_limit_in_resolvelib_before_any_conflict(tmp_path: Path) -> None:
     message = str(caught.value)
     assert "(time limit of 0.2 s) after 2 rounds of resolvelib's search, which had not " \
            "backtracked yet" in message
-    assert "conflicting" not in message
+    assert "conflict" not in message
+    with pytest.raises(ResolutionError) as caught:  # the same after the newest-first pass
+        resolve(registry, ["top"], reporter=Slow(), time_limit=0.2)
+    assert "which had not backtracked yet (it searched because the newest versions conflict " \
+           "on base)" in str(caught.value)
 
 
 def test_size_limit_is_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from infrablocks.errors import InfrablocksError, UsageError
 from infrablocks.registry import BlockVersion, Registry, gc_paused, suggest
@@ -29,6 +29,9 @@ from infrablocks.versions import (
     format_versions,
     parse_version,
 )
+
+if TYPE_CHECKING:
+    from infrablocks.resolve_provider import Budget, Provider
 
 __all__ = ["Resolution", "ResolutionError", "Requirement", "parse_target", "resolve"]
 
@@ -140,12 +143,13 @@ def resolve(registry: Registry, targets: list[str], pins: Mapping[str, Version] 
                 raise context.bound_hit(exc.bound, budget, stage="newest-first") from None
             if isinstance(found, Chosen):
                 return context.resolution(found.selected, found.requirements, "newest-first")
+            context.first_conflict = found.block
         provider = Provider(candidates)
         return _resolvelib(context, provider, roots, budget)
 
 
-def _resolvelib(context: _Context, provider: Any, roots: list[Requirement],
-                budget: Any) -> Resolution:
+def _resolvelib(context: _Context, provider: Provider, roots: list[Requirement],
+                budget: Budget) -> Resolution:
     from resolvelib import BaseReporter, Resolver  # imported only when it is needed
     from resolvelib.resolvers import ResolutionImpossible, ResolutionTooDeep
 
@@ -187,6 +191,7 @@ class _Context:
     pins: dict[str, Version]
     prefer: dict[str, Version]
     environment: str
+    first_conflict: str | None = None  # where the newest-first pass stopped, if it did
 
     def resolution(self, selected: Mapping[str, BlockVersion],
                    requirements: Mapping[str, Iterable[Requirement]], search: str) -> Resolution:
@@ -214,7 +219,7 @@ class _Context:
                          f"{format_versions(newer)})")
         return lines
 
-    def bound_hit(self, bound: str, budget: Any, *, stage: str) -> ResolutionError:
+    def bound_hit(self, bound: str, budget: Budget, *, stage: str) -> ResolutionError:
         """The error for a search stopped by ``bound``: which bound, how far it got, and
         conflicts only if some were actually met."""
         where = f" in environment {self.environment}" if self.environment else ""
@@ -227,8 +232,11 @@ class _Context:
         else:
             progress = (f"after {budget.rounds:,} rounds of resolvelib's search, which had "
                         f"not backtracked yet")
+            if self.first_conflict:
+                progress += (f" (it searched because the newest versions conflict on "
+                             f"{self.first_conflict})")
         hint = ("resolve fewer targets at once, or pin the blocks in conflict in the "
-                "environment (its `pins` in blocks.toml)" if busiest else
+                "environment (its `pins` in blocks.toml)" if busiest or self.first_conflict else
                 "resolve fewer targets at once, or pin blocks in the environment (its `pins` "
                 "in blocks.toml) to narrow the search")
         return ResolutionError(f"gave up resolving {', '.join(self.targets)}{where}: the "
