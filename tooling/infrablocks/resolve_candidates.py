@@ -66,7 +66,7 @@ class Candidates:
         self.pins = pins
         self.prefer = prefer
         self._allowed: dict[tuple[str, str], frozenset[BlockVersion]] = {}
-        self._admits: dict[tuple[Constraint, Version], bool] = {}
+        self._admits: dict[tuple[str, int], bool] = {}
         self._newest_first: dict[str, list[BlockVersion]] = {}
         self._ordered: dict[str, list[BlockVersion]] = {}
         self._dependencies: dict[int, list[Requirement]] = {}
@@ -96,7 +96,9 @@ class Candidates:
         return allowed
 
     def admits(self, constraint: Constraint, candidate: BlockVersion) -> bool:
-        key = (constraint, candidate.version)
+        # Keyed by text and identity: both hash in C (a registry shares a few texts and one
+        # version object per distinct version string across its blocks).
+        key = (constraint.text, id(candidate.version))
         admitted = self._admits.get(key)
         if admitted is None:
             admitted = self._admits[key] = constraint.allows(candidate.version)
@@ -106,21 +108,23 @@ class Candidates:
         """Every version of ``name`` within its pin (if any), newest first."""
         versions = self._newest_first.get(name)
         if versions is None:
+            versions = self.registry.blocks[name].newest_first()
             pin = self.pins.get(name)
-            versions = [bv for bv in self.registry.blocks[name].newest_first()
-                        if pin is None or bv.version == pin]
+            if pin is not None:
+                versions = [bv for bv in versions if bv.version == pin]
             self._newest_first[name] = versions
         return versions
 
     def in_order(self, name: str) -> list[BlockVersion]:
         """``newest_first(name)`` with the deployed version (``prefer``) moved to the front:
         the order in which candidates are tried."""
+        preferred = self.prefer.get(name)
+        if preferred is None:
+            return self.newest_first(name)
         ordered = self._ordered.get(name)
         if ordered is None:
-            ordered = self.newest_first(name)
-            preferred = self.prefer.get(name)
-            if preferred is not None:
-                ordered = sorted(ordered, key=lambda bv: bv.version != preferred)  # stable
+            ordered = sorted(self.newest_first(name),
+                             key=lambda bv: bv.version != preferred)  # stable: newest first
             self._ordered[name] = ordered
         return ordered
 

@@ -54,22 +54,29 @@ def newest_first(candidates: Candidates, roots: list[Requirement],
     """
     requirements: dict[str, list[Requirement]] = {}
     queue: list[tuple[int, str]] = []
-    height = candidates.height
+    height, admits = candidates.height, candidates.admits  # the hot loop's lookups, once
+    push, pop = heapq.heappush, heapq.heappop
     for root in roots:
         _add(requirements, queue, height, root)
     selected: dict[str, BlockVersion] = {}
     while queue:
         check_time(len(selected))
-        _, name = heapq.heappop(queue)
+        _, name = pop(queue)
         on_block = requirements[name]
         for candidate in candidates.in_order(name):
-            if all(requirement.admits(candidate) for requirement in on_block):
+            if all(admits(requirement.constraint, candidate) for requirement in on_block):
                 break
         else:
             return Conflict(name, on_block, len(selected))
         selected[name] = candidate
         for requirement in candidates.dependencies(candidate):
-            _add(requirements, queue, height, requirement)
+            dep = requirement.name
+            known = requirements.get(dep)
+            if known is None:
+                requirements[dep] = [requirement]
+                push(queue, (-height(dep), dep))
+            else:
+                known.append(requirement)
     conflict = _check(selected, requirements)
     if conflict is not None:
         return Conflict(conflict, requirements[conflict], len(selected))
