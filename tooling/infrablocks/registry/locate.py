@@ -47,6 +47,8 @@ class LineLocator:
                 self.headers.append((split_key(match.group("key")), number))
 
     def line_of(self, path: tuple[str, ...]) -> int | None:
+        """The 1-based line of the key path ``path`` (its parts), or None when no table header
+        leads to it (e.g. a key of an inline table under a header is found at its own line)."""
         best: tuple[int, int] | None = None  # (prefix length, line)
         for key, number in self.headers:
             if len(key) <= len(path) and path[: len(key)] == key and (
@@ -70,6 +72,7 @@ class LineLocator:
 
 
 def split_key(text: str) -> tuple[str, ...]:
+    """A TOML dotted key as written in a header (``blocks.app."1.0.0"``) → its unquoted parts."""
     parts = re.findall(r'\s*(?:"((?:[^"\\]|\\.)*)"|\'([^\']*)\'|([A-Za-z0-9_-]+))\s*(?:\.|$)',
                        text.strip())
     return tuple(a or b or c for a, b, c in parts)
