@@ -47,8 +47,8 @@ class LineLocator:
                 self.headers.append((split_key(match.group("key")), number))
 
     def line_of(self, path: tuple[str, ...]) -> int | None:
-        """The 1-based line of the key path ``path`` (its parts), or None when no table header
-        leads to it (e.g. a key of an inline table under a header is found at its own line)."""
+        """The 1-based line of the key path ``path`` (its parts): its own line when found under
+        the deepest table header that is a prefix of it, else that header's; None without one."""
         best: tuple[int, int] | None = None  # (prefix length, line)
         for key, number in self.headers:
             if len(key) <= len(path) and path[: len(key)] == key and (
