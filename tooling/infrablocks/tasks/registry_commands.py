@@ -122,12 +122,12 @@ def _resolve(targets: list[str], env: str | None, json: bool) -> int | None:
     where = [(" in environment ", ""), (environment.name, "bold")] if environment.name else []
     lines = [[("Resolution of ", ""), (", ".join(resolution.targets), "bold"), *where, (":", "")]]
     width = max(len(name) for name in order)
+    indent = " " * (width + 5)
     for name in order:
         stateful = [(" ", ""), ("(stateful)", "cyan")] if resolution.stateful.get(name) else []
         lines.append([("  ", ""), (f"{name:<{width}}", "bold"), (" ", ""),
                       (str(resolution.selected[name].version), "green"), *stateful])
-        lines.extend([(f"  {'':<{width}}   ", ""), (f"← {reason}", "dim")]
-                     for reason in resolution.reasons[name])
+        lines.extend([(indent, ""), ("← " + reason, "dim")] for reason in resolution.reasons[name])
     lines.append([("Run order (a block starts as soon as its own dependencies are done):", "")])
     lines.extend([(f"  {index}. " + ", ".join(
         f"{n} {resolution.selected[n].version}" for n in level), "")]
