@@ -346,3 +346,23 @@ def test_every_problem_is_reported_at_once_with_lines(tmp_path: Path) -> None:
     assert lines == [3, 5, 6, 8]
     assert "4 problems in the block registry" in str(caught.value)
     assert "Traceback" not in str(caught.value)
+
+
+def test_the_package_keeps_every_public_name() -> None:
+    # registry.py became a package (model, loader, validate, locate, cycles); other parts
+    # import these names from infrablocks.registry.
+    import infrablocks.registry as registry
+
+    for name in ("ALLOWED_KEYS", "Block", "BlockVersion", "Environment", "Registry",
+                 "format_key_path", "load_registry", "suggest", "gc_paused", "parse_toml",
+                 "find_block_cycles", "describe_cycle", "SETTINGS_TABLES", "BLOCK_NAME"):
+        assert name in registry.__all__ and getattr(registry, name) is not None
+
+
+def test_requirement_texts_and_dropping_one(tmp_path: Path) -> None:
+    registry = load_registry(make_repo(tmp_path, GOOD))
+    app = registry.block_version("app", "1.0.0")
+    assert app.requirement_texts() == {"base": "~> 1.0"}
+    assert str(app.requires["base"]) == "~> 1.0"
+    app.drop_requirement("base")
+    assert app.requirement_texts() == {} and app.requires == {} and app.required_blocks() == []

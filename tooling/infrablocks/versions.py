@@ -1,14 +1,23 @@
-"""Terraform-style version constraints over semantic versions.
+"""Terraform's version constraints over semantic versions.
 
 Block versions are full semver (``1.2.0``, ``2.0.0-rc.1``). Requirements use the constraint
-syntax Terraform users already write: ``= 1.2.0``, ``!= 1.2.0``, ``>``, ``>=``, ``<``, ``<=``,
-``~> 1.2`` (>= 1.2.0, < 2.0.0), ``~> 1.2.3`` (>= 1.2.3, < 1.3.0), ``~> 1`` (>= 1.0.0), a comma
-between clauses meaning "and", and a bare version meaning ``=``. Versions inside a constraint may
-be partial (``>= 1.2`` is ``>= 1.2.0``).
+syntax and meaning of Terraform's provider version constraints (``required_providers``), which
+Terraform parses with apparentlymart/go-versions (``constraints.ParseRubyStyleMulti`` and
+``versions.MeetingConstraints``):
 
-Pre-releases follow Terraform (hashicorp/go-version): a clause without a pre-release never
-matches a pre-release version, and a clause with one only matches pre-releases of the same
-``major.minor.patch``.
+- ``= 1.2.0`` (or a bare ``1.2.0``), ``!= 1.2.0``, ``>``, ``>=``, ``<``, ``<=``; a comma between
+  clauses means "and". Versions inside a constraint may be partial: ``>= 1.2`` is ``>= 1.2.0``.
+- ``~>`` lets only the right-most written number grow: ``~> 1.2.3`` is ``>= 1.2.3, < 1.3.0``;
+  ``~> 1.2`` is ``>= 1.2.0, < 2.0.0``; ``~> 1`` is ``>= 1.0.0, < 2.0.0``.
+- A pre-release version is allowed only when an ``=`` clause names it exactly (and the other
+  clauses allow it): ``>= 1.0.0`` never selects ``1.1.0-rc.1``; ``= 1.1.0-rc.1`` does.
+- One space at most between an operator and its version, no ``v`` prefix, at most three numbers.
+
+Terraform's module constraints use a second library (hashicorp/go-version) for release versions,
+where ``~> 1`` has no upper bound; docs/registry.md says where the two differ and why this one
+was chosen. infrablocks is stricter than go-versions in two places: an empty constraint and a
+trailing comma are errors. Build metadata (``+build``) is accepted and ignored, as SemVer
+precedence ignores it.
 
 semver's own ``Version.match`` knows no ``~>``, so the operators are implemented here on
 ``semver.Version`` comparisons. Parsing is cached: registries repeat the same few strings.
@@ -33,6 +42,7 @@ __all__ = [
     "format_versions",
     "parse_constraint",
     "parse_version",
+    "precedence_key",
 ]
 
 OPERATORS = ("=", "!=", ">", ">=", "<", "<=", "~>")
@@ -53,10 +63,14 @@ class ConstraintSyntaxError(ValueError):
 
 
 _PARTIAL = re.compile(
-    r"^v?(?P<major>0|[1-9]\d*)(?:\.(?P<minor>0|[1-9]\d*)(?:\.(?P<patch>0|[1-9]\d*))?)?"
+    r"^(?P<major>0|[1-9]\d*)(?:\.(?P<minor>0|[1-9]\d*)(?:\.(?P<patch>0|[1-9]\d*))?)?"
     r"(?:-(?P<pre>[0-9A-Za-z-]+(?:\.[0-9A-Za-z-]+)*))?(?:\+[0-9A-Za-z-]+(?:\.[0-9A-Za-z-]+)*)?$"
 )
-_CLAUSE = re.compile(r"^\s*(?P<op>~>|!=|>=|<=|==|=|>|<)?\s*(?P<version>\S*)\s*$")
+# go-versions' scanner: an operator (anything but letters, digits, spaces, `.` and `*`), a
+# separator (spaces, or a `v` someone meant as a prefix), then the version.
+_CLAUSE = re.compile(r"^(?P<op>[^0-9A-Za-z\s.*]*)(?P<sep>[\sv]*)(?P<version>.*)$", re.DOTALL)
+_MAX_NUMBER = 2**64 - 1  # go-versions parses each number as a uint64
+_OPERATOR_TYPOS = {"=>": ">=", "=<": "<=", "==": "="}
 
 
 class _Version(Version):
@@ -142,6 +156,17 @@ def parse_version(text: str) -> Version:
     return version
 
 
+def precedence_key(version: Version) -> tuple[Any, ...]:
+    """A tuple that sorts like SemVer precedence (C-level comparisons: for sorting many
+    versions). Computed once for versions from ``parse_version``."""
+    key = getattr(version, "_key", None)
+    if key is None:
+        pre = version.prerelease
+        key = (version.major, version.minor, version.patch, (1,) if not pre else (0, *(
+            (0, int(part)) if part.isdigit() else (1, part) for part in pre.split("."))))
+    return key
+
+
 @dataclass(frozen=True)
 class Clause:
     """One ``OP VERSION`` part of a constraint.
@@ -153,9 +178,9 @@ class Clause:
     version: Version
     segments: int
 
-    def allows(self, version: Version) -> bool:
-        if not self._prerelease_compatible(version):
-            return False
+    def admits(self, version: Version) -> bool:
+        """The comparison alone, by SemVer precedence. Whether a pre-release may be chosen at
+        all is decided by the whole constraint (``Constraint.allows``)."""
         op, bound = self.op, self.version
         if op == "=":
             return version == bound
@@ -169,22 +194,16 @@ class Clause:
             return version < bound
         if op == "<=":
             return version <= bound
-        # "~>": only the right-most written component may increase.
-        if version < bound:
-            return False
-        if self.segments == 1:
-            return True
-        if self.segments == 2:
-            return version.major == bound.major
-        return version.major == bound.major and version.minor == bound.minor
+        # "~>": only the right-most written number may grow (go-versions: patch-only with
+        # three numbers, minor-only with one or two).
+        return bound <= version < self.upper_bound()
 
-    def _prerelease_compatible(self, version: Version) -> bool:
-        if not version.prerelease:
-            return True
-        if not self.version.prerelease:
-            return False
-        return (version.major, version.minor, version.patch) == (
-            self.version.major, self.version.minor, self.version.patch)
+    def upper_bound(self) -> Version:
+        """For ``~>``: the first version it excludes (``~> 1.2.3`` → 1.3.0, ``~> 1`` → 2.0.0)."""
+        bound = self.version
+        if self.segments == 3:
+            return _version(bound.major, bound.minor + 1, 0)
+        return _version(bound.major + 1, 0, 0)
 
     def __str__(self) -> str:
         written = ".".join(str(p) for p in (self.version.major, self.version.minor,
@@ -195,6 +214,17 @@ class Clause:
         return f"{self.op} {written}"
 
 
+_UPPER: dict[tuple[int, int, int], Version] = {}
+
+
+def _version(major: int, minor: int, patch: int) -> Version:
+    key = (major, minor, patch)
+    version = _UPPER.get(key)
+    if version is None:
+        version = _UPPER[key] = _Version(major, minor, patch)
+    return version
+
+
 @dataclass(frozen=True)
 class Constraint:
     """A conjunction of clauses; ``text`` is what the user wrote (kept for messages)."""
@@ -203,7 +233,12 @@ class Constraint:
     clauses: tuple[Clause, ...]
 
     def allows(self, version: Version) -> bool:
-        return all(clause.allows(version) for clause in self.clauses)
+        """Whether ``version`` meets every clause. A pre-release must also be named exactly by
+        an ``=`` clause (go-versions' ``MeetingConstraints``: pre-releases only on request)."""
+        if version.prerelease and not any(
+                clause.op == "=" and clause.version == version for clause in self.clauses):
+            return False
+        return all(clause.admits(version) for clause in self.clauses)
 
     # Equal texts (normalised) are equal constraints; hashing the text alone is cheap.
     def __hash__(self) -> int:
@@ -227,7 +262,8 @@ _CONSTRAINTS: dict[str, Constraint] = {}
 
 
 def parse_constraint(text: str) -> Constraint:
-    """Parse a Terraform version constraint. Raises ``ConstraintSyntaxError``. Cached."""
+    """Parse a Terraform version constraint. Raises ``ConstraintSyntaxError`` saying what is
+    wrong and what would be valid. Cached."""
     try:
         return _CONSTRAINTS[text]
     except (KeyError, TypeError):
@@ -244,29 +280,63 @@ def _parse_constraint(text: str) -> Constraint:
             f"expected a string, got {type(text).__name__}: {CONSTRAINT_HELP}")
     if not text.strip():
         raise ConstraintSyntaxError(f"empty constraint: expected {CONSTRAINT_HELP}")
-    clauses = tuple(_parse_clause(part, text) for part in text.split(","))
+    clauses = tuple(_parse_clause(part.strip(), text) for part in text.split(","))
     return Constraint(" ".join(text.split()), clauses)
 
 
 def _parse_clause(part: str, whole: str) -> Clause:
+    """One clause, with go-versions' rules and its error cases (each with what is valid)."""
+
+    where = f"`{whole.strip()}`" + (f", clause `{part}`" if part and part != whole.strip()
+                                      else "")
+
+    def fail(reason: str) -> ConstraintSyntaxError:
+        return ConstraintSyntaxError(f"{where}: {reason}: expected {CONSTRAINT_HELP}")
+
+    if not part:
+        raise fail("a clause is empty (a comma with no `OPERATOR VERSION` after it)")
     match = _CLAUSE.match(part)
-    if not match or not match.group("version"):
-        where = f"`{whole}`: " if part.strip() != whole.strip() else ""
-        raise ConstraintSyntaxError(
-            f"{where}`{part.strip()}` is not `OPERATOR VERSION`: expected {CONSTRAINT_HELP}")
-    op = match.group("op") or "="
+    assert match is not None  # every group may be empty
+    op, sep, rest = match.group("op"), match.group("sep"), match.group("version")
     if op == "==":
         raise ConstraintSyntaxError(
-            f"`{whole}`: Terraform constraints write equality as `=`, not `==`")
-    written = match.group("version")
+            f"`{whole.strip()}`: Terraform constraints write equality as `=`, not `==`")
+    if op in _OPERATOR_TYPOS:
+        raise fail(f"invalid operator `{op}`; did you mean `{_OPERATOR_TYPOS[op]}`?")
+    if op and op not in OPERATORS:
+        raise fail(f"invalid operator `{op}`")
+    written, _, tail = rest.partition(" ")
+    tail = tail.strip()
+    if "v" in sep or tail.startswith("v"):
+        if _PARTIAL.match(written) or tail.startswith("v"):
+            raise fail("a `v` prefix is not used in version constraints")
+        written, sep = sep.strip() + written, sep.replace("v", "")
+    if sep not in ("", " "):
+        raise fail(f"only one space is expected after the operator `{op}`")
+    if not written:
+        raise fail(f"no version after the operator `{op}`")
     parts = _PARTIAL.match(written)
     if not parts:
-        raise ConstraintSyntaxError(
-            f"`{whole}`: `{written}` is not a version: expected {CONSTRAINT_HELP}")
+        raise fail(_not_a_version(written))
+    if tail:
+        raise fail(f"missing comma after `{op}{sep}{written}` (clauses are separated by commas)")
+    if any(int(number) > _MAX_NUMBER for number in parts.group("major", "minor", "patch")
+           if number is not None):
+        raise fail(f"`{written}` has a number out of range (at most {_MAX_NUMBER})")
     segments = 1 + (parts.group("minor") is not None) + (parts.group("patch") is not None)
     version = _Version(int(parts.group("major")), int(parts.group("minor") or 0),
                        int(parts.group("patch") or 0), parts.group("pre"))
-    return Clause(op, version, segments)
+    return Clause(op or "=", version, segments)
+
+
+def _not_a_version(written: str) -> str:
+    numbers = re.match(r"^[0-9*xX]+(?:\.[0-9*xX]+)*", written)
+    if numbers and numbers.group().count(".") >= 3:
+        return f"`{written}` has too many numbers (at most three: major, minor, patch)"
+    if numbers and re.search(r"[*xX]", numbers.group()):
+        return (f"`{written}` uses a wildcard: omit the numbers that may vary instead "
+                f"(`~> 1.2` allows any 1.x from 1.2.0)")
+    return f"`{written}` is not a version"
 
 
 def format_versions(versions: Iterable[Version]) -> str:
