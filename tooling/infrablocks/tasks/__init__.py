@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from infrablocks.tasks import _command
 from infrablocks.tasks._console import restore_sigpipe
 from infrablocks.tasks._reporter import QuietReporter
 
@@ -52,5 +53,6 @@ if _running_as_doit():
     # goes away; ours ignore SIGPIPE while they run and end the same way when done
     # (see _console.py).
     restore_sigpipe()
+    _command.EXIT_WHEN_DONE = True  # the reporter ends the process when doit is done
     # doit keeps its (unused by us) task database here; it needs the folder to exist.
     os.makedirs(".infrablocks", exist_ok=True)

@@ -190,6 +190,10 @@ class _ArgumentParser(argparse.ArgumentParser):
 
 
 COMMANDS: dict[str, Command] = {}
+# Set when the process is the `doit` command (tasks/__init__.py): the reporter then ends it as
+# soon as doit is done (see _reporter.py), with ``exit_status``, the status of the command.
+EXIT_WHEN_DONE = False
+exit_status: int | None = None
 
 
 def run_command(command: Command, positional: list[str] | None,
@@ -215,6 +219,8 @@ def run_command(command: Command, positional: list[str] | None,
         from infrablocks.tasks._console import finish_closed_output
 
         finish_closed_output()
+    global exit_status
+    exit_status = int(rc or 0)
     if rc:
         sys.exit(int(rc))
 
