@@ -28,6 +28,11 @@ destroyed and removed at the end.
   ``tooling/`` is put first on ``PYTHONPATH``), measured in the same run, interleaved with the
   current tree, so before and after see the same machine load.
 
+Each run is timed twice: wall seconds, and CPU seconds (user + system) of the whole process tree
+(``getrusage`` of the children: doit or Terraform, and the processes they started and waited
+for). The machine is shared, so wall times swing with its load; CPU seconds hardly do, and their
+ratio is reported next to the wall ratio.
+
 The interpreter may write bytecode (``PYTHONDONTWRITEBYTECODE`` is dropped from the
 environment): recompiling every module on each start is not what a user's machine does.
 """
@@ -37,6 +42,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -105,23 +111,22 @@ class Bench:
             env["PYTHONPATH"] = str(tree / "tooling")
         return env
 
-    def run(self, variant: str, *args: str, check: bool = True) -> float:
-        """Wall seconds of ``doit ARGS`` under ``variant``."""
-        started = time.perf_counter()
-        result = subprocess.run([str(DOIT), *args], cwd=self.repo, env=self.environ(variant),
-                                text=True, capture_output=True, check=False,
-                                stdin=subprocess.DEVNULL)
-        seconds = time.perf_counter() - started
+    def run(self, variant: str, *args: str, check: bool = True) -> tuple[float, float]:
+        """Wall and CPU seconds of ``doit ARGS`` under ``variant``."""
+        with Clock() as clock:
+            result = subprocess.run([str(DOIT), *args], cwd=self.repo,
+                                    env=self.environ(variant), text=True, capture_output=True,
+                                    check=False, stdin=subprocess.DEVNULL)
         if check and result.returncode != 0:
             raise SystemExit(f"[{variant}] doit {' '.join(args)} failed ({result.returncode}):"
                              f"\n{result.stdout}\n{result.stderr}")
-        return seconds
+        return clock.wall, clock.cpu
 
-    def timed(self, argv: list[str], variant: str | None = None) -> float:
-        started = time.perf_counter()
-        subprocess.run(argv, cwd=self.repo, env=self.environ(variant), check=True,
-                       capture_output=True, stdin=subprocess.DEVNULL)
-        return time.perf_counter() - started
+    def timed(self, argv: list[str], variant: str | None = None) -> tuple[float, float]:
+        with Clock() as clock:
+            subprocess.run(argv, cwd=self.repo, env=self.environ(variant), check=True,
+                           capture_output=True, stdin=subprocess.DEVNULL)
+        return clock.wall, clock.cpu
 
     # -- bare Terraform -------------------------------------------------------------------------
 
@@ -134,19 +139,19 @@ class Bench:
                     "TF_IN_AUTOMATION": "1", "TF_INPUT": "0"})
         return env
 
-    def bare_apply(self, block: str, version: str, run: int) -> tuple[float, Path]:
+    def bare_apply(self, block: str, version: str, run: int) -> tuple[tuple[float, float], Path]:
         workdir = self.base / f"bare-{block}-{run}"
         shutil.copytree(self.repo / "blocks" / block / version, workdir,
                         ignore=shutil.ignore_patterns("tests"))
         (workdir / "inputs.auto.tfvars.json").write_text(json.dumps(
             {"environment": "benchbare", "subnet_cidr": BARE_SUBNET}))
         env = self.terraform_env()
-        started = time.perf_counter()
-        for args in (["init", "-input=false", "-no-color"],
-                     ["apply", "-input=false", "-no-color", "-auto-approve"]):
-            subprocess.run([str(TERRAFORM), *args], cwd=workdir, env=env, check=True,
-                           capture_output=True, stdin=subprocess.DEVNULL)
-        return time.perf_counter() - started, workdir
+        with Clock() as clock:
+            for args in (["init", "-input=false", "-no-color"],
+                         ["apply", "-input=false", "-no-color", "-auto-approve"]):
+                subprocess.run([str(TERRAFORM), *args], cwd=workdir, env=env, check=True,
+                               capture_output=True, stdin=subprocess.DEVNULL)
+        return (clock.wall, clock.cpu), workdir
 
     def bare_destroy(self, workdir: Path) -> None:
         from infrablocks.cloud.local.control import LocalCloud
@@ -177,6 +182,37 @@ class Bench:
             shutil.rmtree(self.cloud_parent, ignore_errors=True)
 
 
+class Clock:
+    """Wall seconds and CPU seconds of the child processes waited for inside the block."""
+
+    def __enter__(self) -> Clock:
+        self._usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+        self._started = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.wall = time.perf_counter() - self._started
+        usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+        self.cpu = (usage.ru_utime - self._usage.ru_utime) + (usage.ru_stime - self._usage.ru_stime)
+
+
+def _summary(times: dict[str, list[tuple[float, float]]]) -> dict[str, Any]:
+    """Medians, fastest and ratios to ``bare`` (or to the first label), wall and CPU."""
+    base = "bare" if "bare" in times else next(iter(times))
+    out: dict[str, Any] = {"wall": {}, "cpu": {}}
+    for index, kind in enumerate(("wall", "cpu")):
+        values = {k: [v[index] for v in runs] for k, runs in times.items()}
+        med = {k: statistics.median(v) for k, v in values.items()}
+        low = {k: min(v) for k, v in values.items()}
+        out[kind] = {"median": {k: round(v, 3) for k, v in med.items()},
+                     "fastest": {k: round(v, 3) for k, v in low.items()},
+                     "ratio_of_medians": {k: round(med[k] / med[base], 3) for k in med
+                                          if k != base},
+                     "ratio_of_fastest": {k: round(low[k] / low[base], 3) for k in low
+                                          if k != base}}
+    return out
+
+
 def _block_version(bench: Bench, block: str) -> str:
     from infrablocks.registry import load_registry
     from infrablocks.resolve import resolve
@@ -193,54 +229,47 @@ def bench_create(bench: Bench, block: str, repeat: int) -> dict[str, Any]:
     for label in labels:   # warm-up: images, bytecode, caches
         bench.run(label, "create", block, "--env", "bench")
         bench.run(label, "destroy", block, "--env", "bench", "--yes")
-    seconds, workdir = bench.bare_apply(block, version, -1)
+    _, workdir = bench.bare_apply(block, version, -1)
     bench.bare_destroy(workdir)
-    times: dict[str, list[float]] = {label: [] for label in ["bare", *labels]}
+    times: dict[str, list[tuple[float, float]]] = {label: [] for label in ["bare", *labels]}
     order = ["bare", *labels]
     for run in range(repeat):
         shift = run % len(order)
         for which in order[shift:] + order[:shift]:
             if which == "bare":
-                seconds, workdir = bench.bare_apply(block, version, run)
+                measured, workdir = bench.bare_apply(block, version, run)
                 bench.bare_destroy(workdir)
             else:
                 shutil.rmtree(bench.repo / ".infrablocks" / "work" / "bench",
                               ignore_errors=True)
-                seconds = bench.run(which, "create", block, "--env", "bench")
+                measured = bench.run(which, "create", block, "--env", "bench")
                 bench.run(which, "destroy", block, "--env", "bench", "--yes")
-            times[which].append(seconds)
-        print(f"  {block} run {run + 1}: " + ", ".join(
-            f"{k} {v[-1]:.2f}s" for k, v in times.items()), flush=True)
-    bare = statistics.median(times["bare"])
-    return {"block": f"{block}@{version}", "repeat": repeat, "seconds": times,
-            "median": {k: round(statistics.median(v), 3) for k, v in times.items()},
-            "fastest": {k: round(min(v), 3) for k, v in times.items()},
-            "ratio_of_medians": {k: round(statistics.median(v) / bare, 3)
-                                 for k, v in times.items() if k != "bare"},
-            "ratio_of_fastest": {k: round(min(v) / min(times["bare"]), 3)
-                                 for k, v in times.items() if k != "bare"}}
+            times[which].append(measured)
+        print(f"  {block} run {run + 1} (load {os.getloadavg()[0]:.1f}): " + ", ".join(
+            f"{k} {v[-1][0]:.2f}s (cpu {v[-1][1]:.2f}s)" for k, v in times.items()), flush=True)
+    return {"block": f"{block}@{version}", "repeat": repeat,
+            "runs": {k: [[round(w, 3), round(c, 3)] for w, c in v] for k, v in times.items()},
+            **_summary(times)}
 
 
-def bench_startup(bench: Bench, repeat: int) -> dict[str, dict[str, float]]:
+def bench_startup(bench: Bench, repeat: int) -> dict[str, dict[str, Any]]:
     labels = list(bench.variants)
     bench.run(labels[0], "create", TINY, "--env", "bench")   # so outputs / create have it
     for label in labels:
         for args in STARTUP_COMMANDS:
             bench.run(label, *args)   # warm-up
-    results: dict[str, dict[str, list[float]]] = {}
-    floor: list[float] = []
+    results: dict[str, dict[str, list[tuple[float, float]]]] = {}
     for run in range(repeat):
-        floor.append(bench.timed([sys.executable, "-c", "pass"]))
+        floor = bench.timed([sys.executable, "-c", "pass"])
+        for label in labels:
+            results.setdefault("python -c pass", {}).setdefault(label, []).append(floor)
         for args in STARTUP_COMMANDS:
             name = " ".join(args)
             for label in (labels if run % 2 == 0 else labels[::-1]):
                 results.setdefault(name, {}).setdefault(label, []).append(
                     bench.run(label, *args))
     bench.run(labels[0], "destroy", TINY, "--env", "bench", "--yes")
-    table = {name: {label: round(statistics.median(v), 3) for label, v in by_label.items()}
-             for name, by_label in results.items()}
-    table["python -c pass"] = {label: round(statistics.median(floor), 3) for label in labels}
-    return table
+    return {name: _summary(by_label) for name, by_label in results.items()}
 
 
 def _parse_compare(values: list[str]) -> dict[str, Path | None]:
@@ -290,23 +319,29 @@ def main() -> None:
 
 def _print_tables(document: dict[str, Any], labels: list[str]) -> None:
     if "create" in document:
-        print("\n| block | " + " | ".join(f"{label} median / fastest" for label in labels)
+        print("\n| block | | " + " | ".join(f"{label} median / fastest" for label in labels)
               + " | bare median / fastest | "
               + " | ".join(f"{label} ÷ bare (medians / fastest)" for label in labels) + " |")
-        print("|---" * (2 + 2 * len(labels)) + "|")
+        print("|---" * (3 + 2 * len(labels)) + "|")
         for entry in document["create"]:
-            med, fast = entry["median"], entry["fastest"]
-            print(f"| {entry['block']} | "
-                  + " | ".join(f"{med[k]:.2f} / {fast[k]:.2f} s" for k in labels)
-                  + f" | {med['bare']:.2f} / {fast['bare']:.2f} s | "
-                  + " | ".join(f"{entry['ratio_of_medians'][k]:.2f} / "
-                               f"{entry['ratio_of_fastest'][k]:.2f}" for k in labels) + " |")
+            for kind in ("wall", "cpu"):
+                med, fast = entry[kind]["median"], entry[kind]["fastest"]
+                ratios_med, ratios_fast = (entry[kind]["ratio_of_medians"],
+                                           entry[kind]["ratio_of_fastest"])
+                print(f"| {entry['block']} | {kind} s | "
+                      + " | ".join(f"{med[k]:.2f} / {fast[k]:.2f}" for k in labels)
+                      + f" | {med['bare']:.2f} / {fast['bare']:.2f} | "
+                      + " | ".join(f"{ratios_med[k]:.2f} / {ratios_fast[k]:.2f}"
+                                   for k in labels) + " |")
     if "startup" in document:
-        print("\n| command (no Terraform) | " + " | ".join(f"{k} (median s)" for k in labels)
+        print("\n| command (no Terraform) | "
+              + " | ".join(f"{k} wall median / fastest s | {k} cpu median s" for k in labels)
               + " |")
-        print("|---" * (1 + len(labels)) + "|")
-        for name, by_label in document["startup"].items():
-            print(f"| `{name}` | " + " | ".join(f"{by_label[k]:.3f}" for k in labels) + " |")
+        print("|---" * (1 + 2 * len(labels)) + "|")
+        for name, entry in document["startup"].items():
+            print(f"| `{name}` | " + " | ".join(
+                f"{entry['wall']['median'][k]:.3f} / {entry['wall']['fastest'][k]:.3f} | "
+                f"{entry['cpu']['median'][k]:.3f}" for k in labels) + " |")
     print(f"\nload average before {document['load_average_before']}, "
           f"after {document['load_average_after']}")
 
