@@ -25,7 +25,6 @@ command tests walk to cover each command and each option.
 
 from __future__ import annotations
 
-import argparse
 import math
 import sys
 from collections.abc import Callable
@@ -165,28 +164,38 @@ class Command:
     def parse(self, positional: list[str], values: dict[str, Any]) -> tuple[list[str],
                                                                             dict[str, Any]]:
         """Positionals and typed, checked option values (``values``: what doit parsed)."""
-        parser = _ArgumentParser(prog=self.name, add_help=False)
-        for opt in self.options:
-            flags = [opt.flag] + ([f"-{opt.short}"] if opt.short else [])
-            if opt.type is bool:
-                parser.add_argument(*flags, dest=opt.name, action="store_true", default=None)
-            else:
-                parser.add_argument(*flags, dest=opt.name, default=None)
-        parser.add_argument("positional", nargs="*")
-        namespace = parser.parse_intermixed_args(positional)
         merged = dict(values)
-        for opt in self.options:
-            late = getattr(namespace, opt.name)
-            if late is not None:
-                merged[opt.name] = late
+        if any(arg.startswith("-") for arg in positional):  # options among the positionals
+            parser = _ArgumentParser(prog=self.name, add_help=False)
+            for opt in self.options:
+                flags = [opt.flag] + ([f"-{opt.short}"] if opt.short else [])
+                if opt.type is bool:
+                    parser.add_argument(*flags, dest=opt.name, action="store_true",
+                                        default=None)
+                else:
+                    parser.add_argument(*flags, dest=opt.name, default=None)
+            parser.add_argument("positional", nargs="*")
+            namespace = parser.parse_intermixed_args(positional)
+            positional = list(namespace.positional)
+            for opt in self.options:
+                late = getattr(namespace, opt.name)
+                if late is not None:
+                    merged[opt.name] = late
         checked = {name: (self.by_name[name].value(raw, self.name) if name in self.by_name
                           else raw) for name, raw in merged.items()}
-        return list(namespace.positional), checked
+        return list(positional), checked
 
 
-class _ArgumentParser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # argparse would print usage and exit(2) itself
-        raise UsageError(f"doit {self.prog}: {message}", hint=f"see `doit help {self.prog}`")
+def _ArgumentParser(prog: str, add_help: bool) -> Any:  # noqa: N802 - a class, imported late
+    """argparse's parser, raising a UsageError instead of printing usage and exiting."""
+    import argparse
+
+    class ArgumentParser(argparse.ArgumentParser):
+        def error(self, message: str) -> None:  # type: ignore[override]
+            raise UsageError(f"doit {self.prog}: {message}",
+                             hint=f"see `doit help {self.prog}`")
+
+    return ArgumentParser(prog=prog, add_help=add_help)
 
 
 COMMANDS: dict[str, Command] = {}
@@ -199,6 +208,7 @@ exit_status: int | None = None
 def run_command(command: Command, positional: list[str] | None,
                 values: dict[str, Any]) -> None:
     """Run ``command`` with parsed arguments; user errors become a message and an exit code."""
+    global exit_status
     from infrablocks.tasks._console import guard_output
 
     rc: int | None = None
@@ -219,7 +229,6 @@ def run_command(command: Command, positional: list[str] | None,
         from infrablocks.tasks._console import finish_closed_output
 
         finish_closed_output()
-    global exit_status
     exit_status = int(rc or 0)
     if rc:
         sys.exit(int(rc))
