@@ -37,12 +37,12 @@ UNLIMITED_WIDTH = 1_000_000
 # enough for their title.
 RULE_WIDTH = 80
 
+
 @functools.cache
 def _console_class() -> type:
     """The rich Console subclass (built on first use: rich is imported only by commands that
     print)."""
     from rich.console import Console, ConsoleDimensions
-    from rich.table import Table
     from rich.text import Text
 
     class _CommandConsole(Console):
@@ -76,14 +76,13 @@ def _console_class() -> type:
             self._width_given = True
 
         def print(self, *objects: Any, **kwargs: Any) -> None:
-            if not stream_is_terminal(self.file) and any(
-                    isinstance(o, Table) and o.title for o in objects):
+            if any(_titled_table(o) for o in objects) and not stream_is_terminal(self.file):
                 objects = tuple(self._untitled(o) for o in objects)
             super().print(*objects, **kwargs)
 
         def _untitled(self, item: Any) -> Any:
             """A table's title as its own line: rich would wrap it to the table's width."""
-            if not (isinstance(item, Table) and item.title):
+            if not _titled_table(item):
                 return item
             import copy
 
@@ -104,6 +103,11 @@ def _console_class() -> type:
             self.print(Rule(title, **kwargs), width=max(RULE_WIDTH, length + 8))
 
     return _CommandConsole
+
+
+def _titled_table(item: Any) -> bool:
+    table = sys.modules.get("rich.table")  # no table can exist before rich.table is imported
+    return table is not None and isinstance(item, table.Table) and bool(item.title)
 
 
 def make_console(*, stderr: bool = False, soft_wrap: bool = True,
