@@ -83,6 +83,9 @@ INVOCATIONS: dict[str, Invocation] = {
     "ci-pipeline": Invocation(("ci-pipeline", "--base", "HEAD")),
     "create": Invocation(_CREATE, terraform=True),
     "plan": Invocation(("plan", TINY, "--env", LONG_ENV), terraform=True),
+    "apply": Invocation(("apply", "tiny.plan"),
+                        setup=(("plan", TINY, "--env", LONG_ENV, "--out", "tiny.plan"),),
+                        terraform=True),
     "destroy": Invocation(("destroy", TINY, "--env", LONG_ENV, "--yes"), setup=(_CREATE,),
                           terraform=True),
     "upgrade": Invocation(("upgrade", TINY, "--env", LONG_ENV, "--dry-run"),
@@ -279,5 +282,5 @@ def test_output_that_is_not_a_terminal_holds_whole_values(name: str, tmp_path: P
     _assert_whole(result.stderr, values)
     if name in ("images", "cloud"):
         assert LONG_TAG in result.stdout
-    if name in ("status", "outputs", "resolve", "create", "plan", "destroy"):
+    if name in ("status", "outputs", "resolve", "create", "plan", "apply", "destroy"):
         assert TINY in result.stdout
