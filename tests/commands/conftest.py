@@ -23,7 +23,9 @@ DODO = '"""doit entry point."""\n\nfrom infrablocks.tasks import *  # noqa: F403
 
 
 def _environment() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("INFRABLOCKS_")}
+    # The repository's own local cloud (.infrablocks/cloud), not one named by the caller's shell.
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("INFRABLOCKS_", "LOCALCLOUD_"))}
     env["NO_COLOR"] = "1"
     env["COLUMNS"] = "120"
     env["TERM"] = "dumb"
