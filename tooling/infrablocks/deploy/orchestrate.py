@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from infrablocks.deploy.block_ops import BlockRun, apply_block, destroy_block
 from infrablocks.environments import is_ephemeral
 from infrablocks.errors import ConfigError, InfrablocksError, UsageError
-from infrablocks.runner import CancelToken, Result, RunEvent, RunReport, run_dag
+from infrablocks.runner import CancelToken, Dag, Result, RunEvent, RunReport, run_dag
 
 if TYPE_CHECKING:
     import networkx as nx
@@ -66,14 +66,14 @@ def create(workspace: Workspace, targets: list[str], environment: str, *, jobs: 
            keep_going: bool = False, on_event: EventSink | None = None,
            token: CancelToken | None = None) -> tuple[Resolution, RunReport]:
     """Create or update everything ``targets`` need in ``environment``, dependencies first."""
-    from infrablocks.graph import dependency_graph
-
     resolution = resolve_for_environment(workspace, targets, environment)
     check_auto_create(workspace, resolution, environment)
     subnet = workspace.subnet(environment)
     runs = {name: BlockRun(workspace, environment, version, subnet)
             for name, version in resolution.selected.items()}
-    report = run_dag(dependency_graph(resolution), lambda node, tok: apply_block(runs[node], tok),
+    # The runner's own Dag, not graph.dependency_graph: networkx is not worth its import here.
+    graph = Dag({name: sorted(version.requires) for name, version in resolution.selected.items()})
+    report = run_dag(graph, lambda node, tok: apply_block(runs[node], tok),
                      jobs=jobs, keep_going=keep_going, on_event=on_event, token=token)
     return resolution, report
 

@@ -7,6 +7,13 @@ do goes first (critical path first), ties broken by name — so runs are determi
 
 Edges go dependency → dependent. ``reverse=True`` (destroy) flips the meaning: a node starts
 once all its dependents are done.
+
+The graph is anything with ``nodes``, ``predecessors(node)`` (its dependencies) and
+``successors(node)`` (its dependents): a ``networkx.DiGraph``, or the runner's own :class:`Dag`
+when building one with networkx is not worth it — importing networkx costs ~0.08 s of CPU,
+a fifth of a one-block ``doit create`` before Terraform starts (benchmarks/README.md). The few
+graph algorithms the runner needs (order, cycle, downstream) are written here on the standard
+library, so the runner never imports networkx.
 """
 
 from __future__ import annotations
@@ -17,19 +24,100 @@ import signal
 import threading
 import time
 import traceback
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from infrablocks.errors import InfrablocksError
 from infrablocks.runner.cancel import Cancelled, CancelToken
 from infrablocks.runner.report import NodeReport, Result, RunReport, Status
 
-if TYPE_CHECKING:
-    import networkx as nx
-
 Work = Callable[[Hashable, CancelToken], "Result | None"]
+
+
+class Graph(Protocol):
+    """What the runner reads from a graph (``networkx.DiGraph`` has it)."""
+
+    @property
+    def nodes(self) -> Iterable[Hashable]: ...
+
+    def predecessors(self, node: Hashable) -> Iterator[Hashable]: ...
+
+    def successors(self, node: Hashable) -> Iterator[Hashable]: ...
+
+
+class Dag:
+    """A dependency graph given as ``{node: its dependencies}`` (every dependency must be a
+    node too); edges go dependency → dependent, as in ``networkx.DiGraph``."""
+
+    def __init__(self, dependencies: Mapping[Hashable, Iterable[Hashable]]) -> None:
+        self._predecessors = {node: list(deps) for node, deps in dependencies.items()}
+        self._successors: dict[Hashable, list[Hashable]] = {n: [] for n in self._predecessors}
+        for node, deps in self._predecessors.items():
+            for dependency in deps:
+                if dependency not in self._successors:
+                    raise ValueError(f"{node} depends on {dependency}, which is not a node")
+                self._successors[dependency].append(node)
+
+    @property
+    def nodes(self) -> list[Hashable]:
+        return list(self._predecessors)
+
+    def predecessors(self, node: Hashable) -> Iterator[Hashable]:
+        return iter(self._predecessors[node])
+
+    def successors(self, node: Hashable) -> Iterator[Hashable]:
+        return iter(self._successors[node])
+
+    def __len__(self) -> int:
+        return len(self._predecessors)
+
+
+def find_cycle(graph: Graph) -> list[Hashable] | None:
+    """The nodes of one dependency cycle in edge order (``[a, b]`` for a → b → a), or None."""
+    import graphlib
+
+    sorter = graphlib.TopologicalSorter({n: list(graph.predecessors(n)) for n in graph.nodes})
+    try:
+        sorter.prepare()
+    except graphlib.CycleError as exc:
+        return list(exc.args[1])[:-1]  # [x, …, x]: each a dependency of the next
+    return None
+
+
+def lexicographic_order(graph: Graph, *, reverse: bool = False) -> list[Hashable]:
+    """Dependencies first (dependents first with ``reverse``); among the nodes that are ready
+    at the same time, the smallest ``str(node)`` first — networkx's
+    ``lexicographical_topological_sort(graph, key=str)``. ``graph`` must be acyclic."""
+    before = graph.successors if reverse else graph.predecessors
+    after = graph.predecessors if reverse else graph.successors
+    waiting = {n: sum(1 for _ in before(n)) for n in graph.nodes}
+    ready = [(str(n), i, n) for i, n in enumerate(graph.nodes) if waiting[n] == 0]
+    heapq.heapify(ready)
+    order: list[Hashable] = []
+    index = {n: i for i, n in enumerate(graph.nodes)}
+    while ready:
+        node = heapq.heappop(ready)[-1]
+        order.append(node)
+        for nxt in after(node):
+            waiting[nxt] -= 1
+            if waiting[nxt] == 0:
+                heapq.heappush(ready, (str(nxt), index[nxt], nxt))
+    return order
+
+
+def downstream(graph: Graph, node: Hashable, *, reverse: bool = False) -> set[Hashable]:
+    """Every node reachable from ``node`` along the edges (against them with ``reverse``)."""
+    step = graph.predecessors if reverse else graph.successors
+    seen: set[Hashable] = set()
+    todo = [node]
+    while todo:
+        for nxt in step(todo.pop()):
+            if nxt not in seen:
+                seen.add(nxt)
+                todo.append(nxt)
+    return seen
 
 # Event kinds, in the order a run emits them.
 RUN_STARTED = "run_started"
@@ -52,7 +140,7 @@ class RunEvent:
     report: NodeReport | None = None  # the node's report (live object) for node events
 
 
-def run_dag(graph: nx.DiGraph, work: Work, *, jobs: int = 4, keep_going: bool = False,
+def run_dag(graph: Graph, work: Work, *, jobs: int = 4, keep_going: bool = False,
             reverse: bool = False, on_event: Callable[[RunEvent], None] | None = None,
             token: CancelToken | None = None, handle_signals: bool = True) -> RunReport:
     """Run ``work(node, token)`` for every node of ``graph`` in dependency order.
@@ -72,23 +160,19 @@ def run_dag(graph: nx.DiGraph, work: Work, *, jobs: int = 4, keep_going: bool = 
 
     Returns the :class:`RunReport`; never raises for a failing node.
     """
-    import networkx as nx
-
     if jobs < 1:
         raise ValueError(f"jobs must be at least 1, got {jobs}")
-    if not nx.is_directed_acyclic_graph(graph):
-        cycle = " → ".join(str(e[0]) for e in nx.find_cycle(graph))
-        raise InfrablocksError(f"cannot run a dependency cycle: {cycle}")
+    cycle = find_cycle(graph)
+    if cycle is not None:
+        raise InfrablocksError(f"cannot run a dependency cycle: {' → '.join(map(str, cycle))}")
     return _Run(graph, work, jobs, keep_going, reverse, on_event, token or CancelToken(),
                 handle_signals).execute()
 
 
 class _Run:
-    def __init__(self, graph: nx.DiGraph, work: Work, jobs: int, keep_going: bool,
+    def __init__(self, graph: Graph, work: Work, jobs: int, keep_going: bool,
                  reverse: bool, on_event: Callable[[RunEvent], None] | None,
                  token: CancelToken, handle_signals: bool) -> None:
-        import networkx as nx
-
         self.graph = graph
         self.work = work
         self.jobs = jobs
@@ -100,8 +184,7 @@ class _Run:
         self.deps: Callable[[Hashable], Any] = graph.successors if reverse else graph.predecessors
         self.dependents: Callable[[Hashable], Any] = (graph.predecessors if reverse
                                                       else graph.successors)
-        order = list(nx.lexicographical_topological_sort(graph.reverse(copy=False) if reverse
-                                                         else graph, key=str))
+        order = lexicographic_order(graph, reverse=reverse)
         self.order = order
         self.index = {node: i for i, node in enumerate(order)}
         self.priority = self._chain_lengths(order)
@@ -227,13 +310,11 @@ class _Run:
 
     def _skip_downstream(self, failed: Hashable) -> None:
         """Mark every pending node downstream of ``failed`` skipped, naming the failure."""
-        import networkx as nx
-
-        downstream = (nx.ancestors if self.reverse else nx.descendants)(self.graph, failed)
+        below = downstream(self.graph, failed, reverse=self.reverse)
         what = "was cancelled" if self.report.nodes[failed].status is Status.CANCELLED \
             else "failed"
         for node in self.order:
-            if node not in downstream:
+            if node not in below:
                 continue
             report = self.report.nodes[node]
             if report.status is Status.SKIPPED:

@@ -10,8 +10,12 @@ from __future__ import annotations
 import importlib
 import os
 import pkgutil
+import sys
+from pathlib import Path
 from typing import Any
 
+from infrablocks.tasks import _command
+from infrablocks.tasks._console import restore_sigpipe
 from infrablocks.tasks._reporter import QuietReporter
 
 DOIT_CONFIG: dict[str, Any] = {
@@ -36,6 +40,19 @@ def _collect() -> None:
                 __all__.append(attr)
 
 
+def _running_as_doit() -> bool:
+    """Whether this process is the `doit` command (not a test importing the commands)."""
+    program = Path(sys.argv[0]) if sys.argv and sys.argv[0] else Path()
+    return program.name == "doit" or (program.name == "__main__.py"
+                                      and program.parent.name == "doit")
+
+
 _collect()
-# doit keeps its (unused by us) task database here; it needs the folder to exist.
-os.makedirs(".infrablocks", exist_ok=True)
+if _running_as_doit():
+    # doit's own commands (`doit list | head -1`) end as any Unix tool does when the reader
+    # goes away; ours ignore SIGPIPE while they run and end the same way when done
+    # (see _console.py).
+    restore_sigpipe()
+    _command.EXIT_WHEN_DONE = True  # the reporter ends the process when doit is done
+    # doit keeps its (unused by us) task database here; it needs the folder to exist.
+    os.makedirs(".infrablocks", exist_ok=True)

@@ -1,109 +1,271 @@
-"""The thin layer between doit and the library: argument parsing and error reporting.
+"""The thin layer between doit and the library: options, argument parsing, errors, exit codes.
 
-doit stops reading options at the first positional argument (``doit resolve a --json`` would
-hand ``--json`` over as a positional). Users expect options anywhere, so each command takes its
-positionals raw and re-reads any options among them here, with the same option table doit uses
-for ``doit help``.
+A command module declares its command once::
+
+    def task_create():
+        return command_task("create", _create, positional="targets", doc="…",
+                            params=[option("jobs", type=int, default=4, min=1, help="…"),
+                                    flag("keep_going", help="…")])
+
+- Options may come before or after positionals. doit stops reading options at the first
+  positional (``doit resolve a --json`` would hand ``--json`` over as a positional), so the
+  positionals are read again here, with the same option table doit shows in ``doit help``.
+- Every value is checked here, wherever it was written: its type (``int``, ``float``), its
+  range (``min`` / ``max``, declared with the option) and its ``choices``. A bad value is a
+  :class:`~infrablocks.errors.UsageError` naming the option (exit 2), never a traceback: doit
+  itself receives every option as a string (``type=str``) so that it converts nothing.
+- ``InfrablocksError`` raised by the command is printed as ``error: …`` (with its hint) and the
+  process exits with the error's ``exit_code``; Ctrl-C exits 130.
+- Output goes through :mod:`infrablocks.tasks._console`: whole values outside a terminal, and
+  a closed pipe ends the command quietly (status 141, as for ``seq | head -1``).
+
+Every command made here is listed in :data:`COMMANDS` (name → :class:`Command`), which the
+command tests walk to cover each command and each option.
 """
 
 from __future__ import annotations
 
-import argparse
+import math
 import sys
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 from infrablocks.errors import InfrablocksError, UsageError
 
+Func = Callable[..., "int | None"]
 
-def option(name: str, *, help: str, type: Any = str, default: Any = None, short: str = "",
-           choices: list[str] | None = None) -> dict[str, Any]:
-    """A doit ``params`` entry; the long flag is ``--name`` with dashes."""
-    spec: dict[str, Any] = {"name": name, "long": name.replace("_", "-"), "type": type,
-                            "default": default, "help": help}
-    if short:
-        spec["short"] = short
-    if choices:
-        spec["choices"] = [(c, "") for c in choices]
-    return spec
+_TYPE_WORDS = {int: "a whole number", float: "a number"}
+_METAVARS = {int: "N", float: "X"}
 
 
-def flag(name: str, *, help: str, short: str = "") -> dict[str, Any]:
+@dataclass(frozen=True)
+class Option:
+    """One ``--option`` of a command; ``type`` is ``str``, ``int``, ``float`` or ``bool``
+    (a flag). ``min`` / ``max`` bound numbers (inclusive); ``choices`` lists the accepted
+    strings."""
+
+    name: str
+    help: str
+    type: type = str
+    default: Any = None
+    short: str = ""
+    choices: tuple[str, ...] = ()
+    min: float | None = None
+    max: float | None = None
+
+    @property
+    def flag(self) -> str:
+        """``--keep-going`` for ``keep_going``."""
+        return "--" + self.name.replace("_", "-")
+
+    @property
+    def numeric(self) -> bool:
+        return self.type in (int, float)
+
+    def requirement(self) -> str:
+        """What a valid value is, in words: ``a whole number, at least 1``."""
+        if self.choices:
+            return "one of " + ", ".join(self.choices)
+        words = _TYPE_WORDS.get(self.type, "a value")
+        if self.min is not None and self.max is not None:
+            return f"{words} from {_number(self.min)} to {_number(self.max)}"
+        if self.min is not None:
+            return f"{words}, at least {_number(self.min)}"
+        if self.max is not None:
+            return f"{words}, at most {_number(self.max)}"
+        return words
+
+    def doit_param(self) -> dict[str, Any]:
+        """The doit ``params`` entry: doit parses the flag; the value stays a string."""
+        spec: dict[str, Any] = {"name": self.name, "long": self.flag[2:], "help": self.help,
+                                "default": False if self.type is bool else self.default}
+        if self.short:
+            spec["short"] = self.short
+        if self.type is bool:
+            spec["type"] = bool
+            return spec
+        spec["type"] = str
+        spec["metavar"] = _METAVARS.get(self.type, "ARG")
+        if self.numeric and (self.min is not None or self.max is not None):
+            spec["help"] = f"{self.help} [{self.requirement()}]"
+        if self.choices:
+            spec["help"] = f"{self.help} [{self.requirement()}]"
+        return spec
+
+    def value(self, raw: Any, command: str) -> Any:
+        """``raw`` (a string from the command line, or the default) as the option's type.
+
+        Raises :class:`UsageError` naming the option and what would be valid.
+        """
+        if self.type is bool or raw is None:
+            return raw
+        if not isinstance(raw, str):
+            return raw  # the declared default
+        text = raw.strip()
+        if self.type is str:
+            if self.choices and text not in self.choices:
+                raise self._error(command, raw)
+            return raw
+        try:
+            number = int(text, 10) if self.type is int else float(text)
+        except ValueError:
+            raise self._error(command, raw) from None
+        if isinstance(number, float) and not math.isfinite(number):
+            raise self._error(command, raw)
+        if ((self.min is not None and number < self.min)
+                or (self.max is not None and number > self.max)):
+            raise self._error(command, raw)
+        return number
+
+    def _error(self, command: str, raw: str) -> UsageError:
+        return UsageError(f"doit {command}: {self.flag} expects {self.requirement()}, "
+                          f"got {raw!r}", hint=f"see `doit help {command}`")
+
+
+def _number(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else str(value)
+
+
+def option(name: str, *, help: str, type: type = str, default: Any = None, short: str = "",
+           choices: list[str] | tuple[str, ...] | None = None, min: float | None = None,
+           max: float | None = None) -> Option:
+    """An option ``--name-with-dashes``; see :class:`Option`."""
+    if type not in (str, int, float, bool):
+        raise TypeError(f"option {name}: type must be str, int, float or bool, not {type}")
+    if (min is not None or max is not None) and type not in (int, float):
+        raise TypeError(f"option {name}: min/max only go with int or float")
+    return Option(name=name, help=help, type=type, default=default, short=short,
+                  choices=tuple(choices or ()), min=min, max=max)
+
+
+def flag(name: str, *, help: str, short: str = "") -> Option:
     return option(name, help=help, type=bool, default=False, short=short)
 
 
-class _ArgumentParser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # argparse would print usage and exit(2) itself
-        raise UsageError(f"doit {self.prog}: {message}", hint=f"see `doit help {self.prog}`")
-
-
-def _reparse(command: str, params: list[dict[str, Any]], positional: list[str],
-             values: dict[str, Any]) -> tuple[list[str], dict[str, Any]]:
-    parser = _ArgumentParser(prog=command, add_help=False)
-    for spec in params:
-        flags = [f"--{spec['long']}"] + ([f"-{spec['short']}"] if spec.get("short") else [])
-        if spec["type"] is bool:
-            parser.add_argument(*flags, dest=spec["name"], action="store_true", default=None)
-        else:
-            choices = [c for c, _ in spec["choices"]] if spec.get("choices") else None
-            parser.add_argument(*flags, dest=spec["name"], default=None, choices=choices)
-    parser.add_argument("positional", nargs="*")
-    namespace = parser.parse_intermixed_args(positional)
-    merged = dict(values)
-    for spec in params:
-        late = getattr(namespace, spec["name"])
-        if late is not None:
-            merged[spec["name"]] = spec["type"](late) if spec["type"] not in (bool, str) else late
-    return list(namespace.positional), merged
-
-
-def run_command(command: str, func: Callable[..., int | None], params: list[dict[str, Any]],
-                positional: list[str] | None, values: dict[str, Any]) -> None:
-    """Run ``func`` with parsed arguments; turn user errors into a message and an exit code."""
-    from rich.console import Console
-
-    err = Console(stderr=True, highlight=False)
-    try:
-        args, kwargs = _reparse(command, params, list(positional or []), values)
-        rc = func(args, **kwargs) if positional is not None else func(**kwargs)
-    except InfrablocksError as exc:
-        err.print(f"[bold red]error:[/] {exc}", markup=True, soft_wrap=True)
-        sys.exit(exc.exit_code)
-    except KeyboardInterrupt:
-        err.print("[yellow]interrupted[/]")
-        sys.exit(130)
-    if rc:
-        sys.exit(int(rc))
-
-
-def command_task(name: str, func: Callable[..., int | None], *, doc: str,
-                 params: list[dict[str, Any]] | None = None,
-                 positional: str | None = None) -> dict[str, Any]:
-    """A doit task dict for a user command.
+@dataclass(frozen=True)
+class Command:
+    """A user command: its options and the function doing the work.
 
     ``func(positional_args, **options)`` when ``positional`` names the positional list,
     ``func(**options)`` otherwise. It returns an exit code (or None for 0).
     """
-    params = list(params or [])
 
-    def action(pos_arg_value: list[str] | None = None, **values: Any) -> None:
-        run_command(name, func, params, pos_arg_value, values)
+    name: str
+    func: Func
+    doc: str
+    options: tuple[Option, ...] = ()
+    positional: str | None = None
+    by_name: dict[str, Option] = field(init=False, repr=False, compare=False)
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "by_name", {o.name: o for o in self.options})
+
+    def parse(self, positional: list[str], values: dict[str, Any]) -> tuple[list[str],
+                                                                            dict[str, Any]]:
+        """Positionals and typed, checked option values (``values``: what doit parsed)."""
+        merged = dict(values)
+        if any(arg.startswith("-") for arg in positional):  # options among the positionals
+            parser = _ArgumentParser(prog=self.name, add_help=False)
+            for opt in self.options:
+                flags = [opt.flag] + ([f"-{opt.short}"] if opt.short else [])
+                if opt.type is bool:
+                    parser.add_argument(*flags, dest=opt.name, action="store_true",
+                                        default=None)
+                else:
+                    parser.add_argument(*flags, dest=opt.name, default=None)
+            parser.add_argument("positional", nargs="*")
+            namespace = parser.parse_intermixed_args(positional)
+            positional = list(namespace.positional)
+            for opt in self.options:
+                late = getattr(namespace, opt.name)
+                if late is not None:
+                    merged[opt.name] = late
+        checked = {name: (self.by_name[name].value(raw, self.name) if name in self.by_name
+                          else raw) for name, raw in merged.items()}
+        return list(positional), checked
+
+
+def _ArgumentParser(prog: str, add_help: bool) -> Any:  # noqa: N802 - a class, imported late
+    """argparse's parser, raising a UsageError instead of printing usage and exiting."""
+    import argparse
+
+    class ArgumentParser(argparse.ArgumentParser):
+        def error(self, message: str) -> None:  # type: ignore[override]
+            raise UsageError(f"doit {self.prog}: {message}",
+                             hint=f"see `doit help {self.prog}`")
+
+    return ArgumentParser(prog=prog, add_help=add_help)
+
+
+COMMANDS: dict[str, Command] = {}
+# Set when the process is the `doit` command (tasks/__init__.py): the reporter then ends it as
+# soon as doit is done (see _reporter.py), with ``exit_status``, the status of the command.
+EXIT_WHEN_DONE = False
+exit_status: int | None = None
+
+
+def run_command(command: Command, positional: list[str] | None,
+                values: dict[str, Any]) -> None:
+    """Run ``command`` with parsed arguments; user errors become a message and an exit code."""
+    global exit_status
+    from infrablocks.tasks._console import guard_output
+
+    rc: int | None = None
+    with guard_output() as output:
+        try:
+            args, kwargs = command.parse(list(positional or []), values)
+            rc = (command.func(args, **kwargs) if command.positional is not None
+                  else command.func(**kwargs))
+        except InfrablocksError as exc:
+            _print_error(exc)
+            rc = exc.exit_code
+        except KeyboardInterrupt:
+            from infrablocks.tasks._console import make_console
+
+            make_console(stderr=True).print("[yellow]interrupted[/]")
+            rc = 130
+    if output.closed and not rc:
+        from infrablocks.tasks._console import finish_closed_output
+
+        finish_closed_output()
+    exit_status = int(rc or 0)
+    if rc:
+        sys.exit(int(rc))
+
+
+def _print_error(exc: InfrablocksError) -> None:
+    from rich.markup import escape
+
+    from infrablocks.tasks._console import make_console
+
+    make_console(stderr=True).print(f"[bold red]error:[/] {escape(str(exc))}")
+
+
+def command_task(name: str, func: Func, *, doc: str, params: list[Option] | None = None,
+                 positional: str | None = None) -> dict[str, Any]:
+    """A doit task dict for a user command (also recorded in :data:`COMMANDS`)."""
+    command = Command(name=name, func=func, doc=doc, options=tuple(params or ()),
+                      positional=positional)
+    COMMANDS[name] = command
     task: dict[str, Any] = {
         "doc": doc,
-        "params": params,
+        "params": [opt.doit_param() for opt in command.options],
         "uptodate": [False],
         "verbosity": 2,
     }
     if positional:
         task["pos_arg"] = positional
-        task["actions"] = [(_positional_action, [name, func, params, positional])]
+        task["actions"] = [(_positional_action, [command])]
     else:
-        task["actions"] = [(action,)]
+        task["actions"] = [(_action, [command])]
     return task
 
 
-def _positional_action(name: str, func: Callable[..., int | None], params: list[dict[str, Any]],
-                       positional: str, **values: Any) -> None:
-    pos = values.pop(positional, None) or []
-    run_command(name, func, params, pos, values)
+def _action(command: Command, **values: Any) -> None:
+    run_command(command, None, values)
+
+
+def _positional_action(command: Command, **values: Any) -> None:
+    pos = values.pop(command.positional, None) or []
+    run_command(command, pos, values)

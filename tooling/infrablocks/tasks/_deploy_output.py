@@ -7,10 +7,10 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from rich.console import Console
 from rich.table import Table
 
 from infrablocks.runner.report import STATUS_STYLE
+from infrablocks.tasks._console import make_console
 
 if TYPE_CHECKING:
     from infrablocks.deploy.orchestrate import TestEnvironmentOutcome
@@ -19,8 +19,8 @@ if TYPE_CHECKING:
     from infrablocks.runner import RunEvent, RunReport
     from infrablocks.state import Outputs
 
-console = Console(highlight=False, soft_wrap=True)
-err_console = Console(stderr=True, highlight=False, soft_wrap=True)
+console = make_console()
+err_console = make_console(stderr=True)
 
 
 def progress_for(title: str) -> _LazyProgress:

@@ -5,15 +5,16 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING
 
-from rich.console import Console
 from rich.table import Table
+
+from infrablocks.tasks._console import make_console
 
 if TYPE_CHECKING:
     from infrablocks.rolling.engine import UpgradeHalted, UpgradeOutcome
     from infrablocks.rolling.testing import TestUpgradeResult
 
-console = Console(highlight=False, soft_wrap=True)
-err_console = Console(stderr=True, highlight=False, soft_wrap=True)
+console = make_console()
+err_console = make_console(stderr=True)
 
 UNIT_STEPS = ["gate: cluster healthy", "move leadership off (if it leads)", "stop instance",
               "targeted apply (instance + attachment)", "gate: instance running",

@@ -43,11 +43,10 @@ def _affected(base: str | None, head: str | None, json: bool, dependents: bool =
               no_dependents: bool = False) -> int | None:
     import json as json_module
 
-    from rich.console import Console
-
     from infrablocks.ci.affected import find_affected
     from infrablocks.errors import UsageError
     from infrablocks.paths import find_repo_root
+    from infrablocks.tasks._console import make_console
 
     if dependents and no_dependents:
         raise UsageError("doit affected: --dependents and --no-dependents exclude each other")
@@ -55,7 +54,7 @@ def _affected(base: str | None, head: str | None, json: bool, dependents: bool =
     if json:
         print(json_module.dumps(result.to_json(), indent=2))
         return None
-    console = Console(highlight=False, soft_wrap=True)
+    console = make_console()
     what = f"{result.base[:12]}..{(result.head or 'working tree')[:12]}"
     console.print(f"Changes {what}: {len(result.changed)} file(s)")
     if not result.versions:
@@ -82,12 +81,11 @@ def _ci_pipeline(base: str | None, head: str | None, output: str | None,
     import json as json_module
     from pathlib import Path
 
-    from rich.console import Console
-
     from infrablocks.ci.affected import find_affected
     from infrablocks.ci.pipeline import PipelineOptions, matrix, render
     from infrablocks.errors import InfrablocksError, UsageError
     from infrablocks.paths import find_repo_root
+    from infrablocks.tasks._console import make_console
 
     if check and not output:
         raise UsageError("doit ci-pipeline: --check needs --output FILE (the file to compare)")
@@ -104,7 +102,7 @@ def _ci_pipeline(base: str | None, head: str | None, output: str | None,
         print(text, end="")
         return None
     path = Path(output)
-    console = Console(stderr=True, highlight=False, soft_wrap=True)
+    console = make_console(stderr=True)
     if check:
         current = path.read_text() if path.is_file() else None
         if current != text:

@@ -52,9 +52,9 @@ def _print_purge(env: str, removed: dict[str, list[str]], as_json: bool) -> None
 
         print(json.dumps({"environment": env, **removed}, indent=2, sort_keys=True))
         return
-    from rich.console import Console
+    from infrablocks.tasks._console import make_console
 
-    console = Console(highlight=False, soft_wrap=True)
+    console = make_console()
     if not any(removed.values()):
         console.print(f"nothing tagged environment={env} in the local cloud")
         return
@@ -69,10 +69,13 @@ def _print_purge(env: str, removed: dict[str, list[str]], as_json: bool) -> None
 
 
 def _print_tables(snapshot: dict[str, Any]) -> None:
-    from rich.console import Console
     from rich.table import Table
 
-    console = Console(highlight=False)
+    from infrablocks.tasks._console import make_console, stream_is_terminal
+
+    console = make_console(soft_wrap=False)
+    # On a terminal a digest is shortened to fit; elsewhere every value is whole.
+    digest_length = 19 if stream_is_terminal(console.file) else None
     what = "local cloud" if snapshot["platform"] == "local" else f"platform {snapshot['platform']}"
     console.print(f"{what} at [bold]{snapshot['where']}[/]")
     state_style = {"running": "green", "pending": "yellow", "stopping": "yellow",
@@ -104,7 +107,9 @@ def _print_tables(snapshot: dict[str, Any]) -> None:
         images.add_column(column, no_wrap=column in ("image", "id", "digest"))
     for image in snapshot["images"]:
         images.add_row(f"{image['name']}@{image['version']}", image["id"],
-                       ", ".join(image["tags"]) or "-", image["digest"][:19] + "…",
+                       ", ".join(image["tags"]) or "-",
+                       image["digest"] if digest_length is None
+                       else image["digest"][:digest_length] + "…",
                        image["registered_at"][:16].replace("T", " "))
 
     for table, empty in ((instances, "no instances"), (volumes, "no volumes"),

@@ -12,7 +12,7 @@ from infrablocks.tasks._command import command_task, flag, option
 
 DEFAULT_JOBS = 4
 _ENV = option("env", help="environment (default: defaults.environment in blocks.toml)")
-_JOBS = option("jobs", type=int, default=DEFAULT_JOBS,
+_JOBS = option("jobs", type=int, default=DEFAULT_JOBS, min=1,
                help=f"blocks run at once (default {DEFAULT_JOBS})")
 _KEEP_GOING = flag("keep_going", help="after a failure, still run everything not downstream")
 _REPORT = option("report", help="write the run report (per-block status, durations) as JSON")
@@ -99,12 +99,12 @@ def _create(targets: list[str], env: str | None, jobs: int, keep_going: bool,
 
 def _destroy(targets: list[str], env: str | None, jobs: int, keep_going: bool,
              report: str | None, with_dependents: bool, yes: bool) -> int:
-    from rich.console import Console
     from rich.prompt import Confirm
 
     from infrablocks.deploy.orchestrate import destroy
     from infrablocks.deploy.workspace import open_workspace
     from infrablocks.errors import UsageError
+    from infrablocks.tasks._console import make_console
     from infrablocks.tasks._deploy_output import (
         print_left_behind,
         print_run_summary,
@@ -117,7 +117,7 @@ def _destroy(targets: list[str], env: str | None, jobs: int, keep_going: bool,
     workspace = open_workspace()
     environment = workspace.environment_name(env)
     workspace.check_known_environment(environment)
-    console = Console(highlight=False)
+    console = make_console(soft_wrap=False)
 
     def confirm(order: list[str]) -> bool:
         console.print(f"will destroy in [bold]{environment}[/], in this order: "

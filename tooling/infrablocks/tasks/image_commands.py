@@ -60,14 +60,13 @@ def _image(refs: list[str], tag: str | None, keep: bool = False, remove: bool = 
 
 
 def _release(repo_root: Path, refs: list[Any], tag: str | None, keep: bool) -> int | None:
-    from rich.console import Console
-
     from infrablocks.cloud.local.control import LocalCloud
     from infrablocks.images.release import release_image
     from infrablocks.paths import work_dir
+    from infrablocks.tasks._console import make_console
 
     cloud = LocalCloud.from_env(default=work_dir(repo_root) / "cloud")
-    console = Console(highlight=False, soft_wrap=True)
+    console = make_console()
     for ref in refs:
         with console.status(f"{ref}: building") as status:
             release = release_image(repo_root, ref, cloud, tag=tag, keep=keep,
@@ -99,15 +98,14 @@ def _relative(path: Path, base: Path) -> str:
 
 
 def _remove(repo_root: Path, refs: list[Any]) -> int | None:
-    from rich.console import Console
-
     from infrablocks.cloud.local.control import LocalCloud
     from infrablocks.images import lookup_image
     from infrablocks.paths import work_dir
+    from infrablocks.tasks._console import make_console
 
     cloud = LocalCloud.from_env(default=work_dir(repo_root) / "cloud")
     images = [lookup_image(cloud, ref) for ref in refs]  # all found before removing any
-    console = Console(highlight=False, soft_wrap=True)
+    console = make_console()
     for image in images:
         cloud.remove_image(image.id)
         console.print(f"[bold]{image.ref}[/] removed ({image.id})")
@@ -115,11 +113,10 @@ def _remove(repo_root: Path, refs: list[Any]) -> int | None:
 
 
 def _verify(repo_root: Path, refs: list[Any]) -> int | None:
-    from rich.console import Console
-
     from infrablocks.cloud.local.control import LocalCloud
     from infrablocks.images import ImageRef, available_images, find_template_dir, verify_image
     from infrablocks.paths import work_dir
+    from infrablocks.tasks._console import make_console
 
     if not refs:
         refs = [ImageRef(name, version)
@@ -127,7 +124,7 @@ def _verify(repo_root: Path, refs: list[Any]) -> int | None:
     for ref in refs:
         find_template_dir(repo_root, ref)
     cloud = LocalCloud.from_env(default=work_dir(repo_root) / "cloud")
-    console = Console(highlight=False, soft_wrap=True)
+    console = make_console()
     failed = 0
     for ref in refs:
         with console.status(f"verifying {ref}"):
@@ -160,7 +157,6 @@ def task_images() -> dict[str, Any]:
 def _images(json: bool, prune: bool, dry_run: bool = False) -> int | None:
     import json as json_module
 
-    from rich.console import Console
     from rich.table import Table
 
     from infrablocks.cloud.local.control import LocalCloud
@@ -168,13 +164,14 @@ def _images(json: bool, prune: bool, dry_run: bool = False) -> int | None:
     from infrablocks.images.inventory import format_size, list_images, prune_images
     from infrablocks.paths import find_repo_root, work_dir
     from infrablocks.registry import load_registry
+    from infrablocks.tasks._console import make_console
 
     if dry_run and not prune:
         raise UsageError("doit images: --dry-run goes with --prune")
     repo_root = find_repo_root()
     registry = load_registry(repo_root)
     cloud = LocalCloud.from_env(default=work_dir(repo_root) / "cloud")
-    console = Console(highlight=False, soft_wrap=True)
+    console = make_console()
     if prune:
         result = prune_images(repo_root, cloud, registry, dry_run=dry_run)
         if json:

@@ -10,7 +10,7 @@ from typing import Any
 from infrablocks.tasks._command import command_task, flag, option
 
 DEFAULT_JOBS = 4
-_JOBS = option("jobs", type=int, default=DEFAULT_JOBS,
+_JOBS = option("jobs", type=int, default=DEFAULT_JOBS, min=1,
                help=f"blocks planned (--out) or applied at once (default {DEFAULT_JOBS})")
 
 
@@ -45,8 +45,6 @@ def _plan(targets: list[str], env: str | None, json: bool, out: str | None, jobs
     if not targets:
         raise UsageError("name the blocks to plan", hint="e.g. doit plan microservice01 --env "
                                                          "staging")
-    if int(jobs) < 1:
-        raise UsageError(f"--jobs must be at least 1, got {jobs}")
     workspace = open_workspace()
     environment = workspace.environment_name(env)
     workspace.check_known_environment(environment)
@@ -76,8 +74,6 @@ def _apply(plan_file: list[str], jobs: int, keep_going: bool, report: str | None
     if len(plan_file) != 1:
         raise UsageError(f"doit apply takes exactly one plan file, got {len(plan_file)}",
                          hint="save one with doit plan TARGET --env ENV --out FILE")
-    if int(jobs) < 1:
-        raise UsageError(f"--jobs must be at least 1, got {jobs}")
     path = Path(plan_file[0])
     warn_if_readable(path)
     workspace = open_workspace()

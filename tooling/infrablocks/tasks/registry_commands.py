@@ -54,13 +54,12 @@ def _load() -> Registry:
 
 def _environment(registry: Registry, env: str | None) -> Environment:
     """The environment, with a note on stderr when it is not declared (no pins apply)."""
-    from rich.console import Console
-
     from infrablocks.registry import suggest
+    from infrablocks.tasks._console import make_console
 
     environment = registry.environment(env)
     if environment.name and environment.name not in registry.environments:
-        Console(stderr=True, highlight=False).print(
+        make_console(stderr=True).print(
             f"[yellow]note:[/] environment `{environment.name}` is not declared in blocks.toml: "
             f"no pins apply{suggest(environment.name, registry.environments)}")
     return environment
@@ -70,11 +69,10 @@ def _environment(registry: Registry, env: str | None) -> Environment:
 
 
 def _check() -> int | None:
-    from rich.console import Console
-
+    from infrablocks.tasks._console import make_console
     from infrablocks.validators import run_validators
 
-    console = Console(highlight=False, soft_wrap=True)
+    console = make_console()
     registry = _load()
     versions = sum(len(b.versions) for b in registry.blocks.values())
     console.print(f"[green]ok[/] {registry.path.name}: {len(registry.blocks)} blocks, "
@@ -99,10 +97,9 @@ def _check() -> int | None:
 def _resolve(targets: list[str], env: str | None, json: bool) -> int | None:
     import json as json_module
 
-    from rich.console import Console
-
     from infrablocks.graph import dependency_graph, levels, topological_order
     from infrablocks.resolve import resolve
+    from infrablocks.tasks._console import make_console
 
     if not targets:
         raise UsageError("doit resolve: name at least one block, e.g. `doit resolve "
@@ -112,7 +109,7 @@ def _resolve(targets: list[str], env: str | None, json: bool) -> int | None:
     resolution = resolve(registry, targets, environment.pins, environment=environment.name)
     graph = dependency_graph(resolution)
     order, generations = topological_order(graph), levels(graph)
-    console = Console(highlight=False, soft_wrap=True)
+    console = make_console()
     if json:
         document = resolution.to_json()
         document["order"] = order
@@ -154,17 +151,16 @@ def _print_lines(console: Any, lines: list[list[tuple[str, str]]]) -> None:
 
 
 def _graph(block: str | None, env: str | None, format: str, output: str | None) -> int | None:
-    from rich.console import Console
-
     from infrablocks.graph import dependency_graph, highlight, registry_graph, render
     from infrablocks.resolve import ResolutionError, resolve
+    from infrablocks.tasks._console import make_console
 
     if format not in GRAPH_FORMATS:
         raise UsageError(f"doit graph: unknown format `{format}`: expected one of "
                          f"{', '.join(GRAPH_FORMATS)}")
     registry = _load()
     environment = _environment(registry, env)
-    err = Console(stderr=True, highlight=False)
+    err = make_console(stderr=True)
     if len(registry.blocks) > WHOLE_REGISTRY_RESOLUTION_LIMIT:
         # resolvelib's rounds grow with the square of the blocks: a whole 10,000-block
         # registry would take minutes. Every version is drawn instead (--block still resolves).
@@ -198,17 +194,17 @@ def _graph(block: str | None, env: str | None, format: str, output: str | None) 
     if isinstance(rendered, bytes):
         target = Path(output) if output else _default_image_path(registry.root, format)
         target.write_bytes(rendered)
-        Console(highlight=False, soft_wrap=True).print(f"wrote {target}")
+        make_console().print(f"wrote {target}")
         return None
     if output:
         Path(output).write_text(rendered if isinstance(rendered, str)
                                 else _plain_text(rendered), encoding="utf-8")
-        Console(highlight=False, soft_wrap=True, stderr=True).print(f"wrote {output}")
+        make_console(stderr=True).print(f"wrote {output}")
         return None
     if isinstance(rendered, str):
         print(rendered, end="")
     else:
-        Console(highlight=False).print(rendered)
+        make_console(soft_wrap=False).print(rendered)
     return None
 
 
@@ -223,8 +219,8 @@ def _default_image_path(root: Path, fmt: str) -> Path:
 def _plain_text(renderable: Any) -> str:
     import io
 
-    from rich.console import Console
+    from infrablocks.tasks._console import make_console
 
-    buffer = io.StringIO()
-    Console(file=buffer, width=120, color_system=None, highlight=False).print(renderable)
+    buffer = io.StringIO()  # not a terminal: whole values, however long
+    make_console(file=buffer, color_system=None, soft_wrap=False).print(renderable)
     return buffer.getvalue()

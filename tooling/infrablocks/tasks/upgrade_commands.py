@@ -38,7 +38,8 @@ def task_test_create() -> dict[str, Any]:
     return {"basename": "test-create", **command_task(
         "test-create", _test_create, positional="targets",
         doc="CI: throwaway environment with the targets' resolution, block tests, destroy always",
-        params=[option("jobs", type=int, default=4, help="blocks run at once (default 4)"),
+        params=[option("jobs", type=int, default=4, min=1,
+                       help="blocks run at once (default 4)"),
                 option("report", help="write the run report as JSON"),
                 option("env", help="name of the throwaway environment (must start with t-; "
                                    "default: random)")])}

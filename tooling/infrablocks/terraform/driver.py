@@ -320,10 +320,9 @@ class Terraform:
         """Wait for the process; forward cancel/timeout/Ctrl-C as one graceful SIGINT."""
         try:
             while True:
-                try:
-                    return running.process.wait(timeout=_POLL)
-                except subprocess.TimeoutExpired:
-                    pass
+                rc = running.wait(_POLL)
+                if rc is not None:
+                    return rc
                 if self.cancel.is_set():
                     running.interrupt("cancelled")
                 elif self.timeout is not None and time.monotonic() - started > self.timeout:
@@ -405,6 +404,33 @@ class _Process:
         self.process = process
         self.stopped_because: str | None = None
         self._lock = threading.Lock()
+
+    def wait(self, timeout: float) -> int | None:
+        """The exit code as soon as the process has ended, or None after ``timeout`` s.
+
+        ``Popen.wait(timeout)`` polls with sleeps growing to 50 ms, so a command was seen to
+        end ~20 ms (median) after it did, twice per block; a pidfd (Linux ≥ 5.3) wakes at once.
+        """
+        if self.process.returncode is not None:
+            return self.process.returncode
+        try:
+            pidfd = os.pidfd_open(self.process.pid)
+        except (AttributeError, OSError):  # not Linux, or already reaped by poll()
+            pidfd = None
+        if pidfd is not None:
+            import select
+
+            try:
+                poller = select.poll()
+                poller.register(pidfd, select.POLLIN)
+                if not poller.poll(timeout * 1000):
+                    return None
+            finally:
+                os.close(pidfd)
+        try:
+            return self.process.wait(timeout=0 if pidfd is not None else timeout)
+        except subprocess.TimeoutExpired:
+            return None
 
     def interrupt(self, reason: str) -> None:
         with self._lock:
