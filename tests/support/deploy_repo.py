@@ -144,8 +144,11 @@ class DeployRepo:
                             problems.append(f"destroy of {environment}: {report.summary()}")
                         if swept:
                             problems.append(f"swept after destroying {environment}: {swept}")
-                    for environment in workspace.subnets.allocations():
-                        workspace.subnets.release(environment)
+            if self.root.exists():
+                with self.environment_variables():
+                    subnets = self.workspace().subnets
+                    for environment in subnets.allocations():
+                        subnets.release(environment)
             if self.cloud_root.exists():
                 cloud = self.cloud()
                 environments = {i.tags.get("environment") for i in cloud.describe_instances()}

@@ -9,7 +9,9 @@ failure raises ``TerraformError`` carrying Terraform's own ``Error:`` blocks and
 Secrets stay out of the working directory and the logs (see :mod:`infrablocks.terraform.workdir`):
 the sensitive inputs of a prepared working directory reach every command as ``TF_VAR_``
 environment variables, and saved plans (which embed every variable value) are written to the
-deployment's private directory and removed once applied.
+deployment's private directory and removed once applied. What Terraform prints is logged with
+those sensitive inputs masked (:class:`Redactor`): Terraform does not mask a provider-computed
+attribute derived from a sensitive value.
 
 Cancellation is graceful: ``stop()`` (or setting the ``cancel`` event) sends SIGINT, which makes
 Terraform finish the resource operations in flight, write its state and exit.
@@ -286,6 +288,7 @@ class Terraform:
                                      command=command)
         private_dir(self.log_dir, base=self.log_dir.parent)
         log_path, log = self._open_log(command)
+        redact = Redactor(sensitive_strings(workdir))
         started = time.monotonic()
         stderr_lines: list[str] = []
         stdout_chunks: list[str] = []
@@ -311,9 +314,10 @@ class Terraform:
             write_lock = threading.Lock()
             readers = [
                 threading.Thread(target=self._pump, daemon=True, args=(
-                    process.stdout, log, write_lock, stdout_chunks if capture else None, None)),
+                    process.stdout, log, write_lock, stdout_chunks if capture else None, None,
+                    redact)),
                 threading.Thread(target=self._pump, daemon=True, args=(
-                    process.stderr, log, write_lock, None, stderr_lines)),
+                    process.stderr, log, write_lock, None, stderr_lines, redact)),
             ]
             running = _Process(process)
             with self._lock:
@@ -362,12 +366,15 @@ class Terraform:
             raise
 
     def _pump(self, stream: IO[bytes], log: IO[str], write_lock: threading.Lock,
-              capture: list[str] | None, lines: list[str] | None) -> None:
+              capture: list[str] | None, lines: list[str] | None,
+              redact: Redactor | None = None) -> None:
         for raw in iter(stream.readline, b""):
             text = raw.decode("utf-8", errors="replace")
             if capture is not None:
-                capture.append(text)
+                capture.append(text)   # JSON for the tool itself: real values, never logged
                 continue
+            if redact is not None:
+                text = redact(text)
             if lines is not None:
                 lines.append(text)
             with write_lock, contextlib.suppress(ValueError):  # log closed: caller gave up
@@ -477,6 +484,57 @@ class _Process:
         except (ProcessLookupError, PermissionError):
             return False
         return True
+
+
+class Redactor:
+    """Replaces known secret strings with ``(sensitive value)`` in what is logged or shown.
+
+    Terraform masks what it knows is sensitive, but not a provider-computed attribute derived
+    from a sensitive input (``terraform_data``'s ``output`` is printed in clear in a destroy
+    plan although its ``input`` is masked). The driver knows the sensitive inputs it passes, so
+    it takes them out of every line it logs, forwards to ``on_output`` or puts in an error.
+    Strings shorter than ``MIN_LENGTH`` are left alone (masking "1" would mask every digit).
+    """
+
+    MIN_LENGTH = 6
+    MASK = "(sensitive value)"
+
+    def __init__(self, secrets: Iterable[str]) -> None:
+        from infrablocks.terraform.hcl import hcl_string
+
+        # As given, as Terraform quotes it (HCL escapes) or as JSON does; a multi-line value
+        # is printed as a heredoc, one line at a time.
+        pieces = {piece for secret in secrets for piece in (secret, *secret.split("\n"))}
+        variants = {form for piece in pieces if len(piece) >= self.MIN_LENGTH
+                    for form in (piece, json.dumps(piece)[1:-1], hcl_string(piece)[1:-1])}
+        self._pattern = (re.compile("|".join(re.escape(v) for v in
+                                             sorted(variants, key=len, reverse=True)))
+                         if variants else None)
+
+    def __call__(self, text: str) -> str:
+        return self._pattern.sub(self.MASK, text) if self._pattern is not None else text
+
+
+def sensitive_strings(workdir: Path) -> list[str]:
+    """Every string leaf of the working directory's sensitive inputs."""
+    from infrablocks.terraform.workdir import sensitive_inputs
+
+    found: list[str] = []
+
+    def walk(value: object) -> None:
+        if isinstance(value, str):
+            found.append(value)
+        elif isinstance(value, Mapping):
+            for item in value.values():
+                walk(item)
+        elif isinstance(value, list | tuple):
+            for item in value:
+                walk(item)
+        elif isinstance(value, int | float) and not isinstance(value, bool):
+            found.append(str(value))
+
+    walk(sensitive_inputs(workdir))
+    return found
 
 
 _SECRET_KEY = re.compile(r"secret|token|password|access_key", re.IGNORECASE)
