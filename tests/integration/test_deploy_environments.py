@@ -159,14 +159,17 @@ def test_sensitive_outputs_never_printed_or_logged(repo: DeployRepo, tmp_path: P
     for text in shown:
         assert password not in text
 
-    # Logs (Terraform's, images'), records, the doit database: never the secret.
+    # Logs (Terraform's, images'), working directories, caches, the doit database: never the
+    # secret. Only the state folders hold it: the state and the private directories (the
+    # dependents' sensitive inputs, saved plans).
     state_dir = repo.root / ".infrablocks" / "state"
+    private_dir = repo.root / ".infrablocks" / "private"
+    assert any(private_dir.rglob("inputs.json"))   # microservice01 receives the password
     checked = 0
     for path in (repo.root / ".infrablocks").rglob("*"):
-        if not path.is_file() or path.name.endswith((".tfstate", ".tfstate.backup")):
+        if not path.is_file() or path.is_relative_to(state_dir) \
+                or path.is_relative_to(private_dir):
             continue
-        if path.is_relative_to(repo.root / ".infrablocks" / "work"):
-            continue  # the private working area (0700) holds the inputs, like the state
         checked += 1
         assert password.encode() not in path.read_bytes(), f"the password is in {path}"
     assert checked > 10
