@@ -12,7 +12,10 @@ nothing is bound in the subnet any more.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
+
+import pytest
 
 from infrablocks.environments import SubnetAllocator
 from infrablocks.errors import ConfigError
@@ -37,3 +40,22 @@ def hold_subnet(subnet: str, owner: Path, label: str = "t-test",
                 raise AssertionError(f"subnet {subnet} stayed in use for {wait:.0f}s: "
                                      f"{exc}") from None
             time.sleep(POLL_SECONDS)
+
+
+def hold_during_module(*subnets: str) -> Callable[..., Iterator[None]]:
+    """A module-scoped autouse fixture holding ``subnets`` while the module's tests run.
+
+    At a test module's top level: ``held_subnets = hold_during_module("127.42.203.0/24")``
+    (for modules that start instances on fixed addresses without ``deploy_block``).
+    """
+
+    @pytest.fixture(scope="module", autouse=True, name="held_subnets")
+    def held(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+        owner = tmp_path_factory.mktemp("subnets")
+        claims = [(hold_subnet(subnet, owner, f"t-held{n}"), f"t-held{n}")
+                  for n, subnet in enumerate(subnets)]
+        yield
+        for allocator, label in claims:
+            allocator.release(label)
+
+    return held
