@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -45,6 +45,7 @@ __all__ = [
     "check_received_inputs",
     "refuse_sensitive_leaks",
     "leaks",
+    "sensitive_dependencies",
     "module_summary",
     "received_sensitive_problems",
     "sensitivity_problems",
@@ -427,6 +428,22 @@ def refuse_sensitive_leaks(pairs: Iterable[tuple[BlockVersion, BlockVersion]],
             problems=problems,
             hint="declare those variables `sensitive = true` (and any output built from them); "
                  "`doit check` lists them all")
+
+
+def sensitive_dependencies(version: BlockVersion, inputs: Mapping[str, Any],
+                           versions: Mapping[str, BlockVersion],
+                           cache_dir: Path | None = None) -> set[str]:
+    """The dependency inputs of ``version`` (``inputs``: variable → value) that hold an output
+    the dependency's version (``versions[dependency]``) declares sensitive."""
+    found = set()
+    for dependency in version.requires:
+        value = inputs.get(dependency)
+        if not isinstance(value, Mapping) or dependency not in versions:
+            continue
+        declared = set(module_summary(versions[dependency], cache_dir)["sensitive_outputs"])
+        if declared & set(value):
+            found.add(dependency)
+    return found
 
 
 def check_received_inputs(version: BlockVersion, received: dict[str, set[str]],
