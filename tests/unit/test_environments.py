@@ -282,3 +282,17 @@ def test_the_state_directory_falls_back_when_not_writable(tmp_path, monkeypatch)
     assert machine_state_dir() == tmp_path / "state" / "infrablocks"
     monkeypatch.setenv(STATE_DIR_ENV, str(tmp_path / "explicit"))
     assert machine_state_dir() == tmp_path / "explicit"
+
+
+def test_threads_of_one_process_agree_on_the_state_directory(tmp_path, monkeypatch):
+    """Worker threads (a destroy's blocks) ask at once: none may fall back elsewhere."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    monkeypatch.delenv(STATE_DIR_ENV, raising=False)
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    for _ in range(20):
+        table = SubnetTable()
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            found = set(pool.map(lambda _: machine_state_dir(), range(16)))
+            found |= set(pool.map(lambda _, t=table: t.directory, range(16)))
+        assert found == {tmp_path / "state" / "infrablocks"}

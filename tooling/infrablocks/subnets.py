@@ -42,6 +42,8 @@ import json
 import os
 import socket
 import stat
+import tempfile
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -70,9 +72,10 @@ def _usable_dir(path: Path, *, private_tmp: bool = False) -> Path | None:
                 return None
         else:
             path.mkdir(parents=True, exist_ok=True, mode=0o700)
-        probe = path / f".probe-{os.getpid()}"
-        probe.touch()
-        probe.unlink()
+        # A probe of its own (several threads of one process may ask at once).
+        descriptor, probe = tempfile.mkstemp(prefix=".probe-", dir=path)
+        os.close(descriptor)
+        os.unlink(probe)
     except OSError:
         return None
     return path
@@ -237,13 +240,15 @@ class SubnetTable:
     def __init__(self, directory: Path | None = None, *,
                  bound: Callable[[], set[ipaddress.IPv4Address]] | None = None) -> None:
         self._directory = Path(directory) if directory is not None else None
+        self._directory_lock = threading.Lock()
         self.bound = bound or bound_addresses
 
     @property
     def directory(self) -> Path:
-        if self._directory is None:
-            self._directory = machine_state_dir()
-        return self._directory
+        with self._directory_lock:   # decided once per table, whichever thread asks first
+            if self._directory is None:
+                self._directory = machine_state_dir()
+            return self._directory
 
     @property
     def path(self) -> Path:
