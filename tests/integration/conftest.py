@@ -9,6 +9,8 @@
   -> DeployedBlock`` (a dict of the block's outputs, plus ``apply``/``plan``/``run_block_tests``)
   builds the block's images (blocks.toml ``images``), applies the block with real Terraform on
   ``local_cloud`` and, whatever happens in the test, stops the block's instances and destroys it.
+  The subnet is claimed in the machine-wide subnet table for the test (``tests.support.subnets``):
+  a copy of the suite running at the same time waits for it rather than collide.
 - ``moto_endpoint``: the URL of one moto server (S3, EC2, ...) on a free loopback port, shared by
   the whole session. moto keeps its backends in the test process whatever the server's scope:
   each test removes the buckets, instances and volumes it creates.
@@ -282,10 +284,16 @@ def deploy_block(local_cloud: LocalCloud, image_builder: Callable[..., Image],
     first, after stopping its instances; the local cloud's own finalizer then removes anything
     a failed destroy left behind (and the test fails on it).
     """
+    from tests.support.subnets import hold_subnet
+
     deployed: list[DeployedBlock] = []
+    held: dict[tuple[str, str], Any] = {}
 
     def deploy(block: str, version: str, inputs: Mapping[str, Any] | None = None,
                environment: str = "t-it", subnet_cidr: str = "127.42.210.0/24") -> DeployedBlock:
+        if (environment, subnet_cidr) not in held:  # another copy of the suite waits for it
+            held[environment, subnet_cidr] = hold_subnet(subnet_cidr, tmp_path / "subnets",
+                                                         environment)
         deployment = DeployedBlock(block=block, version=version, environment=environment,
                                    subnet_cidr=subnet_cidr, inputs=inputs or {},
                                    cloud=local_cloud, setup=terraform_setup,
@@ -303,4 +311,6 @@ def deploy_block(local_cloud: LocalCloud, image_builder: Callable[..., Image],
         except Exception as exc:
             failures.append(f"{deployment.block}@{deployment.version} in "
                             f"{deployment.environment}: {exc}")
+    for (environment, _), allocator in held.items():
+        allocator.release(environment)
     assert not failures, "destroy failed:\n" + "\n".join(failures)

@@ -69,7 +69,6 @@ requires = { net = ">= 1.0" }
 requires = { fleet = ">= 1.0" }
 
 [environments.dev]
-subnet = "127.42.203.0/24"
 pins = { net = "1.0.0" }
 """
 
@@ -200,6 +199,9 @@ def repo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Repo]:
         (root / rel).write_text(text)
     monkeypatch.setenv("LOCALCLOUD_ROOT", str(tmp_path / "cloud"))
     yield Repo(root)
+    subnets = Repo(root).workspace().subnets       # machine-wide table: give them back
+    for environment in subnets.allocations():
+        subnets.release(environment)
 
 
 def _blocks(report: dict) -> dict[str, dict]:

@@ -101,7 +101,8 @@ def test_saved_plan_applied_on_the_local_cloud(repo: DeployRepo, tmp_path: Path)
     deadline = time.monotonic() + 60
     while True:
         try:
-            with urllib.request.urlopen("http://127.42.181.31:8082/health", timeout=3) as r:
+            with urllib.request.urlopen(f"http://{repo.address('prod', 31)}:8082/health",
+                                        timeout=3) as r:
                 assert json.loads(r.read())["service"] == "microservice02"
                 break
         except OSError:

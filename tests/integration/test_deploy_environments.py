@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import shutil
@@ -66,10 +67,11 @@ def test_create_status_outputs_plan_graph_destroy(repo: DeployRepo, tmp_path: Pa
     assert stat.S_IMODE(state_file.stat().st_mode) == 0o600
     # microservice02 is a job on the nomad node, not an instance of its own.
     assert {i.tags["block"] for i in repo.instances("staging")} == {"base", "nomad"}
-    assert all(i.private_ip.startswith("127.42.182.") for i in repo.instances("staging"))
+    subnet = ipaddress.ip_network(repo.subnet("staging"))
+    assert all(ipaddress.ip_address(i.private_ip) in subnet for i in repo.instances("staging"))
 
     # The service answers on the nomad node.
-    with socket.create_connection(("127.42.182.31", 8082), timeout=10):
+    with socket.create_connection((repo.address("staging", 31), 8082), timeout=10):
         pass
 
     again = repo.doit("create", "microservice02", "--env", "staging", "--report",
@@ -86,7 +88,7 @@ def test_create_status_outputs_plan_graph_destroy(repo: DeployRepo, tmp_path: Pa
 
     outputs = repo.doit("outputs", "base", "--env", "staging", "--json")
     _ok(outputs)
-    assert "127.42.182.11" in outputs.stdout
+    assert repo.address("staging", 11) in outputs.stdout
 
     plan = repo.doit("plan", "microservice02", "--env", "staging", "--json")
     _ok(plan)
@@ -157,14 +159,17 @@ def test_sensitive_outputs_never_printed_or_logged(repo: DeployRepo, tmp_path: P
     for text in shown:
         assert password not in text
 
-    # Logs (Terraform's, images'), records, the doit database: never the secret.
+    # Logs (Terraform's, images'), working directories, caches, the doit database: never the
+    # secret. Only the state folders hold it: the state and the private directories (the
+    # dependents' sensitive inputs, saved plans).
     state_dir = repo.root / ".infrablocks" / "state"
+    private_dir = repo.root / ".infrablocks" / "private"
+    assert any(private_dir.rglob("inputs.json"))   # microservice01 receives the password
     checked = 0
     for path in (repo.root / ".infrablocks").rglob("*"):
-        if not path.is_file() or path.name.endswith((".tfstate", ".tfstate.backup")):
+        if not path.is_file() or path.is_relative_to(state_dir) \
+                or path.is_relative_to(private_dir):
             continue
-        if path.is_relative_to(repo.root / ".infrablocks" / "work"):
-            continue  # the private working area (0700) holds the inputs, like the state
         checked += 1
         assert password.encode() not in path.read_bytes(), f"the password is in {path}"
     assert checked > 10

@@ -18,9 +18,11 @@ import pytest
 from infrablocks.health import build_check
 from infrablocks.health.base import CheckContext, GateResult, Member
 from infrablocks.health.patroni import PatroniCheck, PatroniError
+from tests.support.subnets import hold_during_module
 
 ENVIRONMENT = "t-patroni-check"
 SUBNET = "127.42.241.0/24"
+held_subnets = hold_during_module("127.42.249.0/24")   # stray instances (.201, .202)
 CONVERGE_SECONDS = 120
 
 

@@ -27,6 +27,7 @@ from infrablocks.images.release import (
     release_image,
 )
 from infrablocks.registry import load_registry
+from tests.support.subnets import hold_during_module
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DOIT = Path(sys.executable).parent / "doit"
@@ -34,6 +35,7 @@ SUBNET = ipaddress.ip_network("127.42.251.0/24")
 CLI_SUBNET = "127.42.252.0/24"
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
+held_subnets = hold_during_module(str(SUBNET), CLI_SUBNET)
 
 
 def assert_nothing_running(cloud: LocalCloud) -> None:

@@ -24,12 +24,14 @@ from infrablocks.images import (
     parse_image_ref,
     verify_image,
 )
+from tests.support.subnets import hold_during_module
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SUBNET = "127.42.211"          # this module's addresses: 127.42.211.0/24
 ETCDCTL = "/usr/bin/etcdctl"
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
+held_subnets = hold_during_module(f"{SUBNET}.0/24", "127.42.253.0/24")
 
 
 def etcdctl(endpoint: str, *args: str) -> subprocess.CompletedProcess[str]:

@@ -24,8 +24,10 @@ import pytest
 from infrablocks.cloud.local.control import LocalCloud
 from infrablocks.cloud.local.records import Image
 from infrablocks.terraform.cliconfig import CliConfigPaths, write_cli_config
+from tests.support.subnets import hold_during_module
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
+held_subnets = hold_during_module("127.42.203.0/24")   # this module's instances
 
 TERRAFORM = Path(sys.executable).parent / "terraform"
 PORT = 8080

@@ -16,7 +16,7 @@ from tests.support.upgrade_env import ENV, UpgradeRepo
 
 @pytest.fixture
 def repo():
-    repo = UpgradeRepo(236)
+    repo = UpgradeRepo()
     try:
         yield repo
     finally:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import stat
 import threading
 import time
 from dataclasses import dataclass
@@ -161,6 +162,58 @@ def test_lifecycle_init_plan_apply_destroy(setup):
     assert any(name.endswith("-dev-demo-init.log") for name in logs)
     assert any(name.endswith("-dev-demo-apply.log") for name in logs)
     assert any("Apply complete!" in line for line in setup.lines)
+
+
+SECRET_MODULE = """
+variable "environment" { type = string }
+variable "db" {
+  type      = object({ password = string, endpoint = string, port = number })
+  sensitive = true
+}
+
+resource "terraform_data" "connection" {
+  input = "postgres://app:${var.db.password}@${var.db.endpoint}:${var.db.port}/app"
+}
+
+output "password" {
+  value     = var.db.password
+  sensitive = true
+}
+"""
+# Every kind of character a secret may hold; HCL would read "${" as an interpolation.
+TRICKY = 'p@ss "quoted" \\back ${not.a.ref} %{if} $${kept} é\ttab\nline\b'
+
+
+def test_sensitive_inputs_reach_terraform_as_tf_var_and_never_the_workdir_or_logs(setup):
+    from infrablocks.terraform.workdir import Inputs
+
+    setup.source.joinpath("main.tf").write_text(SECRET_MODULE)
+    tf = setup.terraform
+    db = {"password": TRICKY, "endpoint": "db.internal", "port": 5432}
+    workdir = prepare_workdir(
+        setup.root / "work", "dev", "demo", setup.source,
+        BackendSpec("local", {"path": str(setup.state_file("dev", "demo"))}),
+        Inputs({"environment": "dev", "db": db}, sensitive={"db"}))
+    tf.ensure_init(workdir)
+    plan = tf.plan(workdir)
+    private = setup.root / "private" / "dev" / "demo"
+    assert plan.plan_file.parent == private.resolve()          # a saved plan embeds the inputs
+    assert not list(workdir.rglob("*.tfplan"))
+    tf.apply(workdir, plan)
+    assert not plan.plan_file.exists()                         # spent: removed
+    assert tf.output(workdir)["password"]["value"] == TRICKY   # exactly, through TF_VAR_db
+    tf.destroy(workdir)   # terraform_data's computed `output` is printed here, unmasked by
+    #                       Terraform: the driver masks the sensitive inputs it passed
+    for path in [*workdir.rglob("*"), *(setup.root / "logs").rglob("*")]:
+        if path.is_file():
+            assert TRICKY.encode() not in path.read_bytes(), path
+            assert b"p@ss" not in path.read_bytes(), path
+    assert not any("p@ss" in line for line in setup.lines)
+    destroyed = "".join(p.read_text() for p in (setup.root / "logs").glob("*-destroy.log"))
+    assert "postgres://app:(sensitive value)" in destroyed
+    logs = setup.root / "logs"
+    assert stat.S_IMODE(logs.stat().st_mode) == 0o700
+    assert {stat.S_IMODE(p.stat().st_mode) for p in logs.iterdir()} == {0o600}
 
 
 def test_the_users_missing_cli_config_is_never_used(setup):

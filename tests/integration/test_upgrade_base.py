@@ -18,7 +18,7 @@ from tests.support.upgrade_env import ENV, UpgradeRepo
 
 @pytest.fixture
 def repo():
-    repo = UpgradeRepo(230)
+    repo = UpgradeRepo()
     try:
         yield repo
     finally:
@@ -100,7 +100,7 @@ def test_rolling_upgrade_of_base_keeps_volumes_and_data(repo):
 
 @pytest.fixture
 def ci_repo():
-    repo = UpgradeRepo(239, extra_toml='\n[environments.t-ci]\nsubnet = "127.42.239.0/24"\n')
+    repo = UpgradeRepo()
     try:
         yield repo
     finally:
@@ -136,7 +136,7 @@ def test_ci_commands_test_upgrade_and_test_create_leave_nothing_behind(ci_repo):
 
 @pytest.fixture
 def tag_repo():
-    repo = UpgradeRepo(237)
+    repo = UpgradeRepo()
     block = repo.root / "blocks" / "base" / "1.1.1"
     shutil.copytree(repo.root / "blocks" / "base" / "1.1.0", block)
     main = block / "main.tf"

@@ -23,8 +23,6 @@ import pytest
 
 from tests.support.upgrade_env import ENV, UpgradeRepo
 
-OCTET = 238   # this test's environment subnet: 127.42.238.0/24, nothing else
-
 
 def add_base_version(repo: UpgradeRepo, version: str, cluster_name_suffix: str) -> None:
     """base VERSION: base 1.1.0 whose `cluster_name` output gets ``cluster_name_suffix``."""
@@ -41,7 +39,7 @@ def add_base_version(repo: UpgradeRepo, version: str, cluster_name_suffix: str) 
 
 @pytest.fixture
 def repo():
-    repo = UpgradeRepo(OCTET, extra_toml='pins = { base = "1.0.0" }\n')
+    repo = UpgradeRepo(extra_toml='pins = { base = "1.0.0" }\n')
     add_base_version(repo, "1.2.0", "-v2")
     try:
         yield repo
@@ -154,7 +152,7 @@ def test_changed_outputs_reach_a_service_on_the_replaced_scheduler(repo):
     created = repo.doit("create", "microservice02", "--env", ENV)
     assert created.returncode == 0, created.stdout + created.stderr
     repo.wait_healthy()
-    url = f"http://127.42.{OCTET}.31:8082"
+    url = f"http://{repo.address(31)}:8082"
     assert wait_health(url)["service"] == "microservice02"
     before = repo.workspace().backend.get_record(ENV, "microservice02")
 

@@ -28,26 +28,17 @@ from tests.support.deploy_repo import DeployRepo, open_deploy_repo
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 ENVIRONMENT = "dbup"
-SUBNET = "127.42.243.0/24"
-MEMBER_IPS = ["127.42.243.21", "127.42.243.22", "127.42.243.23"]
 PSQL = "/usr/bin/psql"
 ENVIRONMENT_TOML = f"""
 [environments.{ENVIRONMENT}]
-subnet = "{SUBNET}"
 pins = {{ stolon = "1.0.0" }}
 """
-# `doit test-upgrade` takes its subnet from the ephemeral range (127.42.100-199) unless the
-# throwaway environment it is given is declared with one: keep it inside this test's addresses.
 TEST_UPGRADE_ENVIRONMENT = "t-dbtest"
-TEST_UPGRADE_TOML = f"""
-[environments.{TEST_UPGRADE_ENVIRONMENT}]
-subnet = "127.42.244.0/24"
-"""
 
 
 @pytest.fixture
 def repo(tmp_path: Path) -> Iterator[DeployRepo]:
-    deployment = open_deploy_repo(tmp_path, extra_toml=ENVIRONMENT_TOML + TEST_UPGRADE_TOML)
+    deployment = open_deploy_repo(tmp_path, extra_toml=ENVIRONMENT_TOML)
     try:
         yield deployment
     finally:
@@ -70,9 +61,14 @@ def psql(password: str, host: str, sql: str) -> str:
     return result.stdout.strip()
 
 
-def roles() -> dict[str, str]:
+def member_ips(repo: DeployRepo) -> list[str]:
+    """stolon's members: .21-.23 of the environment's subnet."""
+    return [repo.address(ENVIRONMENT, 21 + i) for i in range(3)]
+
+
+def roles(ips: list[str]) -> dict[str, str]:
     """host → Patroni role, from the first member that answers /cluster."""
-    for ip in MEMBER_IPS:
+    for ip in ips:
         try:
             with urllib.request.urlopen(f"http://{ip}:8008/cluster", timeout=5) as response:
                 return {m["host"]: m["role"] for m in json.load(response)["members"]}
@@ -81,16 +77,17 @@ def roles() -> dict[str, str]:
     raise AssertionError("no Patroni member answers /cluster")
 
 
-def leader_ip_now() -> str:
-    return next(host for host, role in roles().items() if role == "leader")
+def leader_ip_now(ips: list[str]) -> str:
+    return next(host for host, role in roles(ips).items() if role == "leader")
 
 
 class Writer:
     """A client inserting numbered rows into ``writes`` on whichever member is the primary
     (libpq's ``target_session_attrs=read-write`` over all three hosts) until stopped."""
 
-    def __init__(self, password: str) -> None:
+    def __init__(self, password: str, ips: list[str]) -> None:
         self.password = password
+        self.ips = ips
         self.acknowledged: list[int] = []
         self.failures: list[tuple[float, str]] = []
         self._stop = threading.Event()
@@ -107,7 +104,7 @@ class Writer:
         self._thread.join(timeout=60)
 
     def _run(self) -> None:
-        dsn = (f"host={','.join(MEMBER_IPS)} port=5432 user=postgres dbname=postgres "
+        dsn = (f"host={','.join(self.ips)} port=5432 user=postgres dbname=postgres "
                "connect_timeout=2 target_session_attrs=read-write")
         n = 0
         while not self._stop.is_set():
@@ -153,10 +150,11 @@ def test_stolon_rolls_replicas_first_switchover_old_primary_last(repo: DeployRep
                if v.tags.get("block") == "stolon"}
 
     # data written on the primary before the upgrade
-    old_roles = roles()
+    ips = member_ips(repo)
+    old_roles = roles(ips)
     leader_ip = next(host for host, role in old_roles.items() if role == "leader")
     psql(password, leader_ip, "CREATE TABLE kept (v text); INSERT INTO kept VALUES ('before')")
-    leader_index = MEMBER_IPS.index(leader_ip)
+    leader_index = ips.index(leader_ip)
 
     # the operator moves the pin, then upgrades
     toml = repo.root / "blocks.toml"
@@ -170,7 +168,7 @@ def test_stolon_rolls_replicas_first_switchover_old_primary_last(repo: DeployRep
     assert dry["pre_health"].startswith("healthy: ")
     psql(password, leader_ip, "CREATE TABLE writes (n integer PRIMARY KEY)")
     started = time.monotonic()
-    with Writer(password) as writer:     # a client writing throughout the upgrade
+    with Writer(password, ips) as writer:     # a client writing throughout the upgrade
         upgraded = ok(repo.doit("upgrade", "stolon", "--env", ENVIRONMENT, "--yes", "--json",
                                 timeout=1200))
     seconds = time.monotonic() - started
@@ -193,16 +191,16 @@ def test_stolon_rolls_replicas_first_switchover_old_primary_last(repo: DeployRep
     assert sorted(after) == ["1", "2", "3"]
     for number, instance in after.items():
         assert instance.id != before[number].id and instance.image_id == new_image
-        assert instance.private_ip == MEMBER_IPS[int(number) - 1]
+        assert instance.private_ip == ips[int(number) - 1]
         volume = cloud.get_volume(volumes[number])
         assert volume.attachment.instance_id == instance.id
         assert (Path(volume.path) / ".mounted").read_text().strip() == instance.id
 
     # the cluster: a new leader (the old primary went last, as a replica), data on every member
-    new_roles = roles()
+    new_roles = roles(ips)
     assert sorted(new_roles.values()) == ["leader", "replica", "replica"]
     assert new_roles[leader_ip] == "replica"
-    for host in MEMBER_IPS:
+    for host in ips:
         deadline = time.monotonic() + 30
         while psql(password, host, "SELECT v FROM kept") != "before":
             assert time.monotonic() < deadline, f"{host} lost the data written before"
@@ -210,7 +208,7 @@ def test_stolon_rolls_replicas_first_switchover_old_primary_last(repo: DeployRep
         assert psql(password, host, "SHOW work_mem") == "16MB"    # 1.1.0's settings
 
     # every write the primary acknowledged during the upgrade is there
-    present = {int(n) for n in psql(password, leader_ip_now(), "SELECT n FROM writes")
+    present = {int(n) for n in psql(password, leader_ip_now(ips), "SELECT n FROM writes")
                .split()}
     assert writer.acknowledged, "no write succeeded during the upgrade"
     assert set(writer.acknowledged) <= present, sorted(set(writer.acknowledged) - present)

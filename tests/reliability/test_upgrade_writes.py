@@ -76,7 +76,7 @@ def read_all(repo: UpgradeRepo, ip: str) -> dict[str, str]:
 
 @pytest.fixture
 def repo():
-    repo = UpgradeRepo(238)
+    repo = UpgradeRepo()
     try:
         yield repo
     finally:

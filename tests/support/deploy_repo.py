@@ -1,16 +1,17 @@
 """A throwaway copy of this monorepo on its own local cloud, for the environment commands' tests.
 
-``open_deploy_repo(base)`` copies blocks.toml, blocks/ and images/ into ``base/repo``, gives the
-persistent environments subnets inside 127.42.180.0–127.42.199.255 (prod .181, staging .182;
-tests may add environments at .183–.189) and makes ``doit env`` take its throwaway subnets from
-.190–.199 (``INFRABLOCKS_EPHEMERAL_SUBNETS``). The local cloud lives in a world-traversable
+``open_deploy_repo(base)`` copies blocks.toml, blocks/ and images/ into ``base/repo``. Its
+environments get their subnets like any checkout's, from the machine-wide table (so copies of
+the suite running at once, and a user's own environments, never share addresses):
+``repo.subnet("staging")`` tells which one. The local cloud lives in a world-traversable
 temporary directory (PostgreSQL runs as ``postgres`` and must reach its volumes).
 
 ``DeployRepo.doit(...)`` runs the real ``doit`` there in a subprocess. ``DeployRepo.close()``
 destroys every environment that has state (Terraform destroy), sweeps the cloud
 (``purge_environment``, then every instance and volume), removes the directories and returns
-what it had to clean up by force; ``with repo.closing():`` (in a test or a fixture) calls it
-at the end, whatever happens, and fails the test if it had to clean up by force.
+what it had to clean up by force, and gives the checkout's subnets back; ``with
+repo.closing():`` (in a test or a fixture) calls it at the end, whatever happens, and fails the
+test if it had to clean up by force.
 
 Used by tests/integration/test_deploy_environments.py and tests/reliability/test_environment_*.py.
 """
@@ -18,7 +19,6 @@ Used by tests/integration/test_deploy_environments.py and tests/reliability/test
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -32,8 +32,6 @@ from typing import Any
 MAIN_REPO = Path(__file__).resolve().parents[2]
 DOIT = Path(sys.executable).parent / "doit"
 DODO = '"""doit entry point."""\n\nfrom infrablocks.tasks import *  # noqa: F403\n'
-EPHEMERAL_SUBNETS = "190-199"
-SUBNETS = {"prod": "127.42.181.0/24", "staging": "127.42.182.0/24"}
 KILL_GRACE = 3.0
 
 
@@ -52,7 +50,6 @@ class DeployRepo:
         env = {k: v for k, v in os.environ.items()
                if not k.startswith(("INFRABLOCKS_", "LOCALCLOUD_"))}
         env.update({"LOCALCLOUD_ROOT": str(self.cloud_root),
-                    "INFRABLOCKS_EPHEMERAL_SUBNETS": EPHEMERAL_SUBNETS,
                     "NO_COLOR": "1", "COLUMNS": "160", "TERM": "dumb"})
         return env
 
@@ -107,6 +104,16 @@ class DeployRepo:
         with self.environment_variables():
             return open_workspace(self.root)
 
+    def subnet(self, environment: str) -> str:
+        """The environment's subnet (claimed from the machine-wide table if it has none yet)."""
+        return self.workspace().subnet(environment)
+
+    def address(self, environment: str, host: int) -> str:
+        """Host number ``host`` of the environment's subnet, e.g. ``repo.address("prod", 31)``."""
+        import ipaddress
+
+        return str(ipaddress.ip_network(self.subnet(environment))[host])
+
     # -- cleaning up ----------------------------------------------------------------------------
 
     @contextmanager
@@ -137,6 +144,11 @@ class DeployRepo:
                             problems.append(f"destroy of {environment}: {report.summary()}")
                         if swept:
                             problems.append(f"swept after destroying {environment}: {swept}")
+            if self.root.exists():
+                with self.environment_variables():
+                    subnets = self.workspace().subnets
+                    for environment in subnets.allocations():
+                        subnets.release(environment)
             if self.cloud_root.exists():
                 cloud = self.cloud()
                 environments = {i.tags.get("environment") for i in cloud.describe_instances()}
@@ -184,11 +196,7 @@ def open_deploy_repo(base: Path, *, extra_toml: str = "", state_toml: str = "") 
         shutil.copytree(MAIN_REPO / name, root / name, ignore=ignore)
     (root / "dodo.py").write_text(DODO)
     toml = (MAIN_REPO / "blocks.toml").read_text()
-    for environment, subnet in SUBNETS.items():
-        toml, count = re.subn(rf"^\[environments\.{environment}\]\n",
-                              f'[environments.{environment}]\nsubnet = "{subnet}"\n', toml,
-                              flags=re.M)
-        assert count == 1, f"blocks.toml has no [environments.{environment}]"
+    assert "subnet =" not in toml, "the example blocks.toml pins a subnet: tests would collide"
     if state_toml:
         toml = f"[state]\n{state_toml.strip()}\n\n{toml}"
     (root / "blocks.toml").write_text(toml + "\n" + extra_toml)

@@ -1,14 +1,17 @@
 """A throwaway copy of the repository with one environment of the base block, for upgrade tests.
 
-``UpgradeRepo(root, octet)`` copies blocks.toml, blocks/ and images/ into ``root``, declares the
-environment ``up`` on ``127.42.<octet>.0/24`` (tests keep to 127.42.230-239) and keeps its local
-cloud under ``root``. ``close()`` destroys the environment, then sweeps the cloud (terminates
-every instance, deletes every volume) and removes ``root``; it reports what would not go.
+``UpgradeRepo()`` copies blocks.toml, blocks/ and images/ into a temporary directory, declares
+the environment ``up`` and claims its subnet from the machine-wide table (``repo.subnet``,
+``repo.ips`` the three base members), so copies of the suite running at once never share
+addresses; its local cloud lives in the copy. ``close()`` destroys the environment, sweeps the
+cloud (terminates every instance, deletes every volume), gives the subnets back and removes the
+copy; it reports what would not go.
 """
 
 from __future__ import annotations
 
 import base64
+import ipaddress
 import json
 import os
 import shutil
@@ -29,21 +32,25 @@ DODO = '"""doit entry point."""\n\nfrom infrablocks.tasks import *  # noqa: F403
 
 
 class UpgradeRepo:
-    def __init__(self, octet: int, extra_toml: str = "") -> None:
-        assert 230 <= octet <= 239, "upgrade tests use 127.42.230-239 only"
+    def __init__(self, extra_toml: str = "") -> None:
         parent = Path(tempfile.mkdtemp(prefix="infrablocks-upgrade-"))
         parent.chmod(0o711)
         self.parent = parent
         self.root = parent / "repo"
         self.root.mkdir()
-        self.subnet = f"127.42.{octet}.0/24"
-        self.ips = [f"127.42.{octet}.{11 + i}" for i in range(3)]
         shutil.copytree(MAIN_REPO / "blocks", self.root / "blocks")
         shutil.copytree(MAIN_REPO / "images", self.root / "images")
         (self.root / "dodo.py").write_text(DODO)
         toml = (MAIN_REPO / "blocks.toml").read_text()
-        toml += f'\n[environments.{ENV}]\nsubnet = "{self.subnet}"\n' + extra_toml
+        toml += f'\n[environments.{ENV}]\n' + extra_toml
         (self.root / "blocks.toml").write_text(toml)
+        self.subnet = self.workspace().subnet(ENV)
+        network = ipaddress.ip_network(self.subnet)
+        self.ips = [str(network[11 + i]) for i in range(3)]
+
+    def address(self, host: int) -> str:
+        """Host number ``host`` of the environment's subnet (base .11-.13, nomad .31)."""
+        return str(ipaddress.ip_network(self.subnet)[host])
 
     # -- fixtures of the copy ----------------------------------------------------------------
 
@@ -189,6 +196,12 @@ class UpgradeRepo:
                 problems.append(f"instances left by the destroy: {[i.name for i in instances]}")
         except Exception as exc:
             problems.append(f"sweep raised {exc!r}")
+        try:
+            subnets = self.workspace().subnets
+            for environment in subnets.allocations():
+                subnets.release(environment)
+        except Exception as exc:
+            problems.append(f"giving the subnets back raised {exc!r}")
         shutil.rmtree(self.parent, ignore_errors=True)
         return problems
 

@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+import stat
 from pathlib import Path
 
+import pytest
+
 from infrablocks.contracts import (
+    SensitiveInputError,
     check_contracts,
+    check_received_inputs,
     contract_check,
     object_attributes,
     read_interface,
+    refuse_sensitive_leaks,
     registry_pairs,
     resolution_pairs,
+    sensitivity_problems,
 )
 from infrablocks.registry import load_registry
 from infrablocks.resolve import resolve
@@ -153,3 +160,121 @@ def test_object_attributes() -> None:
     assert object_attributes("string") is None
     assert object_attributes(None) is None
     assert object_attributes("${object({})}") == {}
+
+
+# -- sensitivity across the boundary ----------------------------------------------------------
+
+SENSITIVE_TOML = """
+[blocks.db.versions."1.0.0"]
+[blocks.db.versions."1.1.0"]
+[blocks.app.versions."1.0.0"]
+requires = { db = ">= 1.0" }
+[blocks.web.versions."1.0.0"]
+requires = { db = "~> 1.0" }
+[blocks.ops.versions."1.0.0"]
+requires = { db = "~> 1.0" }
+"""
+DB_1_0 = """
+output "endpoint" { value = "db" }
+output "password" {
+  value     = "x"
+  sensitive = true
+}
+"""
+DB_1_1 = DB_1_0 + """
+output "admin_token" {
+  value     = "y"
+  sensitive = true
+}
+"""
+APP_SAFE = """
+variable "db" {
+  type      = object({ endpoint = string, password = string })
+  sensitive = true
+}
+"""
+WEB_CARELESS = """
+variable "environment" { type = string }
+
+variable "db" {
+  type = object({
+    endpoint = string
+    password = string
+  })
+}
+"""
+OPS_UNTYPED = """
+variable "db" {}
+"""
+
+
+def sensitive_repo(tmp_path: Path) -> Path:
+    return make_repo(tmp_path, SENSITIVE_TOML, files={
+        "blocks/db/1.0.0/outputs.tf": DB_1_0, "blocks/db/1.1.0/outputs.tf": DB_1_1,
+        "blocks/app/1.0.0/variables.tf": APP_SAFE,
+        "blocks/web/1.0.0/variables.tf": WEB_CARELESS,
+        "blocks/ops/1.0.0/variables.tf": OPS_UNTYPED})
+
+
+def test_read_interface_knows_sensitive_variables_and_outputs(tmp_path: Path) -> None:
+    root = sensitive_repo(tmp_path)
+    assert read_interface(root / "blocks/db/1.1.0").sensitive_outputs == {"password",
+                                                                          "admin_token"}
+    assert read_interface(root / "blocks/app/1.0.0").sensitive_variables == {"db"}
+    assert read_interface(root / "blocks/web/1.0.0").sensitive_variables == set()
+
+
+def test_check_reports_each_variable_receiving_a_sensitive_output(tmp_path: Path) -> None:
+    registry = load_registry(sensitive_repo(tmp_path))
+    problems = sensitivity_problems(registry)
+    assert [str(p) for p in problems] == [
+        'blocks/web/1.0.0/variables.tf:4: web 1.0.0: variable "db" receives the sensitive '
+        'output password of db 1.0.0 (declared sensitive) but is not declared sensitive: add '
+        '`sensitive = true` to variable "db" (else Terraform prints the value in plans, apply '
+        'logs and outputs)',
+        'blocks/ops/1.0.0/variables.tf:2: ops 1.0.0: variable "db" receives the sensitive '
+        'output password of db 1.0.0 (declared sensitive) but is not declared sensitive: add '
+        '`sensitive = true` to variable "db" (else Terraform prints the value in plans, apply '
+        'logs and outputs)']
+    [web] = [p for p in problems if p.dependent == "web"]
+    assert (web.variable, web.dependency, web.missing) == ("db", "db", ("password",))
+    reported = contract_check(registry).problems   # `doit check` (ops is untyped, too)
+    assert [p for p in reported if "sensitive" in p] == [str(p) for p in problems]
+
+
+def test_an_untyped_variable_receives_every_output(tmp_path: Path) -> None:
+    registry = load_registry(sensitive_repo(tmp_path))
+    ops = registry.block_version("ops", "1.0.0")
+    db = registry.block_version("db", "1.1.0")
+    [problem] = sensitivity_problems(registry, [(ops, db)])
+    assert problem.missing == ("admin_token", "password")
+    assert "sensitive outputs admin_token, password of db 1.1.0" in str(problem)
+
+
+def test_create_refuses_the_pairs_it_would_apply_with_the_same_message(tmp_path: Path) -> None:
+    registry = load_registry(sensitive_repo(tmp_path))
+    pairs = resolution_pairs(resolve(registry, ["web", "app"]))
+    with pytest.raises(SensitiveInputError) as refused:
+        refuse_sensitive_leaks(pairs, tmp_path / "cache")
+    assert refused.value.exit_code == 2
+    assert refused.value.problems == [str(p).split(": ", 1)[1]
+                                      for p in sensitivity_problems(registry, pairs)]
+    assert "db 1.1.0" in refused.value.problems[0]
+    refuse_sensitive_leaks(resolution_pairs(resolve(registry, ["app"])), tmp_path / "cache")
+    cached = list((tmp_path / "cache").iterdir())
+    assert cached and all(stat.S_IMODE(p.stat().st_mode) == 0o600 for p in cached)
+
+
+def test_sensitivity_from_the_state_is_checked_per_block(tmp_path: Path) -> None:
+    registry = load_registry(sensitive_repo(tmp_path))
+    web = registry.block_version("web", "1.0.0")
+    app = registry.block_version("app", "1.0.0")
+    check_received_inputs(web, {"db": set()}, lambda dep: f"{dep} 1.0.0")   # nothing sensitive
+    check_received_inputs(app, {"db": {"password"}}, lambda dep: f"{dep} 1.0.0")
+    with pytest.raises(SensitiveInputError) as refused:
+        check_received_inputs(web, {"db": {"endpoint", "password"}}, lambda dep: f"{dep} 1.3.0")
+    assert refused.value.problems == [
+        'web 1.0.0: variable "db" receives the sensitive outputs endpoint, password of db 1.3.0 '
+        '(sensitive in its state) but is not declared sensitive: add `sensitive = true` to '
+        'variable "db" (else Terraform prints the values in plans, apply logs and outputs)']
+    assert str(refused.value).startswith("refusing to apply web 1.0.0")

@@ -1,6 +1,16 @@
+"""Environment names and the machine-wide subnet allocation (infrablocks.environments and
+infrablocks.subnets). Each test has its own machine-wide table (a temporary directory) and its
+own checkouts; ``bound`` is injected except where a real bound socket is the point."""
+
+import ipaddress
 import json
 import multiprocessing
+import os
 import re
+import shutil
+import socket
+import stat
+from pathlib import Path
 
 import pytest
 
@@ -10,7 +20,8 @@ from infrablocks.environments import (
     new_ephemeral_name,
     parse_subnet,
 )
-from infrablocks.errors import ConfigError
+from infrablocks.errors import ConfigError, UsageError
+from infrablocks.subnets import STATE_DIR_ENV, SubnetTable, bound_addresses, machine_state_dir
 
 
 def test_ephemeral_names_are_unique_and_recognised():
@@ -30,33 +41,258 @@ def test_parse_subnet_refuses_others_naming_where(bad):
         parse_subnet(bad, where="environments.prod.subnet")
 
 
-def test_allocations_are_stable_disjoint_and_released(tmp_path):
-    alloc = SubnetAllocator(tmp_path)
+def checkout(base: Path, name: str = "repo") -> Path:
+    root = base / name
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "blocks.toml").write_text("")
+    return root
+
+
+def nothing_bound() -> set:
+    return set()
+
+
+@pytest.fixture
+def table(tmp_path: Path) -> SubnetTable:
+    return SubnetTable(tmp_path / "machine", bound=nothing_bound)
+
+
+def add_state(repo: Path, environment: str, block: str = "base") -> None:
+    directory = repo / ".infrablocks" / "state" / environment / block
+    directory.mkdir(parents=True)
+    (directory / "terraform.tfstate").write_text('{"version": 4}')
+
+
+def test_allocations_are_stable_disjoint_and_released(tmp_path, table):
+    repo = checkout(tmp_path)
+    alloc = SubnetAllocator(repo, table=table)
     prod = alloc.subnet_for("prod")
     staging = alloc.subnet_for("staging")
     ephemeral = alloc.subnet_for("t-abc123")
-    assert len({prod, staging, ephemeral}) == 3
-    assert prod.startswith("127.42.") and ephemeral == "127.42.100.0/24"
-    assert SubnetAllocator(tmp_path).subnet_for("prod") == prod  # remembered on disk
+    assert (prod, staging, ephemeral) == ("127.42.1.0/24", "127.42.2.0/24", "127.42.100.0/24")
+    assert SubnetAllocator(repo, table=table).subnet_for("prod") == prod  # remembered
+    assert alloc.allocations() == {"prod": prod, "staging": staging, "t-abc123": ephemeral}
     alloc.release("t-abc123")
-    assert "t-abc123" not in json.loads((tmp_path / "subnets.json").read_text())
+    assert "t-abc123" not in alloc.allocations()
+    assert "t-abc123" not in json.loads((repo / ".infrablocks" / "subnets.json").read_text())
     assert alloc.subnet_for("t-def456") == "127.42.100.0/24"
 
 
-def test_configured_subnet_wins_but_may_not_be_shared(tmp_path):
-    alloc = SubnetAllocator(tmp_path)
+def test_the_table_is_private_and_outside_the_checkout(tmp_path, table):
+    repo = checkout(tmp_path)
+    SubnetAllocator(repo, table=table).subnet_for("prod")
+    assert table.path == tmp_path / "machine" / "subnets.json"
+    assert stat.S_IMODE(table.path.stat().st_mode) == 0o600
+    [entry] = json.loads(table.path.read_text())["environments"].values()
+    assert entry["checkout"] == str(repo.resolve()) and entry["environment"] == "prod"
+    assert entry["holder"]["pid"] == os.getpid()
+
+
+def test_two_checkouts_never_get_the_same_subnet(tmp_path, table):
+    first = SubnetAllocator(checkout(tmp_path, "one"), table=table)
+    second = SubnetAllocator(checkout(tmp_path, "two"), table=table)
+    assert first.subnet_for("t-aaaaaa") != second.subnet_for("t-aaaaaa")
+    assert first.subnet_for("prod") != second.subnet_for("prod")
+
+
+def test_configured_subnet_wins_but_may_not_be_shared(tmp_path, table):
+    alloc = SubnetAllocator(checkout(tmp_path), table=table)
     assert alloc.subnet_for("prod", "127.42.9.0/24") == "127.42.9.0/24"
-    with pytest.raises(ConfigError, match="already used by environment 'prod'"):
+    with pytest.raises(ConfigError, match="in use by environment 'prod'"):
         alloc.subnet_for("staging", "127.42.9.0/24")
 
 
+def test_dynamic_allocation_skips_subnets_pinned_for_other_environments(tmp_path, table):
+    alloc = SubnetAllocator(checkout(tmp_path), table=table,
+                            reserved={"prod": "127.42.1.0/24"})
+    assert alloc.subnet_for("staging") == "127.42.2.0/24"
+    assert alloc.subnet_for("prod", "127.42.1.0/24") == "127.42.1.0/24"
+
+
+def _claim_and_exit(args):
+    table_dir, repo, environment, configured = args
+    table = SubnetTable(Path(table_dir), bound=nothing_bound)
+    return SubnetAllocator(Path(repo), table=table).subnet_for(environment, configured)
+
+
+def claim_in_another_process(table, repo, environment, configured=None):
+    """A claim by a process that is gone afterwards (like a finished or killed `doit`)."""
+    with multiprocessing.get_context("fork").Pool(1) as pool:
+        return pool.apply(_claim_and_exit, ((table.directory, repo, environment, configured),))
+
+
+def test_a_pin_held_by_another_checkout_is_refused_naming_it(tmp_path, table):
+    other, mine = checkout(tmp_path, "other"), checkout(tmp_path, "mine")
+    claim_in_another_process(table, other, "prod", "127.42.5.0/24")
+    add_state(other, "prod")          # the other checkout's prod exists
+    alloc = SubnetAllocator(mine, table=table)
+    with pytest.raises(ConfigError) as refused:
+        alloc.subnet_for("prod", "127.42.5.0/24")
+    assert f"environment 'prod' of {other.resolve()}" in str(refused.value)
+    assert "collide" in refused.value.hint
+
+
+def test_a_pin_is_taken_over_once_the_other_checkout_is_gone(tmp_path, table):
+    other, mine = checkout(tmp_path, "other"), checkout(tmp_path, "mine")
+    claim_in_another_process(table, other, "prod", "127.42.5.0/24")
+    add_state(other, "prod")
+    shutil.rmtree(other)               # the checkout was deleted
+    alloc = SubnetAllocator(mine, table=table)
+    assert alloc.subnet_for("prod", "127.42.5.0/24") == "127.42.5.0/24"
+    assert "its checkout" in alloc.notes[0] and "is gone" in alloc.notes[0]
+
+
+def test_two_checkouts_sharing_one_state_share_the_environment(tmp_path, table):
+    shared = lambda env: (f"s3://bucket/prefix/{env}", None)  # noqa: E731
+    first = SubnetAllocator(checkout(tmp_path, "one"), table=table, locate=shared)
+    second = SubnetAllocator(checkout(tmp_path, "two"), table=table, locate=shared)
+    assert first.subnet_for("prod", "127.42.5.0/24") == "127.42.5.0/24"
+    assert second.subnet_for("prod", "127.42.5.0/24") == "127.42.5.0/24"
+    assert second.subnet_for("staging") == first.subnet_for("staging")
+
+
+def test_a_stale_entry_is_reclaimed(tmp_path, table):
+    """An environment whose claiming process is gone, with no state and nothing bound."""
+    other, mine = checkout(tmp_path, "other"), checkout(tmp_path, "mine")
+    assert claim_in_another_process(table, other, "t-aaaaaa") == "127.42.100.0/24"
+    alloc = SubnetAllocator(mine, table=table)
+    assert alloc.subnet_for("t-bbbbbb") == "127.42.100.0/24"
+    assert alloc.notes == [f"reclaimed 127.42.100.0/24 from environment 't-aaaaaa' of "
+                           f"{other.resolve()}: environment 't-aaaaaa' of {other.resolve()} has "
+                           f"no state and nothing uses its addresses"]
+    assert SubnetAllocator(other, table=table).allocations() == {}
+
+
+def test_an_entry_with_state_or_a_live_holder_or_bound_addresses_is_kept(tmp_path):
+    bound: set = set()
+    table = SubnetTable(tmp_path / "machine", bound=lambda: set(bound))
+    with_state, holding = checkout(tmp_path, "with-state"), checkout(tmp_path, "holding")
+    busy, mine = checkout(tmp_path, "busy"), checkout(tmp_path, "mine")
+    assert claim_in_another_process(table, with_state, "t-aaaaaa") == "127.42.100.0/24"
+    add_state(with_state, "t-aaaaaa")
+    SubnetAllocator(holding, table=table).subnet_for("t-bbbbbb")   # this process: alive
+    assert claim_in_another_process(table, busy, "t-cccccc") == "127.42.102.0/24"
+    bound.add(ipaddress.ip_address("127.42.102.9"))                  # its instance still runs
+    assert SubnetAllocator(mine, table=table).subnet_for("t-dddddd") == "127.42.103.0/24"
+
+
+def test_a_subnet_with_a_bound_address_is_skipped(tmp_path):
+    """A real socket on an address of the first candidate: psutil sees it."""
+    table = SubnetTable(tmp_path / "machine")   # the real bound-address check
+    first_free = next(f"127.42.{n}.0/24" for n in range(100, 200)
+                      if not any(a in ipaddress.ip_network(f"127.42.{n}.0/24")
+                                 for a in bound_addresses()))
+    listener = socket.socket()
+    try:
+        listener.bind((str(ipaddress.ip_network(first_free)[77]), 0))
+        listener.listen()
+        assert ipaddress.ip_address(listener.getsockname()[0]) in bound_addresses()
+        chosen = SubnetAllocator(checkout(tmp_path), table=table).subnet_for("t-aaaaaa")
+    finally:
+        listener.close()
+    assert chosen != first_free
+    assert int(chosen.split(".")[2]) > int(first_free.split(".")[2])
+
+
+def test_a_udp_socket_counts_as_bound():
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        sock.bind(("127.42.254.201", 0))
+        assert ipaddress.ip_address("127.42.254.201") in bound_addresses()
+    finally:
+        sock.close()
+
+
+def test_a_pin_whose_addresses_are_bound_is_refused_unless_the_environment_exists(tmp_path):
+    table = SubnetTable(tmp_path / "machine",
+                        bound=lambda: {ipaddress.ip_address("127.42.5.11")})
+    repo = checkout(tmp_path)
+    with pytest.raises(ConfigError, match=r"addresses in use on this machine: 127\.42\.5\.11"):
+        SubnetAllocator(repo, table=table).subnet_for("prod", "127.42.5.0/24")
+    add_state(repo, "prod")   # its own instances hold them
+    assert SubnetAllocator(repo, table=table).subnet_for("prod", "127.42.5.0/24") \
+        == "127.42.5.0/24"
+
+
+def test_the_per_checkout_table_of_earlier_versions_is_migrated(tmp_path, table):
+    repo = checkout(tmp_path)
+    (repo / ".infrablocks").mkdir()
+    (repo / ".infrablocks" / "subnets.json").write_text(json.dumps(
+        {"prod": "127.42.7.0/24", "t-0ld000": "127.42.150.0/24"}))
+    add_state(repo, "prod")
+    alloc = SubnetAllocator(repo, table=table)
+    assert alloc.allocations() == {"prod": "127.42.7.0/24", "t-0ld000": "127.42.150.0/24"}
+    assert alloc.subnet_for("prod") == "127.42.7.0/24"
+    other = SubnetAllocator(checkout(tmp_path, "other"), table=table)
+    assert other.subnet_for("prod") == "127.42.1.0/24"
+    # the leftover ephemeral entry has no state, no holder, nothing bound: reclaimable
+    assert [other.subnet_for(f"t-{n:06x}") for n in range(51)][-1] == "127.42.150.0/24"
+
+
+def test_a_moved_checkout_gets_its_subnet_back(tmp_path, table):
+    old = checkout(tmp_path, "old")
+    SubnetAllocator(old, table=table).subnet_for("staging")
+    SubnetAllocator(old, table=table).subnet_for("prod")        # 127.42.2.0/24
+    add_state(old, "prod")
+    moved = tmp_path / "moved"
+    old.rename(moved)
+    assert SubnetAllocator(moved, table=table).subnet_for("prod") == "127.42.2.0/24"
+
+
+def test_the_pool_running_out_is_a_usage_error(tmp_path, table, monkeypatch):
+    monkeypatch.setenv("INFRABLOCKS_EPHEMERAL_SUBNETS", "150-151")
+    alloc = SubnetAllocator(checkout(tmp_path), table=table)
+    assert alloc.subnet_for("t-000001") == "127.42.150.0/24"
+    assert alloc.subnet_for("t-000002") == "127.42.151.0/24"
+    with pytest.raises(UsageError, match="no free subnet left for environment 't-000003'"):
+        alloc.subnet_for("t-000003")
+
+
 def _allocate(args):
-    path, name = args
-    return SubnetAllocator(path).subnet_for(name)
+    table_dir, repo, name = args
+    return SubnetAllocator(Path(repo), table=SubnetTable(Path(table_dir), bound=nothing_bound)
+                           ).subnet_for(name)
 
 
-def test_concurrent_allocations_never_collide(tmp_path):
-    names = [f"t-{i:06x}" for i in range(12)]
+def test_concurrent_allocations_never_collide(tmp_path, table):
+    repos = [checkout(tmp_path, f"repo{i}") for i in range(3)]
+    jobs = [(table.directory, repos[i % 3], f"t-{i:06x}") for i in range(12)]
     with multiprocessing.get_context("fork").Pool(4) as pool:
-        subnets = pool.map(_allocate, [(tmp_path, n) for n in names])
-    assert len(set(subnets)) == len(names)
+        subnets = pool.map(_allocate, jobs)
+    assert len(set(subnets)) == len(jobs)
+
+
+def test_the_state_directory_falls_back_when_not_writable(tmp_path, monkeypatch):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    monkeypatch.delenv(STATE_DIR_ENV, raising=False)
+    monkeypatch.setenv("XDG_STATE_HOME", str(blocker / "state"))     # cannot be created
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path / "runtime"))
+    assert machine_state_dir() == tmp_path / "runtime" / "infrablocks"
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(blocker / "runtime"))
+    fallback = Path(f"/tmp/infrablocks-{os.getuid()}")
+    existed = fallback.exists()
+    try:
+        assert machine_state_dir() == fallback
+        assert stat.S_IMODE(fallback.stat().st_mode) == 0o700
+    finally:
+        if not existed:
+            shutil.rmtree(fallback, ignore_errors=True)
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    assert machine_state_dir() == tmp_path / "state" / "infrablocks"
+    monkeypatch.setenv(STATE_DIR_ENV, str(tmp_path / "explicit"))
+    assert machine_state_dir() == tmp_path / "explicit"
+
+
+def test_threads_of_one_process_agree_on_the_state_directory(tmp_path, monkeypatch):
+    """Worker threads (a destroy's blocks) ask at once: none may fall back elsewhere."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    monkeypatch.delenv(STATE_DIR_ENV, raising=False)
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    for _ in range(20):
+        table = SubnetTable()
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            found = set(pool.map(lambda _: machine_state_dir(), range(16)))
+            found |= set(pool.map(lambda _, t=table: t.directory, range(16)))
+        assert found == {tmp_path / "state" / "infrablocks"}

@@ -23,9 +23,11 @@ from infrablocks.cloud.local.jobs import (
     render_program,
 )
 from infrablocks.errors import ConfigError
+from tests.support.subnets import hold_during_module
 
 SUPERVISORD = "/usr/bin/supervisord"
 NODE_IP = "127.42.224.31"
+held_subnets = hold_during_module("127.42.224.0/24")   # supervisord binds NODE_IP
 PORT = 9001
 
 

@@ -287,17 +287,19 @@ def test_scratch_directories_are_private_and_those_of_dead_processes_swept(tmp_p
 
     finished = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
                               capture_output=True, text=True, check=True)
-    dead = tmp_path / f".plan-{finished.stdout.strip()}-left"
+    private = tmp_path / "private"          # the private root beside the working area
+    dead = private / f".plan-{finished.stdout.strip()}-left"
     dead.mkdir(parents=True)
-    mine = tmp_path / f".apply-{os.getpid()}-running"
+    mine = private / f".apply-{os.getpid()}-running"
     mine.mkdir()
-    other = tmp_path / "staging"
+    other = private / "staging"
     other.mkdir()
-    fresh = private_scratch(tmp_path, "plan")
-    assert fresh.name.startswith(f".plan-{os.getpid()}-")
+    fresh = private_scratch(tmp_path / "work", "plan")
+    assert fresh.parent == private and fresh.name.startswith(f".plan-{os.getpid()}-")
     assert stat.S_IMODE(fresh.stat().st_mode) == 0o700
-    assert stat.S_IMODE(tmp_path.stat().st_mode) == 0o700
+    assert stat.S_IMODE(private.stat().st_mode) == 0o700
     assert not dead.exists() and mine.exists() and other.exists()
+    assert not (tmp_path / "work").exists()   # nothing holding secrets in the working area
 
 
 def test_plan_file_refuses_a_directory_or_missing_folder(tmp_path: Path) -> None:

@@ -36,3 +36,25 @@ def test_attributes_render_one_per_line_with_nesting():
 def test_values_without_an_hcl_form_are_refused():
     with pytest.raises(TypeError, match="cannot render object"):
         hcl_value(object())
+
+
+def test_control_characters_use_the_escapes_hcl_knows():
+    """HCL has no \\b or \\f (JSON has): every other control character is \\uNNNN."""
+    assert hcl_string("a\bb\fc\x00\x7f") == '"a\\u0008b\\u000cc\\u0000\\u007f"'
+    assert hcl_string("tab\there\r") == '"tab\\there\\r"'
+    assert hcl_string("$${kept}") == '"$$${kept}"'
+
+
+def test_keywords_are_quoted_as_object_keys():
+    assert hcl_value({"null": 1, "true": 2}) == '{\n  "null" = 1\n  "true" = 2\n}'
+
+
+def test_the_driver_masks_sensitive_inputs_as_terraform_may_print_them():
+    from infrablocks.terraform.driver import Redactor
+
+    redact = Redactor(['pa"ss\\word', "line one\nline two", "short"])
+    assert redact('dsn = "x:pa\\"ss\\\\word@db"') == 'dsn = "x:(sensitive value)@db"'
+    assert redact("x:pa\"ss\\word@db") == "x:(sensitive value)@db"
+    assert redact("    line one\n") == "    (sensitive value)\n"
+    assert redact("short stays") == "short stays"   # under MIN_LENGTH: not masked
+    assert Redactor([])("anything") == "anything"

@@ -2,6 +2,7 @@
 
 import json
 import shutil
+import stat
 from pathlib import Path
 
 import pytest
@@ -12,9 +13,15 @@ from infrablocks.terraform.workdir import (
     BACKEND_FILE,
     INPUTS_FILE,
     BackendSpec,
+    Inputs,
+    forget_private_dir,
     init_reason,
     prepare_workdir,
+    private_dir_of,
+    read_inputs,
     record_init,
+    sensitive_inputs,
+    terraform_variables_env,
 )
 
 
@@ -169,3 +176,38 @@ def test_missing_source_and_bad_names(area):
     source = make_block(area / "src", {"main.tf": ""})
     with pytest.raises(ConfigError, match="invalid environment name '../x'"):
         prepare_workdir(area / "w", "../x", "b", source, local(), {})
+
+
+# -- secrets stay out of the working directory -----------------------------------------------
+
+def test_sensitive_inputs_go_to_the_private_directory_not_the_workdir(area):
+    source = make_block(area / "src", V1)
+    secret = {"password": "s3cret-value", "endpoint": "db"}
+    inputs = Inputs({"environment": "prod", "db": secret, "base": {"ip": "127.42.1.11"}},
+                    sensitive={"db"})
+    workdir = prepare_workdir(area / ".infrablocks" / "work", "prod", "app", source, local(),
+                              inputs)
+    private = area / ".infrablocks" / "private" / "prod" / "app"
+    assert json.loads((workdir / INPUTS_FILE).read_text()) == {
+        "environment": "prod", "base": {"ip": "127.42.1.11"}}
+    assert not any(b"s3cret" in p.read_bytes() for p in workdir.rglob("*") if p.is_file())
+    assert private_dir_of(workdir) == private.resolve()
+    for directory in (private, private.parent, private.parent.parent):
+        assert stat.S_IMODE(directory.stat().st_mode) == 0o700
+    assert stat.S_IMODE((private / "inputs.json").stat().st_mode) == 0o600
+    assert sensitive_inputs(workdir) == {"db": secret}
+    assert read_inputs(workdir) == inputs and read_inputs(workdir).sensitive == {"db"}
+    assert terraform_variables_env(workdir) == {
+        "TF_VAR_db": '{\n  endpoint = "db"\n  password = "s3cret-value"\n}'}
+
+    # nothing sensitive any more (e.g. the dependency changed): the private file goes
+    prepare_workdir(area / ".infrablocks" / "work", "prod", "app", source, local(),
+                    {"environment": "prod"})
+    assert not (private / "inputs.json").exists() and terraform_variables_env(workdir) == {}
+    forget_private_dir(workdir)
+    assert not private.exists()
+
+
+def test_an_unprepared_workdir_has_no_private_directory(area):
+    assert private_dir_of(area) is None and read_inputs(area) is None
+    assert terraform_variables_env(area) == {}

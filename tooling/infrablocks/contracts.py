@@ -8,18 +8,28 @@ typed as an object of the outputs it uses::
 For every (dependent version, dependency version) pair the dependency's ``output`` blocks must
 provide every (non-``optional``) attribute of that object. Extra outputs are fine.
 
+Sensitivity must survive the boundary: a variable that receives a dependency output declared
+``sensitive = true`` must itself be declared ``sensitive = true``, or Terraform prints the value
+(and anything built from it) in the dependent's plan and apply output and in non-sensitive
+outputs. ``doit check`` reports every such variable from the declarations
+(:func:`sensitivity_problems`); the commands that apply refuse before applying, from the
+declarations of what they are about to deploy and from the dependencies' state
+(:func:`received_sensitive_problems`).
+
 python-hcl2 (v8) returns block labels with their quotes (``'"base"'``) and expressions as
 ``${…}`` strings, so the type expression is parsed here (a small bracket-aware splitter).
 """
 
 from __future__ import annotations
 
+import contextlib
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+from infrablocks.errors import ConfigError
 from infrablocks.versions import Version
 
 if TYPE_CHECKING:
@@ -30,7 +40,15 @@ if TYPE_CHECKING:
 __all__ = [
     "ContractProblem",
     "ModuleInterface",
+    "SensitiveInputError",
     "check_contracts",
+    "check_received_inputs",
+    "refuse_sensitive_leaks",
+    "leaks",
+    "sensitive_dependencies",
+    "module_summary",
+    "received_sensitive_problems",
+    "sensitivity_problems",
     "contract_check",
     "object_attributes",
     "read_interface",
@@ -69,6 +87,8 @@ class ModuleInterface:
     variable_lines: dict[str, tuple[Path, int]] = field(default_factory=dict)
     outputs: set[str] = field(default_factory=set)
     errors: list[ContractProblem] = field(default_factory=list)
+    sensitive_variables: set[str] = field(default_factory=set)
+    sensitive_outputs: set[str] = field(default_factory=set)
 
 
 def _label(raw: str) -> str:
@@ -105,9 +125,19 @@ def read_interface(directory: Path, *, block: str = "", version: Version | None 
                 kind = body.get("type") if isinstance(body, dict) else None
                 interface.variables[name] = kind if isinstance(kind, str) else None
                 interface.variable_lines[name] = (file, _line_of(text, "variable", name))
+                if isinstance(body, dict) and _is_true(body.get("sensitive")):
+                    interface.sensitive_variables.add(name)
         for entry in parsed.get("output", []):
-            interface.outputs.update(_label(raw) for raw in entry)
+            for raw_name, body in entry.items():
+                interface.outputs.add(_label(raw_name))
+                if isinstance(body, dict) and _is_true(body.get("sensitive")):
+                    interface.sensitive_outputs.add(_label(raw_name))
     return interface
+
+
+def _is_true(value: object) -> bool:
+    """``sensitive = true`` as python-hcl2 gives it (a bool, or ``"${true}"`` in some forms)."""
+    return value is True or (isinstance(value, str) and _unwrap(value) == "true")
 
 
 def _line_of(text: str, kind: str, name: str) -> int:
@@ -178,11 +208,13 @@ def resolution_pairs(resolution: Resolution) -> list[tuple[BlockVersion, BlockVe
 
 
 def check_contracts(registry: Registry,
-                    pairs: Iterable[tuple[BlockVersion, BlockVersion]] | None = None
+                    pairs: Iterable[tuple[BlockVersion, BlockVersion]] | None = None,
+                    interfaces: dict[Path, ModuleInterface] | None = None
                     ) -> list[ContractProblem]:
     """Contract problems of ``pairs`` (default: every pair the registry allows), plus parse
-    errors of the modules involved. Deterministic order."""
-    interfaces: dict[Path, ModuleInterface] = {}
+    errors of the modules involved. Deterministic order. ``interfaces``: a cache of parsed
+    modules (by directory) to share with :func:`sensitivity_problems`."""
+    interfaces = interfaces if interfaces is not None else {}
 
     def interface(bv: BlockVersion) -> ModuleInterface:
         if bv.path not in interfaces:
@@ -240,6 +272,202 @@ def check_contracts(registry: Registry,
     return problems
 
 
+class SensitiveInputError(ConfigError):
+    """A dependency variable receives a sensitive output but is not declared sensitive."""
+
+
+def received_attributes(interface: ModuleInterface, dependency: str,
+                        outputs: Iterable[str]) -> set[str]:
+    """Which of the dependency's ``outputs`` the variable named after it receives: the
+    attributes of its ``object({...})`` type, or all of them when it is not an object type."""
+    declared = object_attributes(interface.variables.get(dependency))
+    outputs = set(outputs)
+    return outputs if declared is None else outputs & set(declared)
+
+
+def received_sensitive_problems(dependent: BlockVersion, interface: ModuleInterface,
+                                dependency: str, dependency_label: str,
+                                sensitive_outputs: Iterable[str], *, source: str = "",
+                                root: Path | None = None) -> list[ContractProblem]:
+    """The problem (zero or one) of ``dependent``'s variable ``dependency`` receiving any of
+    ``sensitive_outputs`` without ``sensitive = true``.
+
+    ``dependency_label``: e.g. ``"stolon 1.0.0"``; ``source``: where the sensitivity is known
+    from (``"declared"`` / ``"in its state"``), for the message.
+    """
+    if dependency not in interface.variables or dependency in interface.sensitive_variables:
+        return []
+    received = sorted(received_attributes(interface, dependency, sensitive_outputs))
+    if not received:
+        return []
+    file, line = interface.variable_lines[dependency]
+    if root is not None:
+        with contextlib.suppress(ValueError):
+            file = file.relative_to(root)
+    return [ContractProblem(
+        dependent.block, dependent.version, dependency, None, dependency, tuple(received),
+        leak_message(dependent.label, dependency, received, dependency_label, source),
+        file, line)]
+
+
+def leak_message(dependent_label: str, variable: str, outputs: Iterable[str],
+                 dependency_label: str, source: str = "") -> str:
+    """The one message for a variable receiving sensitive outputs without being sensitive
+    (``doit check`` and the refusal of the commands that apply)."""
+    names = sorted(outputs)
+    plural = "s" if len(names) > 1 else ""
+    return (f"{dependent_label}: variable \"{variable}\" receives the sensitive output{plural} "
+            f"{', '.join(names)} of {dependency_label}{f' ({source})' if source else ''} but "
+            f"is not declared sensitive: add `sensitive = true` to variable \"{variable}\" "
+            f"(else Terraform prints the value{plural} in plans, apply logs and outputs)")
+
+
+def sensitivity_problems(registry: Registry,
+                         pairs: Iterable[tuple[BlockVersion, BlockVersion]] | None = None,
+                         interfaces: dict[Path, ModuleInterface] | None = None
+                         ) -> list[ContractProblem]:
+    """Variables receiving a sensitive output that are not sensitive, for ``pairs`` (default:
+    every pair the registry allows), known from the dependencies' ``output`` declarations.
+    One problem per (dependent version, variable): the first dependency version that makes it.
+    """
+    cache = interfaces if interfaces is not None else {}
+
+    def interface(bv: BlockVersion) -> ModuleInterface:
+        if bv.path not in cache:
+            cache[bv.path] = read_interface(bv.path, block=bv.block, version=bv.version)
+        return cache[bv.path]
+
+    problems: list[ContractProblem] = []
+    seen: set[tuple[str, str, str]] = set()
+    for dependent, dependency in (registry_pairs(registry) if pairs is None else pairs):
+        key = (dependent.block, str(dependent.version), dependency.block)
+        if key in seen:
+            continue
+        mine, theirs = interface(dependent), interface(dependency)
+        if mine.errors or theirs.errors:
+            continue
+        found = received_sensitive_problems(
+            dependent, mine, dependency.block, dependency.label, theirs.sensitive_outputs,
+            source="declared sensitive", root=registry.root)
+        if found:
+            seen.add(key)
+            problems += found
+    return problems
+
+
+def module_summary(version: BlockVersion, cache_dir: Path | None = None) -> dict[str, Any]:
+    """What the sensitivity checks need of a module, parsed once and kept in ``cache_dir``
+    (0600, under a digest of its ``*.tf`` files; parsing costs 0.2-0.4 s per module)::
+
+        {"variables": [...], "sensitive_variables": [...], "sensitive_outputs": [...],
+         "object_attributes": {variable: [attribute, ...] | None}, "parse_errors": bool}
+    """
+    import hashlib
+    import json
+
+    cache = None
+    if cache_dir is not None:
+        digest = hashlib.sha256()
+        for file in sorted(version.path.glob("*.tf")):
+            digest.update(file.name.encode() + b"\0" + file.read_bytes() + b"\0")
+        cache = cache_dir / f"{version.block}-{version.version}-{digest.hexdigest()[:32]}.json"
+        try:
+            cached = json.loads(cache.read_text())
+            if isinstance(cached, dict) and "object_attributes" in cached:
+                return cached
+        except (OSError, ValueError):
+            pass
+    interface = read_interface(version.path, block=version.block, version=version.version)
+    summary = {
+        "variables": sorted(interface.variables),
+        "sensitive_variables": sorted(interface.sensitive_variables),
+        "sensitive_outputs": sorted(interface.sensitive_outputs),
+        "object_attributes": {name: (None if (found := object_attributes(kind)) is None
+                                     else sorted(found))
+                              for name, kind in sorted(interface.variables.items())},
+        "parse_errors": bool(interface.errors),
+    }
+    if cache is not None:
+        from infrablocks.private_files import private_dir, write_private_text
+
+        private_dir(cache.parent, base=cache.parent.parent)
+        write_private_text(cache, json.dumps(summary, sort_keys=True))
+    return summary
+
+
+def leaks(pairs: Iterable[tuple[BlockVersion, BlockVersion]],
+          cache_dir: Path | None = None) -> list[str]:
+    """:func:`leak_message` for every pair whose dependent's variable receives a sensitive
+    output of the dependency (from the declarations) without being sensitive."""
+    found = []
+    for dependent, dependency in pairs:
+        mine = module_summary(dependent, cache_dir)
+        theirs = module_summary(dependency, cache_dir)
+        name = dependency.block
+        if mine["parse_errors"] or theirs["parse_errors"] or name not in mine["variables"] \
+                or name in mine["sensitive_variables"]:
+            continue
+        declared = mine["object_attributes"].get(name)
+        received = set(theirs["sensitive_outputs"])
+        if declared is not None:
+            received &= set(declared)
+        if received:
+            found.append(leak_message(dependent.label, name, received, dependency.label,
+                                      "declared sensitive"))
+    return found
+
+
+def refuse_sensitive_leaks(pairs: Iterable[tuple[BlockVersion, BlockVersion]],
+                           cache_dir: Path | None = None) -> None:
+    """Raise :class:`SensitiveInputError` (exit 2) naming every variable of ``pairs`` that would
+    receive a sensitive output without being sensitive — called before anything is applied."""
+    problems = leaks(pairs, cache_dir)
+    if problems:
+        raise SensitiveInputError(
+            "refusing to apply: sensitive outputs would reach variables that are not sensitive",
+            problems=problems,
+            hint="declare those variables `sensitive = true` (and any output built from them); "
+                 "`doit check` lists them all")
+
+
+def sensitive_dependencies(version: BlockVersion, inputs: Mapping[str, Any],
+                           versions: Mapping[str, BlockVersion],
+                           cache_dir: Path | None = None) -> set[str]:
+    """The dependency inputs of ``version`` (``inputs``: variable → value) that hold an output
+    the dependency's version (``versions[dependency]``) declares sensitive."""
+    found = set()
+    for dependency in version.requires:
+        value = inputs.get(dependency)
+        if not isinstance(value, Mapping) or dependency not in versions:
+            continue
+        declared = set(module_summary(versions[dependency], cache_dir)["sensitive_outputs"])
+        if declared & set(value):
+            found.add(dependency)
+    return found
+
+
+def check_received_inputs(version: BlockVersion, received: dict[str, set[str]],
+                          label_of: Callable[[str], str], *,
+                          cache_dir: Path | None = None) -> None:
+    """Refuse (:class:`SensitiveInputError`) when a variable of ``version`` receives sensitive
+    outputs (``received``: dependency → names of the sensitive outputs in its input object, as
+    the dependency's state marks them) without being declared sensitive.
+
+    ``label_of(dependency)``: e.g. ``"stolon 1.0.0"`` (the deployed version), for the message.
+    """
+    wanted = {dep: names for dep, names in received.items() if names}
+    if not wanted:
+        return
+    declared = set(module_summary(version, cache_dir)["sensitive_variables"])
+    problems = [leak_message(version.label, dep, names, label_of(dep), "sensitive in its state")
+                for dep, names in sorted(wanted.items()) if dep not in declared]
+    if problems:
+        raise SensitiveInputError(
+            f"refusing to apply {version.label}: sensitive outputs would reach variables that "
+            "are not sensitive", problems=problems,
+            hint="declare those variables `sensitive = true` (and any output built from them)")
+
+
 def _rel(registry: Registry, path: Path) -> Path:
     try:
         return path.relative_to(registry.root)
@@ -252,9 +480,11 @@ def contract_check(registry: Registry) -> ValidationOutcome:
     from infrablocks.validators import ValidationOutcome
 
     pairs = registry_pairs(registry)
-    problems = check_contracts(registry, pairs)
+    interfaces: dict[Path, ModuleInterface] = {}
+    problems = check_contracts(registry, pairs, interfaces)
+    problems += sensitivity_problems(registry, pairs, interfaces)
     modules = sum(len(block.versions) for block in registry.blocks.values())
     return ValidationOutcome(
         problems=[str(p) for p in problems],
         info=[f"contracts: {len(pairs)} dependent/dependency version pairs in {modules} "
-              f"block versions checked"])
+              f"block versions checked (outputs, types and sensitivity)"])

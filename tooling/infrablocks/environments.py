@@ -1,30 +1,44 @@
 """Environments: names, ephemeral ids and the subnet each environment's instances live in.
 
 Every environment gets its own /24 inside 127.42.0.0/16 on the local cloud, so the instances of
-two environments never share an address (each etcd member binds 2379 on its own IP). Persistent
-environments may pin theirs in blocks.toml (`subnet = "127.42.5.0/24"`); otherwise one is
-allocated and remembered in ``.infrablocks/subnets.json`` so it stays stable across runs.
-Ephemeral environments (``t-<id>``) take one from a separate range and give it back when they are
-destroyed.
+two environments never share an address (each etcd member binds 2379 on its own IP) — also
+across checkouts: subnets are allocated from one machine-wide table
+(:mod:`infrablocks.subnets`), and a subnet with a bound address is never handed out.
+
+- Persistent environments take one from 127.42.1-99 and keep it; blocks.toml may pin one
+  (``subnet = "127.42.5.0/24"``). A pin is a claim like any other: while another checkout's
+  environment holds that subnet (its state exists, or its command runs, or its addresses are
+  bound), this checkout is refused with who holds it. Two checkouts that share the state (the
+  same S3 bucket and prefix) are the same environment and share its subnet.
+- Ephemeral environments (``t-<id>``) take one from 127.42.100-199 and give it back when they
+  are destroyed.
+- 127.42.200-254 are not allocated to environments: the tool's own test suite and image
+  verification use them (tests claim theirs with :meth:`SubnetAllocator.subnet_for` too).
+
+The checkout remembers what it was given in ``.infrablocks/subnets.json`` (``{env: subnet}``,
+the per-checkout table of earlier versions, migrated into the machine-wide table on first use):
+an environment whose entry was lost (a moved checkout, a deleted state directory) gets its
+subnet back when that is still free.
 """
 
 from __future__ import annotations
 
-import fcntl
 import ipaddress
 import json
 import os
 import secrets
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any
 
 from infrablocks.errors import ConfigError, UsageError
+from infrablocks.subnets import Entry, Holder, SubnetTable, Table, bound_in, now
 
 EPHEMERAL_PREFIX = "t-"
 SUPERNET = ipaddress.ip_network("127.42.0.0/16")
 PERSISTENT_RANGE = range(1, 100)      # 127.42.1.0/24 … 127.42.99.0/24
-EPHEMERAL_RANGE = range(100, 200)     # 127.42.100.0/24 … 127.42.199.0/24 (200+ is for tests)
+EPHEMERAL_RANGE = range(100, 200)     # 127.42.100.0/24 … 127.42.199.0/24
+SCRATCH_RANGE = range(200, 255)       # 127.42.200.0/24 … 127.42.254.0/24: tests, verification
 # Narrows the ephemeral range, e.g. "180-199" (third octets, inclusive): lets a test suite keep
 # its throwaway environments inside the addresses it owns.
 EPHEMERAL_RANGE_ENV = "INFRABLOCKS_EPHEMERAL_SUBNETS"
@@ -69,59 +83,258 @@ def ephemeral_range() -> range:
     return chosen
 
 
+
+def pool_for(environment: str) -> range:
+    """Third octets an environment's subnet is allocated from."""
+    return ephemeral_range() if is_ephemeral(environment) else PERSISTENT_RANGE
+
+
+def pinned_subnets(registry: Any) -> dict[str, str]:
+    """Subnets blocks.toml pins, by environment (unparsable pins are left to the environment's
+    own command, which reports them)."""
+    pinned = {}
+    for name, declared in registry.environments.items():
+        value = declared.extra.get("subnet")
+        if value is None:
+            continue
+        try:
+            pinned[name] = parse_subnet(str(value), where=f"environments.{name}.subnet")
+        except ConfigError:
+            continue
+    return pinned
+
+
+# -- where an environment's state lives (its key in the machine-wide table) ------------------
+
+Locator = Callable[[str], tuple[str, str | None]]
+
+
+def checkout_locator(checkout: Path, state_root: Path | None = None) -> Locator:
+    """Environments whose state is in a local directory (default ``<checkout>/.infrablocks/
+    state``): key and state directory are ``<state root>/<env>``."""
+    root = (state_root or checkout / ".infrablocks" / "state").resolve()
+
+    def locate(environment: str) -> tuple[str, str | None]:
+        where = str(root / environment)
+        return where, where
+
+    return locate
+
+
+def backend_locator(backend: Any, checkout: Path) -> Locator:
+    """The key of an environment of ``backend``: its local state directory, or for S3
+    ``s3://BUCKET/PREFIX/ENV`` (no local directory: its state cannot be looked at cheaply, so
+    such an entry is only reclaimed when its checkout is gone)."""
+    if getattr(backend, "kind", None) == "local":
+        return checkout_locator(checkout, Path(backend.root))
+    settings = getattr(backend, "settings", None)
+    bucket, prefix = getattr(settings, "bucket", "?"), getattr(settings, "prefix", "")
+
+    def locate(environment: str) -> tuple[str, str | None]:
+        return "s3://" + "/".join(p for p in (bucket, prefix, environment) if p), None
+
+    return locate
+
+
 class SubnetAllocator:
-    """Hands out one /24 per environment; the allocation table lives in a locked JSON file."""
+    """One checkout's view of the machine-wide subnet table (see the module docstring).
 
-    def __init__(self, work_dir: Path) -> None:
-        self.path = work_dir / "subnets.json"
+    ``checkout``: the repository root. ``table``: the machine-wide table (default: the user's
+    state directory). ``locate(env) -> (key, local state dir or None)``: where an environment's
+    state lives (default: ``<checkout>/.infrablocks/state/<env>``). ``has_state(env)``: whether
+    the environment has any state (default: looks in the local state directory). ``reserved``:
+    subnets pinned in blocks.toml, by environment (never allocated to another environment).
 
-    @contextmanager
-    def _locked_table(self) -> Iterator[dict[str, str]]:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.path.with_suffix(".lock"), "a+") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            table: dict[str, str] = {}
-            if self.path.exists():
-                table = json.loads(self.path.read_text() or "{}")
-            before = dict(table)
-            yield table
-            if table != before:
-                tmp = self.path.with_suffix(".tmp")
-                tmp.write_text(json.dumps(table, indent=2, sort_keys=True))
-                os.replace(tmp, self.path)
+    Errors: ``ConfigError`` (exit 2) for a pin another checkout's live environment holds, a
+    pin whose addresses are bound, or an environment whose remembered subnet was taken while it
+    has state; ``UsageError`` when the pool is exhausted.
+    """
+
+    def __init__(self, checkout: Path, *, table: SubnetTable | None = None,
+                 locate: Locator | None = None,
+                 has_state: Callable[[str], bool] | None = None,
+                 reserved: Mapping[str, str] | None = None) -> None:
+        self.checkout = Path(checkout).resolve()
+        self.table = table or SubnetTable()
+        self.locate = locate or checkout_locator(self.checkout)
+        self._has_state = has_state
+        self.reserved = dict(reserved or {})
+        self.memory_path = self.checkout / ".infrablocks" / "subnets.json"
+        self.notes: list[str] = []     # what the last calls reclaimed (for people)
+
+    # -- public ---------------------------------------------------------------------------
 
     def subnet_for(self, environment: str, configured: str | None = None) -> str:
-        """The environment's subnet: the configured one, else its allocation (made if new)."""
-        with self._locked_table() as table:
+        """The environment's subnet: its entry, else the pin, else a free one (claimed)."""
+        with self.table.locked() as table:
+            memory = self._read_memory()
+            self._migrate(table, memory)
+            key, state_dir = self.locate(environment)
+            mine = table.entries.get(key)
+            bound = _Lazy(self.table.bound)
             if configured:
-                owner = next((env for env, net in table.items()
-                              if net == configured and env != environment), None)
-                if owner:
-                    raise ConfigError(
-                        f"environment {environment!r}: subnet {configured} is already used by "
-                        f"environment {owner!r}",
-                        hint="give each environment its own /24 in blocks.toml",
-                    )
-                table[environment] = configured
-                return configured
-            if environment in table:
-                return table[environment]
-            taken = set(table.values())
-            pool = ephemeral_range() if is_ephemeral(environment) else PERSISTENT_RANGE
-            for third in pool:
-                candidate = f"127.42.{third}.0/24"
-                if candidate not in taken:
-                    table[environment] = candidate
-                    return candidate
-        raise UsageError(
-            f"no free subnet left for environment {environment!r}",
-            hint=f"destroy unused environments (see {self.path})",
-        )
+                chosen = self._claim_pinned(table, key, state_dir, environment, configured,
+                                            mine, bound)
+            elif mine is not None:
+                chosen = mine.subnet
+            else:
+                chosen = self._allocate(table, key, environment, memory.get(environment), bound)
+            table.entries[key] = Entry(
+                subnet=chosen, environment=environment, checkout=str(self.checkout),
+                state=state_dir, pinned=bool(configured),
+                since=mine.since if mine is not None and mine.subnet == chosen else now(),
+                holder=Holder.current())
+            if memory.get(environment) != chosen:
+                memory[environment] = chosen
+                self._write_memory(memory)
+            return chosen
 
     def release(self, environment: str) -> None:
-        with self._locked_table() as table:
-            table.pop(environment, None)
+        """Give the environment's subnet back (after it was destroyed)."""
+        with self.table.locked() as table:
+            key, _ = self.locate(environment)
+            entry = table.entries.get(key)
+            if entry is not None and Path(entry.checkout) == self.checkout:
+                del table.entries[key]
+            memory = self._read_memory()
+            if memory.pop(environment, None) is not None:
+                self._write_memory(memory)
 
     def allocations(self) -> dict[str, str]:
-        with self._locked_table() as table:
-            return dict(table)
+        """This checkout's environments and their subnets (from the machine-wide table)."""
+        with self.table.locked() as table:
+            self._migrate(table, self._read_memory())
+            return {e.environment: e.subnet for e in table.entries.values()
+                    if Path(e.checkout) == self.checkout}
+
+    # -- policy ---------------------------------------------------------------------------
+
+    def has_state(self, environment: str) -> bool:
+        if self._has_state is not None:
+            return self._has_state(environment)
+        from infrablocks.subnets import local_state_exists
+
+        _, state_dir = self.locate(environment)
+        return state_dir is not None and local_state_exists(Path(state_dir))
+
+    def _claim_pinned(self, table: Table, key: str, state_dir: str | None, environment: str,
+                      subnet: str, mine: Entry | None, bound: _Lazy) -> str:
+        where = f"blocks.toml environments.{environment}.subnet"
+        if mine is not None and mine.subnet == subnet:
+            return subnet
+        for other_env, pinned in self.reserved.items():
+            if pinned == subnet and other_env != environment:
+                raise ConfigError(f"environment {environment!r}: subnet {subnet} is also "
+                                  f"pinned for environment {other_env!r}",
+                                  hint="give each environment its own /24 in blocks.toml")
+        owner = table.owner_of(subnet)
+        if owner is not None and owner[0] != key:
+            other_key, other = owner
+            reason = other.stale_reason(bound())
+            if reason is None:
+                same_checkout = Path(other.checkout) == self.checkout
+                raise ConfigError(
+                    f"environment {environment!r}: subnet {subnet} ({where}) is in use by "
+                    + (f"environment {other.environment!r}" if same_checkout
+                       else f"{other.describe()}") + f" since {other.since}",
+                    hint="give each environment its own /24 in blocks.toml" if same_checkout
+                    else "two local clouds on the same addresses collide: destroy that "
+                         "environment there first, or pin another /24 here (or none: one is "
+                         "allocated)")
+            self._reclaim(table, other_key, other, reason)
+        if not self.has_state(environment):
+            used = bound_in(subnet, bound())
+            if used:
+                raise ConfigError(
+                    f"environment {environment!r}: subnet {subnet} ({where}) has addresses "
+                    f"in use on this machine: {', '.join(used[:5])}"
+                    + (" …" if len(used) > 5 else ""),
+                    hint="something else listens there (another checkout's local cloud?); "
+                         "pin another /24 or none")
+        return subnet
+
+    def _allocate(self, table: Table, key: str, environment: str, remembered: str | None,
+                  bound: _Lazy) -> str:
+        pinned_elsewhere = set(self.reserved.values())
+        if remembered is not None:
+            owner = table.owner_of(remembered)
+            if owner is not None and owner[0] != key:
+                reason = owner[1].stale_reason(bound())
+                if reason is None:
+                    if self.has_state(environment):
+                        raise ConfigError(
+                            f"environment {environment!r} of this checkout was created on "
+                            f"{remembered} (remembered in {self.memory_path}), which "
+                            f"{owner[1].describe()} uses now",
+                            hint="its instances cannot move; destroy one of the two "
+                                 "environments, then run the command again")
+                    remembered = None
+                else:
+                    self._reclaim(table, owner[0], owner[1], reason)
+            if remembered is not None and remembered not in pinned_elsewhere and (
+                    self.has_state(environment) or not bound_in(remembered, bound())):
+                return remembered
+        for third in pool_for(environment):
+            candidate = f"127.42.{third}.0/24"
+            if candidate in pinned_elsewhere:
+                continue
+            owner = table.owner_of(candidate)
+            if owner is not None:
+                reason = owner[1].stale_reason(bound())
+                if reason is None:
+                    continue
+                if bound_in(candidate, bound()):
+                    continue
+                self._reclaim(table, owner[0], owner[1], reason)
+                return candidate
+            if not bound_in(candidate, bound()):
+                return candidate
+        raise UsageError(
+            f"no free subnet left for environment {environment!r}",
+            hint=f"destroy unused environments (the machine-wide table is {self.table.path})")
+
+    def _reclaim(self, table: Table, key: str, entry: Entry, reason: str) -> None:
+        del table.entries[key]
+        self.notes.append(f"reclaimed {entry.subnet} from {entry.describe()}: {reason}")
+
+    # -- the checkout's own memory (and the migration of the old per-checkout table) -------
+
+    def _read_memory(self) -> dict[str, str]:
+        try:
+            data = json.loads(self.memory_path.read_text() or "{}")
+        except (FileNotFoundError, ValueError):
+            return {}
+        if not isinstance(data, dict):
+            return {}
+        return {str(k): str(v) for k, v in data.items() if isinstance(v, str)}
+
+    def _write_memory(self, memory: dict[str, str]) -> None:
+        from infrablocks.private_files import write_private_text
+
+        self.memory_path.parent.mkdir(parents=True, exist_ok=True)
+        write_private_text(self.memory_path, json.dumps(memory, indent=2, sort_keys=True) + "\n")
+
+    def _migrate(self, table: Table, memory: dict[str, str]) -> None:
+        """Claim what this checkout remembers but the machine-wide table lacks (the table of
+        earlier versions, or an entry lost): only subnets nobody else holds; no holder, so an
+        environment without state and addresses is reclaimable at once."""
+        for environment, subnet in sorted(memory.items()):
+            key, state_dir = self.locate(environment)
+            if key in table.entries or table.owner_of(subnet) is not None:
+                continue
+            table.entries[key] = Entry(
+                subnet=subnet, environment=environment, checkout=str(self.checkout),
+                state=state_dir, pinned=self.reserved.get(environment) == subnet, since=now())
+
+
+class _Lazy:
+    """Bound addresses, read at most once per table transaction."""
+
+    def __init__(self, read: Callable[[], set[ipaddress.IPv4Address]]) -> None:
+        self._read = read
+        self._value: set[ipaddress.IPv4Address] | None = None
+
+    def __call__(self) -> set[ipaddress.IPv4Address]:
+        if self._value is None:
+            self._value = self._read()
+        return self._value

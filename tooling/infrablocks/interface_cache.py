@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -47,8 +46,8 @@ def dependency_attributes(repo_root: Path, version: BlockVersion
     for dependency in version.requires:
         declared = object_attributes(interface.variables.get(dependency))
         answer[dependency] = None if declared is None else sorted(declared)
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    temporary = cache.with_name(f".{cache.name}.{os.getpid()}.tmp")
-    temporary.write_text(json.dumps(answer, sort_keys=True))
-    os.replace(temporary, cache)
+    from infrablocks.private_files import private_dir, write_private_text
+
+    private_dir(cache.parent, base=cache.parent.parent.parent)   # 0700 cache, 0600 entries
+    write_private_text(cache, json.dumps(answer, sort_keys=True))
     return answer

@@ -42,11 +42,11 @@ def wanted(registry_file: Path) -> bool:
 
 def _write(path: Path, payload: Any) -> None:
     try:
+        from infrablocks.private_files import private_dir, write_private_file
+
         data = marshal.dumps(payload)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        partial = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-        partial.write_bytes(data)
-        os.replace(partial, path)
+        private_dir(path.parent, base=path.parent.parent)
+        write_private_file(path, data)
     except (OSError, ValueError):  # read-only checkout, or TOML dates (not marshallable)
         pass
 

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from infrablocks.registry import BlockVersion
     from infrablocks.terraform.driver import Terraform
     from infrablocks.terraform.plan import Plan
+    from infrablocks.terraform.workdir import Inputs
 
 DESTROY_STOP_GRACE = 1.0  # before a destroy: the volumes go right after, so there is no data
 #                           a graceful stop would protect, and etcd members whose peers stop
@@ -52,18 +53,23 @@ class BlockRun:
 
     # -- inputs ---------------------------------------------------------------------------------
 
-    def inputs(self) -> dict[str, Any]:
+    def inputs(self) -> Inputs:
         """Variables for the block: environment, subnet and one object per dependency.
 
         Each dependency object carries only the attributes the block's variable declares
         (Terraform refuses nothing extra today, but sending secrets a block did not ask for
-        would widen where they end up).
+        would widen where they end up). An object holding a sensitive output is marked
+        sensitive (it is kept out of the working directory); a variable receiving one that is
+        not declared ``sensitive = true`` is refused (``contracts.SensitiveInputError``).
         """
+        from infrablocks.terraform.workdir import Inputs
+
         values: dict[str, Any] = {"environment": self.environment, "subnet_cidr": self.subnet}
         if not self.version.requires:
-            return values
+            return Inputs(values)
         from infrablocks.interface_cache import dependency_attributes
 
+        received: dict[str, set[str]] = {}
         attributes = dependency_attributes(self.workspace.repo_root, self.version)
         for dependency in sorted(self.version.requires):
             outputs = self.workspace.backend.read_outputs(self.environment, dependency)
@@ -76,13 +82,26 @@ class BlockRun:
             plain = outputs.unmasked()
             values[dependency] = ({k: v for k, v in plain.items() if k in wanted}
                                   if wanted is not None else plain)
-        return values
+            received[dependency] = {k for k in values[dependency] if outputs.is_sensitive(k)}
+        self._refuse_sensitive_leaks(received)
+        return Inputs(values, sensitive=[d for d, names in received.items() if names])
+
+    def _refuse_sensitive_leaks(self, received: dict[str, set[str]]) -> None:
+        from infrablocks.contracts import check_received_inputs
+        from infrablocks.paths import work_dir
+
+        def label(dependency: str) -> str:
+            record = self.workspace.backend.get_record(self.environment, dependency)
+            return f"{dependency} {record.version}" if record else dependency
+
+        check_received_inputs(self.version, received, label,
+                              cache_dir=work_dir(self.workspace.repo_root) / "cache" / "modules")
 
     def prepare(self, inputs: dict[str, Any] | None = None) -> Path:
         """The block's working directory, ready for ``terraform init``.
 
-        The working area is private (0700): the inputs file and saved plans hold dependency
-        outputs, sensitive ones included.
+        The working area is private (0700); sensitive inputs and saved plans go to the
+        deployment's private directory, not into it (see ``terraform.workdir``).
         """
         from infrablocks.terraform.workdir import prepare_workdir
 
@@ -234,13 +253,11 @@ def destroy_block(workspace: Workspace, environment: str, block: str,
         # volumes refuse to detach from running instances (as mounted EBS volumes do)
         stopped = workspace.platform(environment).stop_block_instances(
             environment, block, grace=DESTROY_STOP_GRACE)
-        workdir = run.workspace.work_root / environment / block
-        inputs_file = workdir / "_infrablocks_inputs.auto.tfvars.json"
-        if inputs_file.is_file():
-            import json
+        from infrablocks.terraform.workdir import forget_private_dir, read_inputs
 
-            inputs = json.loads(inputs_file.read_text())
-        else:
+        workdir = run.workspace.work_root / environment / block
+        inputs = read_inputs(workdir)
+        if inputs is None:
             inputs = run.inputs()
         clock("inputs")
         workdir = run.prepare(inputs)
@@ -258,6 +275,7 @@ def destroy_block(workspace: Workspace, environment: str, block: str,
         clock("record")
         backend.delete_record(environment, block)
         backend.purge(environment, block)
+        forget_private_dir(workdir)   # its sensitive inputs and plans go with the state
         return Result.success(action="destroyed", stopped=stopped, phases=clock.done())
 
 

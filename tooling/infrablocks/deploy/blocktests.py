@@ -38,15 +38,22 @@ def run_block_tests(workspace: Workspace, environment: str, version: BlockVersio
                     echo: bool = True) -> BlockTestResult:
     """Run pytest on the block version's tests with its (and its dependencies') outputs.
 
-    The outputs, sensitive ones included, go to files readable by the owner only; pytest's
-    output is shown as it runs (like pytest does) and kept in a log.
+    The outputs, sensitive ones included, go to files in the deployment's private directory
+    (``.infrablocks/private/ENV/BLOCK/block-tests/``, 0700/0600: one of the state folders,
+    never uploaded) and are removed after the run. pytest's output is shown as it runs (like
+    pytest does) and kept in a log beside them: a failing assertion may print an output's value,
+    so that log is private too (its path is in the result).
     """
+    from infrablocks.private_files import open_private, private_dir
+    from infrablocks.terraform.workdir import private_root_for, workdir_path
+
     tests = version.path / "tests"
     if not tests.is_dir():
         return BlockTestResult(version.block, str(version.version), 5,
                                f"no tests folder in {tests}", None)
-    files = workspace.work_root / environment / version.block / "block-tests"
-    files.mkdir(parents=True, exist_ok=True, mode=0o700)
+    root = private_root_for(workspace.work_root)
+    files = private_dir(workdir_path(root, environment, version.block) / "block-tests",
+                        base=root.parent)
     backend = workspace.backend
     outputs = backend.read_outputs(environment, version.block).unmasked()
     dependencies = {dep: backend.read_outputs(environment, dep).unmasked()
@@ -61,23 +68,27 @@ def run_block_tests(workspace: Workspace, environment: str, version: BlockVersio
                "-p", "no:cacheprovider", "--rootdir", str(tests), "-q", "-rA", str(tests)]
     lines: list[str] = []
     started = time.monotonic()
-    with open(log_path, "w") as log, subprocess.Popen(
-            command, cwd=files, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL, text=True) as process:
-        assert process.stdout is not None
-        for line in process.stdout:
-            log.write(line)
-            lines.append(line.rstrip("\n"))
-            if echo:
-                sys.stdout.write(line)
-                sys.stdout.flush()
+    try:
+        with open_private(log_path, "w") as log, subprocess.Popen(
+                command, cwd=files, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL, text=True) as process:
+            assert process.stdout is not None
+            for line in process.stdout:
+                log.write(line)
+                lines.append(line.rstrip("\n"))
+                if echo:
+                    sys.stdout.write(line)
+                    sys.stdout.flush()
+    finally:
+        outputs_file.unlink(missing_ok=True)
+        dependencies_file.unlink(missing_ok=True)
     summary = next((line.strip("= ") for line in reversed(lines) if line.strip()), "")
     return BlockTestResult(version.block, str(version.version), process.returncode, summary,
                            log_path, round(time.monotonic() - started, 3))
 
 
 def _private_json(path: Path, data: object) -> Path:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        json.dump(data, handle)
+    from infrablocks.private_files import write_private_text
+
+    write_private_text(path, json.dumps(data))
     return path

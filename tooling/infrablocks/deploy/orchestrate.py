@@ -68,6 +68,7 @@ def create(workspace: Workspace, targets: list[str], environment: str, *, jobs: 
     """Create or update everything ``targets`` need in ``environment``, dependencies first."""
     resolution = resolve_for_environment(workspace, targets, environment)
     check_auto_create(workspace, resolution, environment)
+    refuse_sensitive_leaks(workspace, resolution)
     subnet = workspace.subnet(environment)
     runs = {name: BlockRun(workspace, environment, version, subnet)
             for name, version in resolution.selected.items()}
@@ -76,6 +77,16 @@ def create(workspace: Workspace, targets: list[str], environment: str, *, jobs: 
     report = run_dag(graph, lambda node, tok: apply_block(runs[node], tok),
                      jobs=jobs, keep_going=keep_going, on_event=on_event, token=token)
     return resolution, report
+
+
+def refuse_sensitive_leaks(workspace: Workspace, resolution: Resolution) -> None:
+    """Before anything is applied: no variable may receive a sensitive output without being
+    sensitive (from the declarations; ``BlockRun.inputs`` checks the state again per block)."""
+    from infrablocks.contracts import refuse_sensitive_leaks as refuse
+    from infrablocks.contracts import resolution_pairs
+    from infrablocks.paths import work_dir
+
+    refuse(resolution_pairs(resolution), work_dir(workspace.repo_root) / "cache" / "modules")
 
 
 def plan(workspace: Workspace, targets: list[str], environment: str, *,
@@ -148,8 +159,11 @@ def destroy(workspace: Workspace, targets: list[str], environment: str, *,
 
 def _forget_environment(workspace: Workspace, environment: str) -> None:
     """Give back the subnet and remove the working directories of an environment that is gone."""
+    from infrablocks.terraform.workdir import private_root_for
+
     workspace.subnets.release(environment)
     shutil.rmtree(workspace.work_root / environment, ignore_errors=True)
+    shutil.rmtree(private_root_for(workspace.work_root) / environment, ignore_errors=True)
 
 
 def destroy_environment(workspace: Workspace, environment: str, *, jobs: int = 4,

@@ -7,9 +7,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from infrablocks.environments import SubnetAllocator, is_ephemeral, parse_subnet
+from infrablocks.environments import (
+    SubnetAllocator,
+    backend_locator,
+    is_ephemeral,
+    parse_subnet,
+    pinned_subnets,
+)
 from infrablocks.errors import UsageError
-from infrablocks.paths import find_repo_root, work_dir
+from infrablocks.paths import find_repo_root
 from infrablocks.registry import Registry, load_registry, suggest
 from infrablocks.state import DEPLOYED, StateBackend, backend_from_settings
 
@@ -138,11 +144,14 @@ def open_workspace(repo_root: Path | None = None) -> Workspace:
     root = repo_root or find_repo_root()
     registry = load_registry(root)
     terraform_settings = registry.settings.get("terraform", {}) or {}
+    backend = backend_from_settings(registry.settings.get("state"), root)
     workspace = Workspace(
         repo_root=root,
         registry=registry,
-        backend=backend_from_settings(registry.settings.get("state"), root),
-        subnets=SubnetAllocator(work_dir(root)),
+        backend=backend,
+        subnets=SubnetAllocator(root, locate=backend_locator(backend, root),
+                                has_state=lambda env: bool(backend.list_blocks(env)),
+                                reserved=pinned_subnets(registry)),
         _terraform_setting=terraform_settings.get("binary"),
     )
     workspace.platform()

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING
 
 from infrablocks.errors import InfrablocksError
 from infrablocks.images.acceptance import BootSpec, CheckSpec, VerifySpec, substitute
+from infrablocks.private_files import open_private
 
 if TYPE_CHECKING:
     from infrablocks.cloud.local.control import LocalCloud
@@ -189,7 +190,7 @@ def _boot_process(image: Image, boot: BootSpec, ip: str, values: dict[str, str],
     env = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "LOCALCLOUD_IMAGE_DIR": image.path,
            "LOCALCLOUD_PRIVATE_IP": ip,
            **{k: substitute(v, values) for k, v in boot.environment.items()}}
-    with log_path.open("w") as log:
+    with open_private(log_path, "w") as log:
         process = subprocess.Popen([str(Path(image.path) / "entrypoint")], cwd=scratch, env=env,
                                    stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                                    start_new_session=True)

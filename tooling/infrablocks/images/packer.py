@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from infrablocks.errors import InfrablocksError
+from infrablocks.private_files import open_private, private_dir
 
 PACKER_ENV = "INFRABLOCKS_PACKER"   # override of the packer executable
 DEFAULT_PACKER = "/usr/bin/packer"
@@ -63,8 +64,8 @@ def packer_build(template_dir: Path, variables: dict[str, str], log_path: Path,
         "TMPDIR": str(scratch_dir),
         "PACKER_NO_COLOR": "1",
     }
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    with log_path.open("w") as log:
+    private_dir(log_path.parent, base=log_path.parent.parent)   # logs: 0700 folders, 0600 files
+    with open_private(log_path, "w") as log:
         log.write("$ " + " ".join(command) + f"\n# in {template_dir}\n")
         log.flush()
         result = subprocess.run(command, cwd=template_dir, env=env, stdin=subprocess.DEVNULL,

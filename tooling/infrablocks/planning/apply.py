@@ -119,6 +119,7 @@ def apply_plan_file(workspace: Workspace, path: Path, *, jobs: int = 4,
         reviewed = ReviewedPlan(Path(path), manifest, plans)
         check_current(workspace, reviewed)
         check_refusals(reviewed)
+        check_sensitivity(workspace, reviewed)
         if on_open is not None:
             on_open(reviewed)
         entries = {b["block"]: b for b in reviewed.blocks}
@@ -180,6 +181,22 @@ def check_refusals(reviewed: ReviewedPlan) -> None:
             + "\n".join(f"  - {r}" for r in refusals),
             hint="stateful blocks replace their instances one at a time with doit upgrade "
                  "(a new version) or doit create (a repair); plan the rest without them")
+
+
+def check_sensitivity(workspace: Workspace, reviewed: ReviewedPlan) -> None:
+    """Refuse (``contracts.SensitiveInputError``, nothing applied) a plan in which a variable
+    would receive a sensitive output without being sensitive (each block's inputs are checked
+    again against the dependencies' state before its apply)."""
+    from infrablocks.contracts import refuse_sensitive_leaks
+    from infrablocks.paths import work_dir
+
+    registry = workspace.registry
+    versions = {b["block"]: registry.block_version(b["block"], b["target"])
+                for b in reviewed.blocks}
+    pairs = [(versions[b["block"]], versions[dependency]) for b in reviewed.blocks
+             if b.get("apply") not in (UNCHANGED, NOT_PLANNED)
+             for dependency in sorted(versions[b["block"]].requires) if dependency in versions]
+    refuse_sensitive_leaks(pairs, work_dir(workspace.repo_root) / "cache" / "modules")
 
 
 def apply_block_entry(workspace: Workspace, reviewed: ReviewedPlan, entry: Mapping[str, Any],

@@ -167,7 +167,11 @@ def plan_environment(workspace: Workspace, targets: list[str], environment: str,
     Raises ConfigError / UsageError for resolution problems (as `create` does),
     :class:`CrossPlanError` when Terraform cannot plan the composition.
     """
-    from infrablocks.deploy.orchestrate import check_auto_create, resolve_for_environment
+    from infrablocks.deploy.orchestrate import (
+        check_auto_create,
+        refuse_sensitive_leaks,
+        resolve_for_environment,
+    )
     from infrablocks.graph import dependency_graph, topological_order
     from infrablocks.interface_cache import dependency_attributes
     from infrablocks.planning.planfile import environment_fingerprint
@@ -179,6 +183,7 @@ def plan_environment(workspace: Workspace, targets: list[str], environment: str,
         check_plan_path(out)
     resolution = resolve_for_environment(workspace, targets, environment)
     check_auto_create(workspace, resolution, environment)
+    refuse_sensitive_leaks(workspace, resolution)   # its logs would print them
     order = topological_order(dependency_graph(resolution))
     backend = workspace.backend
     fingerprint = environment_fingerprint(workspace, environment, order)
@@ -413,16 +418,21 @@ def _save_block_plans(workspace: Workspace, result: EnvironmentPlan, work_root: 
 
 def _save_one(workspace: Workspace, result: EnvironmentPlan, entry: BlockPlan,
               work_root: Path, token: CancelToken | None) -> Path:
+    from infrablocks.contracts import sensitive_dependencies
+    from infrablocks.paths import work_dir
     from infrablocks.terraform.driver import TerraformError
     from infrablocks.terraform.init import ensure_init
-    from infrablocks.terraform.workdir import prepare_workdir
+    from infrablocks.terraform.workdir import Inputs, prepare_workdir
 
     environment = result.environment
     version = result.resolution.selected[entry.block]
     backend = workspace.backend.terraform_backend(environment, entry.block, create=False)
     assert entry.inputs is not None
+    inputs = Inputs(entry.inputs, sensitive=sensitive_dependencies(   # TF_VAR_, masked in logs
+        version, entry.inputs, result.resolution.selected,
+        work_dir(workspace.repo_root) / "cache" / "modules"))
     workdir = prepare_workdir(work_root, environment, entry.block, version.path, backend,
-                              entry.inputs)
+                              inputs)
     terraform = workspace.terraform(environment, entry.block)
     cancel = token.on_cancel(terraform.stop) if token is not None else contextlib.nullcontext()
     try:

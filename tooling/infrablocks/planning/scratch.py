@@ -1,9 +1,10 @@
 """Private scratch directories for planning and applying (they hold state copies and saved
 plans, secrets included).
 
-``WORK_ROOT/.KIND-PID-XXXXXXXX/`` (0700, in the repository's private working area): removed by
-the command that made it, also after an error or Ctrl-C; one left by a killed process (its pid
-no longer runs) is removed by the next plan or apply.
+``.infrablocks/private/.KIND-PID-XXXXXXXX/`` (0700, in the private root beside the working area
+``WORK_ROOT``: one of the state folders, the only places that may hold secrets): removed by the
+command that made it, also after an error or Ctrl-C; one left by a killed process (its pid no
+longer runs) is removed by the next plan or apply.
 """
 
 from __future__ import annotations
@@ -21,14 +22,15 @@ def private_scratch(work_root: Path, kind: str) -> Path:
     """A fresh private directory ``work_root/.KIND-PID-…``; sweeps those of dead processes."""
     import os
 
+    from infrablocks.private_files import private_dir
     from infrablocks.state.locks import process_alive
+    from infrablocks.terraform.workdir import private_root_for
 
     if kind not in KINDS:
         raise ValueError(f"unknown scratch kind {kind!r}")
-    work_root.mkdir(parents=True, exist_ok=True)
-    work_root.chmod(0o700)
-    for entry in work_root.iterdir():
+    root = private_dir(private_root_for(work_root), base=work_root.parent)
+    for entry in root.iterdir():
         match = _NAME.match(entry.name)
         if match and entry.is_dir() and not process_alive(int(match.group(1))):
             shutil.rmtree(entry, ignore_errors=True)
-    return Path(tempfile.mkdtemp(prefix=f".{kind}-{os.getpid()}-", dir=work_root))
+    return Path(tempfile.mkdtemp(prefix=f".{kind}-{os.getpid()}-", dir=root))

@@ -142,7 +142,9 @@ class RunReport:
         }
 
     def write_json(self, path: Path) -> None:
-        path.write_text(json.dumps(self.to_json(), indent=2) + "\n")
+        from infrablocks.private_files import write_private_text
+
+        write_private_text(path, json.dumps(self.to_json(), indent=2) + "\n")
 
     def critical_path(self, graph: Any) -> tuple[float, list[Hashable]]:
         """The longest chain of measured node durations through ``graph`` and its nodes.

@@ -6,7 +6,7 @@ import os
 import shutil
 from pathlib import Path
 
-from infrablocks.state._files import private_dir, touch_private_file, write_private_file
+from infrablocks.private_files import private_dir, touch_private_file, write_private_file
 from infrablocks.state.backends import (
     LOCK_NAME,
     STATE_FILE,

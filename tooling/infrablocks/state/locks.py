@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from infrablocks.errors import InfrablocksError
-from infrablocks.state._files import private_dir, write_private_file
+from infrablocks.private_files import private_dir, write_private_file
 from infrablocks.state.records import current_identity, utc_now_iso
 
 LOCK_POLL_SECONDS = 0.2

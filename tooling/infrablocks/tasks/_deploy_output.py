@@ -104,7 +104,11 @@ def _first_lines(text: str, lines: int = 3) -> str:
 def write_report(path: str | None, document: dict[str, Any]) -> None:
     if not path:
         return
-    Path(path).write_text(json.dumps(document, indent=2, sort_keys=True, default=str))
+    from infrablocks.private_files import write_private_text
+
+    # 0600 like every file the tool writes for itself; reports name blocks, versions and
+    # errors, never output values (sensitive ones stay in the state).
+    write_private_text(Path(path), json.dumps(document, indent=2, sort_keys=True, default=str))
     err_console.print(f"report written to {path}")
 
 

@@ -1,10 +1,17 @@
 """A thin subprocess layer over the Terraform CLI.
 
 One process per command, run in the block's working directory with the tool's own CLI config
-and a clean automation environment. Output goes to one log file per command (and, line by line,
-to an optional progress callback); JSON commands (``show -json``, ``output -json``) are read
-from stdout and never logged, since they hold sensitive values. A failure raises
-``TerraformError`` carrying Terraform's own ``Error:`` blocks and the log's path.
+and a clean automation environment. Output goes to one log file per command (0600, in a 0700
+directory; and, line by line, to an optional progress callback); JSON commands (``show -json``,
+``output -json``) are read from stdout and never logged, since they hold sensitive values. A
+failure raises ``TerraformError`` carrying Terraform's own ``Error:`` blocks and the log's path.
+
+Secrets stay out of the working directory and the logs (see :mod:`infrablocks.terraform.workdir`):
+the sensitive inputs of a prepared working directory reach every command as ``TF_VAR_``
+environment variables, and saved plans (which embed every variable value) are written to the
+deployment's private directory and removed once applied. What Terraform prints is logged with
+those sensitive inputs masked (:class:`Redactor`): Terraform does not mask a provider-computed
+attribute derived from a sensitive value.
 
 Cancellation is graceful: ``stop()`` (or setting the ``cancel`` event) sends SIGINT, which makes
 Terraform finish the resource operations in flight, write its state and exit.
@@ -27,10 +34,17 @@ from pathlib import Path
 from typing import IO, Any
 
 from infrablocks.errors import InfrablocksError
+from infrablocks.private_files import open_private, private_dir
 from infrablocks.terraform.binary import TerraformBinary
 from infrablocks.terraform.diagnostics import summarize_errors
 from infrablocks.terraform.plan import Plan
-from infrablocks.terraform.workdir import BACKEND_CONFIG_FILE, init_reason, record_init
+from infrablocks.terraform.workdir import (
+    BACKEND_CONFIG_FILE,
+    init_reason,
+    private_dir_of,
+    record_init,
+    terraform_variables_env,
+)
 
 DEFAULT_PLAN_FILE = ".infrablocks.tfplan"
 # Variables that would redirect or alter what the driver relies on; the driver sets its own.
@@ -158,12 +172,16 @@ class Terraform:
              out: Path | None = None, refresh: bool = True, lock: bool = True) -> Plan:
         """``plan -detailed-exitcode -out`` then ``show -json`` of the saved plan.
 
-        Relative paths (``out``, ``var_files``) are relative to the working directory.
+        The saved plan holds every variable value, sensitive ones included: by default it is
+        written to the deployment's private directory (the working directory's own only when
+        it was not prepared by ``prepare_workdir``). Relative paths (``out``, ``var_files``)
+        are relative to the working directory.
         ``lock=False`` plans without taking the state lock (``-lock=false``): a read-only plan
         that leaves no lock behind and does not wait for another run's (a local backend's lock
         would create the state file it locks).
         """
-        plan_file = workdir / (out if out is not None else DEFAULT_PLAN_FILE)
+        plan_file = (workdir / out if out is not None
+                     else (private_dir_of(workdir) or workdir) / DEFAULT_PLAN_FILE)
         args = ["plan", "-input=false", "-no-color", "-detailed-exitcode",
                 f"-out={plan_file}"]
         if destroy:
@@ -181,13 +199,18 @@ class Terraform:
     def apply(self, workdir: Path, plan_file: Path | Plan | None = None,
               var_files: Sequence[Path | str] = (), targets: Sequence[str] = (),
               replace: Sequence[str] = ()) -> RunResult:
-        """Apply a saved plan, or plan-and-apply with ``-auto-approve``."""
+        """Apply a saved plan (removed afterwards: applied or not, it is spent), or
+        plan-and-apply with ``-auto-approve``."""
         if isinstance(plan_file, Plan):
             plan_file = plan_file.plan_file
         if plan_file is not None:
             if var_files or targets or replace:
                 raise ValueError("a saved plan already fixes variables, targets and replacements")
-            return self._run(workdir, ["apply", "-input=false", "-no-color", str(plan_file)])
+            saved = workdir / plan_file
+            try:
+                return self._run(workdir, ["apply", "-input=false", "-no-color", str(saved)])
+            finally:
+                saved.unlink(missing_ok=True)
         args = ["apply", "-input=false", "-no-color", "-auto-approve"]
         return self._run(workdir, args + _selection_args(var_files, targets, replace))
 
@@ -233,8 +256,9 @@ class Terraform:
 
     # -- running ----------------------------------------------------------------------------
 
-    def environment_for(self) -> dict[str, str]:
-        """The environment every Terraform process gets."""
+    def environment_for(self, workdir: Path | None = None) -> dict[str, str]:
+        """The environment every Terraform process gets (in ``workdir``: with its sensitive
+        inputs as ``TF_VAR_`` variables, which win over the caller's own)."""
         env = {k: v for k, v in os.environ.items()
                if k not in _DROPPED_ENV and not k.startswith(_DROPPED_ENV_PREFIXES)}
         env.update({
@@ -244,6 +268,8 @@ class Terraform:
             "TF_INPUT": "0",
         })
         env.update(self.env_extra)
+        if workdir is not None:
+            env.update(terraform_variables_env(workdir))
         return env
 
     def _describe(self, command: str) -> str:
@@ -260,8 +286,9 @@ class Terraform:
         if self.cancel.is_set():
             raise TerraformCancelled(f"{self._describe(command)} not started: cancelled",
                                      command=command)
-        self.log_dir.mkdir(parents=True, exist_ok=True)
+        private_dir(self.log_dir, base=self.log_dir.parent)
         log_path, log = self._open_log(command)
+        redact = Redactor(sensitive_strings(workdir))
         started = time.monotonic()
         stderr_lines: list[str] = []
         stdout_chunks: list[str] = []
@@ -271,7 +298,8 @@ class Terraform:
             log.flush()
             try:
                 process = subprocess.Popen(
-                    [str(self.executable), *args], cwd=workdir, env=self.environment_for(),
+                    [str(self.executable), *args], cwd=workdir,
+                    env=self.environment_for(workdir),
                     stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                     # Own session: a Ctrl-C on the terminal reaches the tool, which forwards
                     # one graceful SIGINT (a second one would make Terraform abort hard).
@@ -286,9 +314,10 @@ class Terraform:
             write_lock = threading.Lock()
             readers = [
                 threading.Thread(target=self._pump, daemon=True, args=(
-                    process.stdout, log, write_lock, stdout_chunks if capture else None, None)),
+                    process.stdout, log, write_lock, stdout_chunks if capture else None, None,
+                    redact)),
                 threading.Thread(target=self._pump, daemon=True, args=(
-                    process.stderr, log, write_lock, None, stderr_lines)),
+                    process.stderr, log, write_lock, None, stderr_lines, redact)),
             ]
             running = _Process(process)
             with self._lock:
@@ -337,12 +366,15 @@ class Terraform:
             raise
 
     def _pump(self, stream: IO[bytes], log: IO[str], write_lock: threading.Lock,
-              capture: list[str] | None, lines: list[str] | None) -> None:
+              capture: list[str] | None, lines: list[str] | None,
+              redact: Redactor | None = None) -> None:
         for raw in iter(stream.readline, b""):
             text = raw.decode("utf-8", errors="replace")
             if capture is not None:
-                capture.append(text)
+                capture.append(text)   # JSON for the tool itself: real values, never logged
                 continue
+            if redact is not None:
+                text = redact(text)
             if lines is not None:
                 lines.append(text)
             with write_lock, contextlib.suppress(ValueError):  # log closed: caller gave up
@@ -368,7 +400,7 @@ class Terraform:
         for attempt in range(100):
             path = self.log_dir / (f"{base}.log" if attempt == 0 else f"{base}.{attempt}.log")
             try:
-                return path, path.open("x", encoding="utf-8")
+                return path, open_private(path, "x")
             except FileExistsError:
                 continue
         raise TerraformError(f"cannot create a log file in {self.log_dir}")
@@ -452,6 +484,57 @@ class _Process:
         except (ProcessLookupError, PermissionError):
             return False
         return True
+
+
+class Redactor:
+    """Replaces known secret strings with ``(sensitive value)`` in what is logged or shown.
+
+    Terraform masks what it knows is sensitive, but not a provider-computed attribute derived
+    from a sensitive input (``terraform_data``'s ``output`` is printed in clear in a destroy
+    plan although its ``input`` is masked). The driver knows the sensitive inputs it passes, so
+    it takes them out of every line it logs, forwards to ``on_output`` or puts in an error.
+    Strings shorter than ``MIN_LENGTH`` are left alone (masking "1" would mask every digit).
+    """
+
+    MIN_LENGTH = 6
+    MASK = "(sensitive value)"
+
+    def __init__(self, secrets: Iterable[str]) -> None:
+        from infrablocks.terraform.hcl import hcl_string
+
+        # As given, as Terraform quotes it (HCL escapes) or as JSON does; a multi-line value
+        # is printed as a heredoc, one line at a time.
+        pieces = {piece for secret in secrets for piece in (secret, *secret.split("\n"))}
+        variants = {form for piece in pieces if len(piece) >= self.MIN_LENGTH
+                    for form in (piece, json.dumps(piece)[1:-1], hcl_string(piece)[1:-1])}
+        self._pattern = (re.compile("|".join(re.escape(v) for v in
+                                             sorted(variants, key=len, reverse=True)))
+                         if variants else None)
+
+    def __call__(self, text: str) -> str:
+        return self._pattern.sub(self.MASK, text) if self._pattern is not None else text
+
+
+def sensitive_strings(workdir: Path) -> list[str]:
+    """Every string leaf of the working directory's sensitive inputs."""
+    from infrablocks.terraform.workdir import sensitive_inputs
+
+    found: list[str] = []
+
+    def walk(value: object) -> None:
+        if isinstance(value, str):
+            found.append(value)
+        elif isinstance(value, Mapping):
+            for item in value.values():
+                walk(item)
+        elif isinstance(value, list | tuple):
+            for item in value:
+                walk(item)
+        elif isinstance(value, int | float) and not isinstance(value, bool):
+            found.append(str(value))
+
+    walk(sensitive_inputs(workdir))
+    return found
 
 
 _SECRET_KEY = re.compile(r"secret|token|password|access_key", re.IGNORECASE)

@@ -13,15 +13,25 @@ from collections.abc import Mapping, Sequence
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
 
 
+_ESCAPES = {'"': '\\"', "\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t"}
+_KEYWORDS = {"true", "false", "null"}
+
+
 def hcl_string(text: str) -> str:
-    """A quoted HCL string literal holding exactly ``text``."""
-    quoted = json.dumps(text, ensure_ascii=False)
-    return quoted.replace("${", "$${").replace("%{", "%%{")
+    """A quoted HCL string literal holding exactly ``text``.
+
+    HCL knows the escapes ``\\n \\r \\t \\" \\\\ \\uNNNN`` (not JSON's ``\\b``/``\\f``): other
+    control characters are written as ``\\uNNNN``; ``${`` and ``%{`` are doubled so that the
+    text never opens an interpolation or a directive.
+    """
+    body = "".join(_ESCAPES.get(ch) or (f"\\u{ord(ch):04x}" if ord(ch) < 0x20 or ch == "\x7f"
+                                        else ch) for ch in text)
+    return '"' + body.replace("${", "$${").replace("%{", "%%{") + '"'
 
 
 def hcl_key(key: str) -> str:
-    """An object key: bare when it is an identifier, quoted otherwise."""
-    return key if _IDENTIFIER.match(key) else hcl_string(key)
+    """An object key: bare when it is an identifier (not true/false/null), quoted otherwise."""
+    return key if _IDENTIFIER.match(key) and key not in _KEYWORDS else hcl_string(key)
 
 
 def hcl_value(value: object, indent: int = 0) -> str:

@@ -5,9 +5,21 @@
 
 - ``.infrablocks-manifest.json``: which files were copied from which source, so that files of an
   older block version are removed while ``.terraform/``, the lock file and anything Terraform
-  wrote are kept;
+  wrote are kept; and where the deployment's private directory is;
 - ``.infrablocks-init.json``: what the last successful ``terraform init`` saw, so init runs again
   only when the backend configuration or the block's files changed.
+
+Secrets never go into the working directory. Every deployment has a **private directory**,
+``private_root/ENV/BLOCK/`` (0700, files 0600; by default ``<work_root>/../private``, i.e.
+``.infrablocks/private/``), one of the tool's state folders:
+
+- ``inputs.json``: the input variables holding a sensitive value (``Inputs.sensitive``, e.g. a
+  dependency object with a sensitive output). The driver passes them to every Terraform process
+  run in the working directory as ``TF_VAR_<name>`` environment variables (HCL literals), so
+  plan, apply, destroy, the rolling engine — any caller — sees the same inputs while
+  ``_infrablocks_inputs.auto.tfvars.json`` holds only the others.
+- saved plans (``Terraform.plan``'s default ``-out``): a saved plan embeds every variable value.
+- the block tests' outputs files (``INFRABLOCKS_BLOCK_OUTPUTS`` / ``_DEPENDENCY_OUTPUTS``).
 """
 
 from __future__ import annotations
@@ -17,7 +29,7 @@ import json
 import os
 import re
 import shutil
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,6 +40,8 @@ BACKEND_FILE = "_infrablocks_backend.tf"
 BACKEND_CONFIG_FILE = "_infrablocks_backend.tfbackend"
 INPUTS_FILE = "_infrablocks_inputs.auto.tfvars.json"
 MANIFEST_FILE = ".infrablocks-manifest.json"
+PRIVATE_INPUTS_FILE = "inputs.json"
+PRIVATE_ROOT_NAME = "private"
 INIT_STAMP_FILE = ".infrablocks-init.json"
 GENERATED_PREFIX = "_infrablocks_"
 
@@ -63,6 +77,73 @@ class BackendSpec:
                                   hint="set bucket, key (and region, endpoints …) in its config")
 
 
+class Inputs(dict):
+    """Input variables (name → value) and which of them hold a sensitive value.
+
+    ``sensitive``: names of the variables that carry any sensitive value (a dependency object
+    one of whose attributes is a sensitive output). They are kept out of the working directory.
+    """
+
+    def __init__(self, values: Mapping[str, object] | None = None, *,
+                 sensitive: Iterable[str] = ()) -> None:
+        super().__init__(values or {})
+        self.sensitive: frozenset[str] = frozenset(sensitive)
+
+    def split(self) -> tuple[dict[str, object], dict[str, object]]:
+        """(plain, sensitive) variables."""
+        plain = {k: v for k, v in self.items() if k not in self.sensitive}
+        return plain, {k: v for k, v in self.items() if k in self.sensitive}
+
+
+def private_root_for(work_root: Path) -> Path:
+    """The default root of the private directories: ``work_root``'s sibling ``private``."""
+    return work_root.parent / PRIVATE_ROOT_NAME
+
+
+def private_dir_of(workdir: Path) -> Path | None:
+    """The private directory recorded in a prepared working directory (None if unprepared)."""
+    recorded = (_read_json(workdir / MANIFEST_FILE) or {}).get("private_dir")
+    return Path(recorded) if isinstance(recorded, str) else None
+
+
+def sensitive_inputs(workdir: Path) -> dict[str, object]:
+    """The sensitive input variables of a prepared working directory (from its private dir)."""
+    private = private_dir_of(workdir)
+    if private is None:
+        return {}
+    data = _read_json(private / PRIVATE_INPUTS_FILE)
+    return data or {}
+
+
+def read_inputs(workdir: Path) -> Inputs | None:
+    """All inputs the working directory was last prepared with (None if it never was)."""
+    plain = _read_json(workdir / INPUTS_FILE)
+    if plain is None:
+        return None
+    hidden = sensitive_inputs(workdir)
+    return Inputs({**plain, **hidden}, sensitive=hidden)
+
+
+def forget_private_dir(workdir: Path) -> None:
+    """Remove the working directory's private directory (after its deployment was destroyed:
+    its sensitive inputs and saved plans go with the state)."""
+    private = private_dir_of(workdir)
+    if private is not None:
+        shutil.rmtree(private, ignore_errors=True)
+
+
+def terraform_variables_env(workdir: Path) -> dict[str, str]:
+    """``TF_VAR_<name>`` → HCL literal for each sensitive input of ``workdir``.
+
+    Terraform parses a ``TF_VAR_`` value as an HCL expression when the variable's type is not a
+    primitive (our dependency objects); a string-typed variable takes the text as it is.
+    """
+    from infrablocks.terraform.hcl import hcl_value
+
+    return {f"TF_VAR_{name}": value if isinstance(value, str) else hcl_value(value)
+            for name, value in sensitive_inputs(workdir).items()}
+
+
 def workdir_path(work_root: Path, environment: str, block: str) -> Path:
     for what, name in (("environment", environment), ("block", block)):
         if not _NAME.match(name):
@@ -72,8 +153,16 @@ def workdir_path(work_root: Path, environment: str, block: str) -> Path:
 
 
 def prepare_workdir(work_root: Path, environment: str, block: str, source_dir: Path,
-                    backend: BackendSpec, inputs: Mapping[str, object]) -> Path:
-    """Make ``work_root/ENV/BLOCK/`` ready for ``terraform init/plan/apply`` and return it."""
+                    backend: BackendSpec, inputs: Mapping[str, object], *,
+                    private_root: Path | None = None) -> Path:
+    """Make ``work_root/ENV/BLOCK/`` ready for ``terraform init/plan/apply`` and return it.
+
+    ``inputs``: an :class:`Inputs` (or a plain mapping: nothing sensitive). Sensitive inputs go
+    to the private directory ``private_root/ENV/BLOCK/`` (default
+    :func:`private_root_for`), the others to ``_infrablocks_inputs.auto.tfvars.json``.
+    """
+    from infrablocks.private_files import private_dir, write_private_text
+
     backend.validate()
     if not source_dir.is_dir():
         raise ConfigError(f"block {block!r}: source directory {source_dir} does not exist")
@@ -106,9 +195,18 @@ def prepare_workdir(work_root: Path, environment: str, block: str, source_dir: P
         tfbackend.unlink(missing_ok=True)
     else:
         _write_text(tfbackend, hcl_attributes(backend.config))
-    _write_text(workdir / INPUTS_FILE, _render_inputs(block, inputs))
+    plain, hidden = (inputs.split() if isinstance(inputs, Inputs)
+                     else (dict(inputs), {}))
+    private = workdir_path(private_root or private_root_for(work_root), environment, block)
+    private_dir(private, base=private.parent.parent.parent)
+    if hidden:
+        write_private_text(private / PRIVATE_INPUTS_FILE, _render_inputs(block, hidden))
+    else:
+        (private / PRIVATE_INPUTS_FILE).unlink(missing_ok=True)
+    _write_text(workdir / INPUTS_FILE, _render_inputs(block, plain))
     _write_text(workdir / MANIFEST_FILE, json.dumps(
-        {"source_dir": str(source_dir.resolve()), "files": digests}, indent=2, sort_keys=True))
+        {"source_dir": str(source_dir.resolve()), "files": digests,
+         "private_dir": str(private.resolve())}, indent=2, sort_keys=True))
     return workdir
 
 
