@@ -101,7 +101,8 @@ TINY_TEST = """def test_the_label_is_an_output(outputs):
 def every_command_repo(root: Path) -> Path:
     """The example registry plus ``TINY`` (``terraform_data`` only, versions 1.0.0 and 1.1.0:
     creatable anywhere in a second, no instances, a block test), ``IMAGE_USER`` (uses the
-    etcd@1.0.0 image, never created), the environment ``LONG_ENV`` on a subnet of its own, a
+    etcd@1.0.0 image, never created), the environment ``LONG_ENV`` (its subnet
+    allocated from the machine-wide table, given back when the test session ends), a
     git history (for ``doit affected``) and an empty local cloud in ``.infrablocks/cloud``."""
     copy_example_repo(root)
     for version in ("1.0.0", "1.1.0"):
@@ -111,7 +112,6 @@ def every_command_repo(root: Path) -> Path:
     with (root / "blocks.toml").open("a", encoding="utf-8") as registry:
         registry.write(textwrap.dedent(f"""
             [environments.{LONG_ENV}]
-            subnet = "127.42.251.0/24"
 
             [blocks.{TINY}]
             description = "two terraform_data resources"
