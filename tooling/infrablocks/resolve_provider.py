@@ -14,12 +14,12 @@ resolvelib backjumps. Every search is bounded (``Budget``, ``INCOMPATIBILITY_LIM
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from infrablocks.registry import BlockVersion
 from infrablocks.resolve_candidates import Candidates, Requirement
+from infrablocks.waiting import Deadline
 
 __all__ = ["INCOMPATIBILITY_LIMIT", "Budget", "Provider", "SearchBoundHit"]
 
@@ -49,12 +49,12 @@ class Budget:
     def __init__(self, inner: Any, limit: float | None) -> None:
         self.inner = inner
         self.limit = limit
-        self.deadline = None if limit is None else time.monotonic() + limit
+        self.deadline = None if limit is None else Deadline(limit)
         self.conflicts: dict[str, int] = {}
         self.rounds = 0
 
     def check_time(self, _progress: int = 0) -> None:
-        if self.deadline is not None and time.monotonic() > self.deadline:
+        if self.deadline is not None and self.deadline.expired():
             raise SearchBoundHit(f"time limit of {self.limit:g} s")
 
     def starting_round(self, index: int) -> None:

@@ -152,15 +152,14 @@ class Holder:
 
     @classmethod
     def current(cls) -> Holder:
-        from infrablocks.cloud.local.process import read_stat
+        from infrablocks.processes import start_time
 
-        found = read_stat(os.getpid())
-        return cls(os.getpid(), found[1] if found else None, socket.gethostname())
+        return cls(os.getpid(), start_time(os.getpid()), socket.gethostname())
 
     def alive(self) -> bool:
         if self.host != socket.gethostname():
             return True  # another machine's process: never presumed dead
-        from infrablocks.cloud.local.process import is_alive
+        from infrablocks.processes import is_alive
 
         return is_alive(self.pid, self.started)
 

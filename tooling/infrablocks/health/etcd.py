@@ -16,13 +16,13 @@ from __future__ import annotations
 
 import base64
 import json
-import time
 import urllib.error
 import urllib.request
 import uuid
 from typing import Any
 
 from infrablocks.health.base import CheckContext, GateResult, Member
+from infrablocks.waiting import poll
 
 PROBE_PREFIX = "/infrablocks/upgrade-probe/"
 
@@ -176,14 +176,14 @@ class EtcdCheck:
             return
         self._call(member, "/v3/maintenance/transfer-leadership",
                    {"targetID": others[0]["member_id"]})
-        deadline = time.monotonic() + 15
-        while time.monotonic() < deadline:
+
+        def moved() -> bool:
             try:
-                if self.status(member).get("leader") not in ("0", mine["member_id"]):
-                    return
+                return self.status(member).get("leader") not in ("0", mine["member_id"])
             except EtcdError:
-                pass
-            time.sleep(0.2)
+                return False
+
+        poll(moved, timeout=15, interval=0.2)
 
     @staticmethod
     def _name_of(member_id: str, survey: dict[str, dict[str, Any]]) -> str:

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING
 from infrablocks.errors import InfrablocksError
 from infrablocks.images.acceptance import BootSpec, CheckSpec, VerifySpec, substitute
 from infrablocks.private_files import open_private
+from infrablocks.waiting import Deadline, poll
 
 if TYPE_CHECKING:
     from infrablocks.cloud.local.control import LocalCloud
@@ -233,13 +234,11 @@ def _quietly(call: Callable[..., object], *args: object, **kwargs: object) -> No
 
 
 def _run_check(check: CheckSpec, values: dict[str, str], booted: _Booted) -> CheckResult:
-    started = time.monotonic()
-    deadline = started + check.timeout
-    while True:
-        ok, detail = _attempt(check, values, booted, max(1.0, deadline - time.monotonic()))
-        if ok or time.monotonic() >= deadline:
-            return CheckResult(check.name, ok, detail, time.monotonic() - started)
-        time.sleep(0.5)
+    deadline = Deadline(check.timeout)
+    polled = poll(lambda: _attempt(check, values, booted, max(1.0, deadline.remaining())),
+                  lambda outcome: outcome[0], timeout=deadline, interval=0.5)
+    ok, detail = polled.value
+    return CheckResult(check.name, ok, detail, polled.elapsed)
 
 
 def _attempt(check: CheckSpec, values: dict[str, str], booted: _Booted,

@@ -19,7 +19,7 @@ from infrablocks.state.backends import (
     backend_from_settings,
     check_name,
 )
-from infrablocks.state.locks import Lock, LockHeldError, LockInfo, process_alive
+from infrablocks.state.locks import Lock, LockHeldError, LockInfo
 from infrablocks.state.outputs import MASK, Outputs, outputs_to_json, render_outputs_table
 from infrablocks.state.records import (
     CREATING,
@@ -35,5 +35,5 @@ __all__ = [
     "CREATING", "DEPLOYED", "DESTROYING", "FAILED", "MASK",
     "BlobStateBackend", "DeploymentRecord", "Lock", "LockHeldError", "LockInfo", "Outputs",
     "StateBackend", "backend_from_settings", "check_name", "current_identity", "new_record",
-    "outputs_to_json", "process_alive", "render_outputs_table",
+    "outputs_to_json", "render_outputs_table",
 ]
