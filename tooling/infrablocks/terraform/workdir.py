@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from infrablocks.errors import ConfigError
+from infrablocks.private_files import write_atomic
 from infrablocks.terraform.hcl import hcl_attributes
 
 BACKEND_FILE = "_infrablocks_backend.tf"
@@ -318,6 +319,4 @@ def _write_text(path: Path, text: str) -> None:
             return
     except FileNotFoundError:
         pass
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    write_atomic(path, text, mode=None)

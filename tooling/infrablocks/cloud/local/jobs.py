@@ -22,6 +22,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from infrablocks.errors import ConfigError, InfrablocksError
+from infrablocks.private_files import write_atomic
 from infrablocks.waiting import poll
 
 JOB_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,62}$")
@@ -233,10 +234,7 @@ class Scheduler:
                            "(the nomad block's jobs_dir output, on the scheduler node)")
         (jobs_dir / LOG_SUBDIR).mkdir(exist_ok=True)
         target = config_path(jobs_dir, spec.name)
-        staging = target.with_name(f".{target.name}.tmp")
-        staging.write_text(render_program(spec, jobs_dir))
-        staging.chmod(0o600)  # the environment may hold credentials
-        staging.replace(target)
+        write_atomic(target, render_program(spec, jobs_dir))  # 0600: may hold credentials
         self._call("reloadConfig")
         for attempt in range(2):
             try:

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from infrablocks.cloud.ops import CloudNotFoundError, CloudOpsError, CloudTimeoutError, InstanceInfo
+from infrablocks.private_files import write_atomic
 from infrablocks.waiting import poll
 
 if TYPE_CHECKING:
@@ -99,10 +100,7 @@ class LocalCloudOps:
             raise CloudNotFoundError(f"volume {volume_id} does not exist") from exc
 
     def write_volume_marker(self, volume_id: str, name: str, text: str) -> None:
-        path = self._volume_dir(volume_id) / name
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(text)
-        tmp.replace(path)
+        write_atomic(self._volume_dir(volume_id) / name, text, mode=None)
 
     def read_volume_marker(self, volume_id: str, name: str) -> str | None:
         try:
