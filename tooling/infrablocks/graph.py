@@ -136,10 +136,16 @@ def node_label(graph: nx.DiGraph, name: str) -> str:
         versions = data.get("versions") or []
         label = f"{name} ({', '.join(versions)})" if versions else name
     if "deployments_of" in graph.graph:  # doit graph --env E (infrablocks.deploy.graph_state)
-        from infrablocks.deploy.graph_state import deployment_note
-
         label += f" [{deployment_note(data.get('deployed'))}]"
     return label
+
+
+def deployment_note(deployed: dict[str, str] | None) -> str:
+    """``deployed 1.0.0`` / ``failed 1.1.0`` / ``not deployed`` — for labels (a node's
+    ``deployed`` attribute, set by ``infrablocks.deploy.graph_state.annotate_deployments``)."""
+    if deployed is None:
+        return "not deployed"
+    return f"{deployed['status']} {deployed['version']}"
 
 
 # renderers ------------------------------------------------------------------------------------
@@ -200,8 +206,6 @@ def render_dot(graph: nx.DiGraph, title: str = "infrablocks") -> str:
         label = name + "\\n" + (data["version"] if data.get("version")
                                 else ", ".join(data.get("versions") or []))
         if "deployments_of" in graph.graph:
-            from infrablocks.deploy.graph_state import deployment_note
-
             label += "\\n" + deployment_note(data.get("deployed"))
         attrs = [f"label=\"{label}\""]
         if data.get("stateful"):

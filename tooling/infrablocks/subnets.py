@@ -206,11 +206,11 @@ class Entry:
 
 def local_state_exists(env_dir: Path) -> bool:
     """Whether a local backend's environment directory holds any block's state or record."""
-    from infrablocks.state.local import _has_content
+    from infrablocks.state.local import holds_deployment
 
     if not env_dir.is_dir():
         return False
-    return any(block.is_dir() and _has_content(block) for block in env_dir.iterdir())
+    return any(block.is_dir() and holds_deployment(block) for block in env_dir.iterdir())
 
 
 @dataclass

@@ -23,10 +23,3 @@ def annotate_deployments(graph: nx.DiGraph, backend: StateBackend, environment: 
         graph.nodes[name]["deployed"] = None if record is None else {
             "version": record.version, "status": record.status,
             "applied_at": record.applied_at}
-
-
-def deployment_note(deployed: dict[str, str] | None) -> str:
-    """``deployed 1.0.0`` / ``failed 1.1.0`` / ``not deployed`` — for labels."""
-    if deployed is None:
-        return "not deployed"
-    return f"{deployed['status']} {deployed['version']}"

@@ -1,4 +1,5 @@
-"""Environment-level operations: create, plan, destroy, and the throwaway test environment.
+"""Environment-level operations: create, destroy, and the throwaway test environment (the plan
+of an environment is :func:`infrablocks.planning.crossplan.plan_environment`).
 
 Each resolves what the environment needs, turns it into a dependency DAG and hands the DAG to
 the runner with the per-block work functions of :mod:`infrablocks.deploy.block_ops`.
@@ -12,7 +13,6 @@ import signal
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from infrablocks.deploy.block_ops import BlockRun, apply_block, destroy_block
@@ -25,7 +25,6 @@ if TYPE_CHECKING:
 
     from infrablocks.deploy.blocktests import BlockTestResult
     from infrablocks.deploy.workspace import Workspace
-    from infrablocks.planning.crossplan import EnvironmentPlan
     from infrablocks.resolve import Resolution
 
 EventSink = Callable[[RunEvent], None]
@@ -87,19 +86,6 @@ def refuse_sensitive_leaks(workspace: Workspace, resolution: Resolution) -> None
     from infrablocks.paths import work_dir
 
     refuse(resolution_pairs(resolution), work_dir(workspace.repo_root) / "cache" / "modules")
-
-
-def plan(workspace: Workspace, targets: list[str], environment: str, *,
-         out: Path | None = None, jobs: int = 4,
-         token: CancelToken | None = None) -> EnvironmentPlan:
-    """What ``create`` would change, block by block, without changing anything: one Terraform
-    plan of the whole closure, deployed or not (:mod:`infrablocks.planning.crossplan`).
-
-    ``out``: also save it for `doit apply` (:mod:`infrablocks.planning.planfile`).
-    """
-    from infrablocks.planning.crossplan import plan_environment
-
-    return plan_environment(workspace, targets, environment, out=out, jobs=jobs, token=token)
 
 
 def deployed_graph(workspace: Workspace, environment: str) -> nx.DiGraph:

@@ -21,7 +21,7 @@ from typing import Any
 from infrablocks.errors import ConfigError, InfrablocksError
 from infrablocks.state.backends import LOCK_NAME, STATE_FILE, BlobStateBackend, check_name
 from infrablocks.state.locks import LOCK_POLL_SECONDS, Lock, LockHeldError, LockInfo
-from infrablocks.terraform.workdir import BackendSpec
+from infrablocks.state.spec import BackendSpec
 from infrablocks.waiting import poll
 
 

@@ -30,11 +30,11 @@ import os
 import re
 import shutil
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from infrablocks.errors import ConfigError
 from infrablocks.private_files import write_atomic
+from infrablocks.state.spec import BackendSpec
 from infrablocks.terraform.hcl import hcl_attributes
 
 BACKEND_FILE = "_infrablocks_backend.tf"
@@ -46,36 +46,10 @@ PRIVATE_ROOT_NAME = "private"
 INIT_STAMP_FILE = ".infrablocks-init.json"
 GENERATED_PREFIX = "_infrablocks_"
 
-BACKEND_KINDS = ("local", "s3")
 # Never copied from a block's source directory.
 _SKIPPED_DIRS = {"tests", ".terraform", "__pycache__", ".pytest_cache", ".git"}
 _SKIPPED_FILES = re.compile(r"^(terraform\.tfstate.*|.*\.tfplan|\.infrablocks-.*|.*\.pyc)$")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-
-
-@dataclass(frozen=True)
-class BackendSpec:
-    """Where a deployment's state lives.
-
-    ``local``: ``config = {"path": "/abs/terraform.tfstate"}`` (relative paths are relative to the
-    working directory). ``s3``: the partial configuration (bucket, key, region, endpoints, …),
-    written to a ``.tfbackend`` file and passed to ``terraform init -backend-config``.
-    """
-
-    kind: str
-    config: Mapping[str, object] = field(default_factory=dict)
-
-    def validate(self) -> None:
-        if self.kind not in BACKEND_KINDS:
-            raise ConfigError(f"unknown state backend {self.kind!r}",
-                              hint=f"valid backends: {', '.join(BACKEND_KINDS)}")
-        if self.kind == "local" and not isinstance(self.config.get("path"), str | os.PathLike):
-            raise ConfigError("the local state backend needs a `path` (the state file)")
-        if self.kind == "s3":
-            missing = [k for k in ("bucket", "key") if not self.config.get(k)]
-            if missing:
-                raise ConfigError(f"the s3 state backend needs {' and '.join(missing)}",
-                                  hint="set bucket, key (and region, endpoints …) in its config")
 
 
 class Inputs(dict):

@@ -58,6 +58,7 @@ __all__ = [
 ]
 
 ENV_ROOT = "LOCALCLOUD_ROOT"
+DEFAULT_ROOT_NAME = "cloud"   # <repo>/.infrablocks/cloud
 IMAGE_RECORD = "image.json"
 INSTANCE_RECORD = "instance.json"
 VOLUME_RECORD = "volume.json"
@@ -92,6 +93,15 @@ def _values(value: str | Iterable[str]) -> set[str]:
     return {value} if isinstance(value, str) else {str(v) for v in value}
 
 
+def default_root(repo_root: Path) -> Path:
+    """Where a repository's local cloud lives: ``$LOCALCLOUD_ROOT`` when set, else
+    ``<repo>/.infrablocks/cloud``. The one definition (the platform, ``doit cloud``, ``doit image``
+    and the Terraform toolchain all ask here)."""
+    from infrablocks.paths import work_dir
+
+    return Path(os.environ.get(ENV_ROOT) or work_dir(repo_root) / DEFAULT_ROOT_NAME)
+
+
 class LocalCloud:
     """The local cloud rooted at ``root`` (created on first use)."""
 
@@ -101,6 +111,11 @@ class LocalCloud:
 
     def __repr__(self) -> str:
         return f"LocalCloud({str(self.root)!r})"
+
+    @classmethod
+    def for_repo(cls, repo_root: Path) -> LocalCloud:
+        """The local cloud of the repository at ``repo_root``: :func:`default_root`."""
+        return cls(default_root(repo_root))
 
     @classmethod
     def from_env(cls, default: Path | str | None = None) -> LocalCloud:
