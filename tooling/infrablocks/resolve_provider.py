@@ -15,11 +15,19 @@ resolvelib backjumps. Every search is bounded (``Budget``, ``INCOMPATIBILITY_LIM
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from infrablocks.registry import BlockVersion
 from infrablocks.resolve_candidates import Candidates, Requirement
 from infrablocks.waiting import Deadline
+
+if TYPE_CHECKING:   # resolvelib is imported only when a resolution needs it (start-up time)
+    from resolvelib import AbstractProvider, BaseReporter
+
+    _ProviderBase = AbstractProvider[Requirement, BlockVersion, str]
+    _ReporterBase = BaseReporter[Requirement, BlockVersion, str]
+else:
+    _ProviderBase = _ReporterBase = object
 
 __all__ = ["INCOMPATIBILITY_LIMIT", "Budget", "Provider", "SearchBoundHit"]
 
@@ -36,7 +44,7 @@ class SearchBoundHit(Exception):
         self.bound = bound
 
 
-class Budget:
+class Budget(_ReporterBase):
     """A resolvelib reporter that bounds the whole resolution in time and records what it saw.
 
     Forwards every event to ``inner`` (the caller's reporter; set before resolvelib runs when
@@ -72,8 +80,9 @@ class Budget:
         return getattr(self.inner, name)
 
 
-class Provider:
-    """resolvelib provider over ``Candidates`` (duck-typed ``AbstractProvider``)."""
+class Provider(_ProviderBase):
+    """resolvelib provider over ``Candidates`` (an ``AbstractProvider`` for the type checker;
+    at run time a plain class, so that importing it does not import resolvelib)."""
 
     def __init__(self, candidates: Candidates) -> None:
         self.candidates = candidates

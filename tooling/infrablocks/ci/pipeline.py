@@ -181,10 +181,12 @@ def matrix(affected: Affected) -> dict[str, list[dict[str, str]]]:
 
 def setup_steps(container: str | None = CONTAINER) -> list[dict[str, Any]]:
     """Checkout, the venv cache (keyed on what decides its content), bootstrap."""
-    return [
+    git: list[dict[str, Any]] = [
         {"name": "git for the checkout", "run": "apt-get update -qq && apt-get install -y -qq "
                                                 "git ca-certificates >/dev/null"}
-        if container else None,
+    ] if container else []
+    return [
+        *git,
         {"uses": CHECKOUT, "with": {"fetch-depth": 0}},
         {"name": "cache the venv", "uses": CACHE,
          "with": {"path": ".venv",

@@ -10,7 +10,7 @@ if TYPE_CHECKING:
     from infrablocks.state import StateBackend
 
 
-def annotate_deployments(graph: nx.DiGraph, backend: StateBackend, environment: str) -> None:
+def annotate_deployments(graph: nx.DiGraph[str], backend: StateBackend, environment: str) -> None:
     """Give every node a ``deployed`` attribute: ``{"version", "status", "applied_at"}`` from its
     deployment record in ``environment``, or None when the block is not deployed there.
 

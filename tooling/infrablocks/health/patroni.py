@@ -175,6 +175,7 @@ class PatroniCheck:
                 problems += self._replica_problems(member, row, leader, members, view)
         if problems:
             return GateResult.failed("; ".join(problems), **view.evidence())
+        assert leader is not None   # no leader is one of the problems above
         return GateResult.passed(
             f"{len(members)} members healthy, leader {leader['name']}, "
             f"{len(members) - 1} replicas streaming (lag ≤ {self.max_lag} bytes)",
@@ -269,7 +270,8 @@ class PatroniCheck:
         replayed = xlog.get("replayed_location", xlog.get("received_location"))
         if isinstance(location, int) and isinstance(replayed, int):
             return max(0, location - replayed)
-        return row.get("lag", "unknown")
+        lag: int | str = row.get("lag", "unknown")
+        return lag
 
     def _replica_problems(self, member: Member, row: dict[str, Any], leader: dict[str, Any],
                           members: list[Member], view: ClusterView) -> list[str]:
@@ -394,9 +396,10 @@ def _reason(error: BaseException) -> str:
 
 def _own_summary(document: dict[str, Any]) -> dict[str, Any]:
     """The parts of ``/patroni`` a gate reads (and prints as evidence)."""
-    summary = {key: document[key] for key in ("state", "role", "timeline", "server_version",
-                                              "pending_restart", "pause", "xlog")
-               if key in document}
+    summary: dict[str, Any] = {
+        key: document[key] for key in ("state", "role", "timeline", "server_version",
+                                       "pending_restart", "pause", "xlog")
+        if key in document}
     summary["replication"] = [
         {key: row.get(key) for key in ("application_name", "client_addr", "state",
                                        "sync_state")}

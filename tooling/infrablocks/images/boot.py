@@ -90,7 +90,7 @@ def verify_subnet() -> ipaddress.IPv4Network:
     except ValueError:
         network = None
     if network is None or not isinstance(network, ipaddress.IPv4Network) or \
-            not network.subnet_of(ipaddress.ip_network("127.0.0.0/8")):
+            not network.subnet_of(ipaddress.IPv4Network("127.0.0.0/8")):
         raise InfrablocksError(f"${VERIFY_SUBNET_ENV} = {text!r} is not a loopback network",
                                hint=f"e.g. {DEFAULT_VERIFY_SUBNET}")
     return network
@@ -175,7 +175,7 @@ def _boot_instance(cloud: LocalCloud, image: Image, boot: BootSpec, ip: str, nam
     instance = cloud.run_instance(name=name, image_id=image.id, private_ip=ip,
                                   user_data=user_data, tags=tags)
     cleanup.callback(_quietly, cloud.terminate_instance, instance.id, grace=STOP_GRACE)
-    if volume is not None:
+    if volume is not None and boot.volume:
         cloud.attach_volume(volume.id, instance.id, boot.volume)
     booted = _Booted(ip=ip, instance_dir=instance.path, volume_dir=volume.path if volume else "",
                      image_dir=image.path, instance_id=instance.id,

@@ -77,6 +77,7 @@ class CancelToken:
     def on_cancel(self, callback: Callable[[], None]) -> Iterator[None]:
         """Run ``callback`` if the token gets cancelled while the ``with`` body runs."""
         shared = self._shared
+        key: int | None = None
         with shared.lock:
             already = shared.event.is_set()
             if not already:
@@ -85,7 +86,6 @@ class CancelToken:
                 shared.callbacks[key] = callback
         if already:
             callback()
-            key = None
         try:
             yield
         finally:

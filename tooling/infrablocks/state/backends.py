@@ -130,6 +130,10 @@ class BlobStateBackend(ABC):
     def _where(self, environment: str, block: str, name: str) -> str:
         """Human-readable location of one stored object."""
 
+    @abstractmethod
+    def list_blocks(self, environment: str) -> list[str]:
+        """The blocks with something stored in ``environment`` (state, record or documents)."""
+
     # -- Terraform state ------------------------------------------------------------------------
 
     def describe(self, environment: str, block: str) -> str:
@@ -196,10 +200,11 @@ class BlobStateBackend(ABC):
         if raw is None:
             return None
         try:
-            return json.loads(raw)
+            document: dict[str, Any] = json.loads(raw)
         except ValueError as exc:
             raise InfrablocksError(
                 f"{self._where(environment, block, rel)} is not valid JSON: {exc}") from exc
+        return document
 
     def delete_document(self, environment: str, block: str, name: str) -> bool:
         return self._delete(environment, block, self._document(environment, block, name))

@@ -152,9 +152,10 @@ class S3Backend(BlobStateBackend):
             nonlocal note, holder
             while True:
                 try:
-                    return self._call("lock", key, self.client().put_object,
+                    response: dict[str, Any] = self._call("lock", key, self.client().put_object,
                                       Bucket=self.settings.bucket, Key=key, Body=info.dumps(),
                                       IfNoneMatch="*", ContentType="application/json")
+                    return response
                 except ClientError as exc:
                     if _error_code(exc) not in ("PreconditionFailed",
                                                 "ConditionalRequestConflict"):
@@ -241,7 +242,8 @@ class S3Backend(BlobStateBackend):
             raise self._error("read", key, exc) from exc
         except BotoCoreError as exc:
             raise self._error("read", key, exc) from exc
-        return response["Body"].read()
+        data: bytes = response["Body"].read()
+        return data
 
     def _put(self, environment: str, block: str, name: str, data: bytes) -> None:
         key = self.key(environment, block, name)

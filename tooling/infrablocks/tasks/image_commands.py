@@ -68,9 +68,10 @@ def _release(repo_root: Path, refs: list[Any], tag: str | None, keep: bool) -> i
     console = make_console()
     for ref in refs:
         with console.status(f"{ref}: building") as status:
-            release = release_image(repo_root, ref, cloud, tag=tag, keep=keep,
-                                    progress=lambda text, ref=ref: status.update(
-                                        f"{ref}: {text}"))
+            def progress(text: str, ref: Any = ref, status: Any = status) -> None:
+                status.update(f"{ref}: {text}")
+
+            release = release_image(repo_root, ref, cloud, tag=tag, keep=keep, progress=progress)
         verification = release.verification
         how = "[green]registered[/]" if release.new else \
             "[yellow]unchanged[/] (same content, same id)"
@@ -129,6 +130,7 @@ def _verify(repo_root: Path, refs: list[Any]) -> int | None:
         if not result.registered:
             console.print(f"[bold]{ref}[/] [dim]not registered (nothing to verify)[/]")
         elif result.ok:
+            assert result.image is not None   # registered
             console.print(f"[bold]{ref}[/] [green]ok[/] ({result.image.id}, intact, same "
                           f"content as images/{ref.name}/{ref.version}/)")
         else:

@@ -163,7 +163,8 @@ class _TimeoutTransport(xmlrpc.client.Transport):
         super().__init__()
         self._timeout = timeout
 
-    def make_connection(self, host: str) -> http.client.HTTPConnection:
+    def make_connection(self, host: tuple[str, dict[str, str]] | str
+                        ) -> http.client.HTTPConnection:
         connection = super().make_connection(host)
         connection.timeout = self._timeout
         return connection

@@ -16,7 +16,7 @@ from infrablocks.private_files import write_atomic
 from infrablocks.waiting import poll
 
 if TYPE_CHECKING:
-    from infrablocks.cloud.local.control import LocalCloud
+    from infrablocks.cloud.local.control import Instance, LocalCloud
 
 POLL_SECONDS = 0.1
 
@@ -26,7 +26,7 @@ class LocalCloudOps:
         self.cloud = cloud
         self.poll = poll
 
-    def _instance(self, instance_id: str):  # -> Instance
+    def _instance(self, instance_id: str) -> Instance:
         from infrablocks.cloud.local.errors import NotFoundError
 
         try:

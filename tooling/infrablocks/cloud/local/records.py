@@ -87,6 +87,7 @@ def write_json(path: Path, data: dict[str, Any]) -> None:
 def read_json(path: Path) -> dict[str, Any] | None:
     """The record at ``path``, or None if it does not exist (e.g. removed concurrently)."""
     try:
-        return json.loads(path.read_text())
+        record: dict[str, Any] = json.loads(path.read_text())
     except FileNotFoundError:
         return None
+    return record
