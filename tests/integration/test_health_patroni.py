@@ -10,7 +10,6 @@ read back from every member after all of it.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 
 import pytest
@@ -18,6 +17,7 @@ import pytest
 from infrablocks.health import build_check
 from infrablocks.health.base import CheckContext, GateResult, Member
 from infrablocks.health.patroni import PatroniCheck, PatroniError
+from infrablocks.waiting import poll
 from tests.support.subnets import hold_during_module
 
 ENVIRONMENT = "t-patroni-check"
@@ -43,12 +43,7 @@ def members_of(stolon) -> list[Member]:
 
 def eventually(gate: Callable[[], GateResult], seconds: float = CONVERGE_SECONDS) -> GateResult:
     """Poll a gate as the rolling engine does; the last result when it never passes."""
-    deadline = time.monotonic() + seconds
-    while True:
-        result = gate()
-        if result.ok or time.monotonic() >= deadline:
-            return result
-        time.sleep(1)
+    return poll(gate, lambda result: result.ok, timeout=seconds, interval=1).value
 
 
 @pytest.fixture

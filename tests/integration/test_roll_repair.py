@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import os
 import signal
-import time
 
 import pytest
 
 from infrablocks.rolling.engine import roll
 from infrablocks.rolling.states import Mode
+from infrablocks.waiting import poll
 from tests.support.upgrade_env import ENV, UpgradeRepo
 
 
@@ -32,10 +32,8 @@ def test_a_killed_member_is_replaced_on_its_volume_and_rejoins(repo):
     before, volumes = repo.instances(), repo.volumes()
     victim = before["2"]
     os.kill(victim.pid, signal.SIGKILL)
-    deadline = time.monotonic() + 30
-    while repo.cloud().get_instance(victim.id).state == "running":
-        assert time.monotonic() < deadline, "the killed member still reads as running"
-        time.sleep(0.1)
+    assert poll(lambda: repo.cloud().get_instance(victim.id).state != "running", timeout=30,
+                interval=0.1).ok, "the killed member still reads as running"
     assert not repo.plan_is_empty()                   # Terraform would create it again
 
     said: list[str] = []

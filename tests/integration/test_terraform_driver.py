@@ -468,9 +468,9 @@ variable "environment" { type = string }
 
 def test_repo_terraform_installs_the_local_cloud_provider_from_the_mirror(tmp_path, monkeypatch):
     """Real Terraform, real mirror: init finds the provider offline, validate starts it."""
+    from infrablocks.cloud.local.control import default_root
     from infrablocks.terraform.toolchain import (
         cli_config_paths,
-        localcloud_root,
         repo_terraform,
         terraform_log_dir,
         work_root,
@@ -486,8 +486,8 @@ def test_repo_terraform_installs_the_local_cloud_provider_from_the_mirror(tmp_pa
         (repo / "blocks.toml").write_text("")
         (source / "main.tf").write_text(LOCALCLOUD_MODULE)
         base = repo_terraform(repo).for_deployment("dev", "cloudy")
-        assert base.env_extra["LOCALCLOUD_ROOT"] == str(localcloud_root(repo))
-        assert localcloud_root(repo) == repo / ".infrablocks" / "cloud"
+        assert base.env_extra["LOCALCLOUD_ROOT"] == str(default_root(repo))
+        assert default_root(repo) == repo / ".infrablocks" / "cloud"
         assert base.cli_config == cli_config_paths(repo).config_file
         workdir = prepare_workdir(
             work_root(repo), "dev", "cloudy", source,

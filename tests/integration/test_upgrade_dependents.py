@@ -21,6 +21,7 @@ import urllib.request
 
 import pytest
 
+from infrablocks.waiting import poll
 from tests.support.upgrade_env import ENV, UpgradeRepo
 
 
@@ -57,11 +58,9 @@ def nomad_registrations(repo: UpgradeRepo, cluster_name: str) -> list[dict]:
 
 
 def wait_registered(repo: UpgradeRepo, cluster_name: str, timeout: float = 60) -> list[dict]:
-    deadline = time.monotonic() + timeout
-    while not (found := nomad_registrations(repo, cluster_name)):
-        assert time.monotonic() < deadline, f"nomad never registered under /{cluster_name}/"
-        time.sleep(0.3)
-    return found
+    found = poll(lambda: nomad_registrations(repo, cluster_name), timeout=timeout, interval=0.3)
+    assert found.ok, f"nomad never registered under /{cluster_name}/"
+    return found.value
 
 
 def _b64(text: str) -> str:
@@ -166,11 +165,10 @@ def test_changed_outputs_reach_a_service_on_the_replaced_scheduler(repo):
 
     assert wait_health(url)["service"] == "microservice02"
     key = f"/base-{ENV}-v2/services/microservice02"
-    deadline = time.monotonic() + 30
-    while (registered := repo.get(key)) is None:
-        assert time.monotonic() < deadline, f"microservice02 never registered at {key}"
-        time.sleep(0.3)
-    assert registered == url
+    registered = poll(lambda: repo.get(key), lambda value: value is not None, timeout=30,
+                      interval=0.3)
+    assert registered.ok, f"microservice02 never registered at {key}"
+    assert registered.value == url
 
     plan = repo.doit("plan", "microservice02", "--env", ENV, "--json")
     assert plan.returncode == 0, plan.stdout + plan.stderr

@@ -67,6 +67,9 @@ class MemoryBackend(BlobStateBackend):
     def _where(self, environment: str, block: str, name: str) -> str:
         return f"memory://{environment}/{block}/{name}"
 
+    def list_blocks(self, environment: str) -> list[str]:
+        return sorted({block for (env, block, _) in self.blobs if env == environment})
+
     def write_state(self, environment: str, block: str, state: dict[str, Any]) -> None:
         self._put(environment, block, "terraform.tfstate", json.dumps(state).encode())
 

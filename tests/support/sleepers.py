@@ -13,8 +13,10 @@ import contextlib
 import os
 import signal
 import tempfile
-import time
 from pathlib import Path
+
+from infrablocks.processes import is_alive
+from infrablocks.waiting import poll
 
 
 class Sleepers:
@@ -35,17 +37,14 @@ class Sleepers:
         for pid in recorded:
             try:
                 argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-                state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
             except OSError:
                 continue
-            if argv[0] == b"sleep" and state != "Z":
+            if argv[0] == b"sleep" and is_alive(pid):
                 found.append(pid)
         return found
 
     def wait_gone(self, timeout: float = 10.0) -> list[int]:
-        deadline = time.monotonic() + timeout
-        while self.alive() and time.monotonic() < deadline:
-            time.sleep(0.1)
+        poll(lambda: not self.alive(), timeout=timeout, interval=0.1)
         return self.alive()
 
     def kill_all(self) -> None:

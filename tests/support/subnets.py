@@ -11,7 +11,6 @@ nothing is bound in the subnet any more.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -19,6 +18,7 @@ import pytest
 
 from infrablocks.environments import SubnetAllocator
 from infrablocks.errors import ConfigError
+from infrablocks.waiting import retry
 
 WAIT_SECONDS = 1800.0
 POLL_SECONDS = 2.0
@@ -30,16 +30,12 @@ def hold_subnet(subnet: str, owner: Path, label: str = "t-test",
     back with ``.release(label)`` on the returned allocator."""
     owner.mkdir(parents=True, exist_ok=True)
     allocator = SubnetAllocator(owner)
-    deadline = time.monotonic() + wait
-    while True:
-        try:
-            allocator.subnet_for(label, subnet)
-            return allocator
-        except ConfigError as exc:
-            if time.monotonic() > deadline:
-                raise AssertionError(f"subnet {subnet} stayed in use for {wait:.0f}s: "
-                                     f"{exc}") from None
-            time.sleep(POLL_SECONDS)
+    try:
+        retry(lambda: allocator.subnet_for(label, subnet), retry_on=ConfigError, timeout=wait,
+              interval=POLL_SECONDS)
+    except ConfigError as exc:
+        raise AssertionError(f"subnet {subnet} stayed in use for {wait:.0f}s: {exc}") from None
+    return allocator
 
 
 def hold_during_module(*subnets: str) -> Callable[..., Iterator[None]]:

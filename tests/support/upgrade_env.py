@@ -18,11 +18,12 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
+
+from infrablocks.waiting import poll
 
 MAIN_REPO = Path(__file__).resolve().parents[2]
 FIXTURES = MAIN_REPO / "tests" / "fixtures"
@@ -98,11 +99,9 @@ class UpgradeRepo:
 
     def wait_healthy(self, timeout: float = 60) -> None:
         """Until every member serves (create returns once Terraform is done, not etcd)."""
-        deadline = time.monotonic() + timeout
-        while sorted(self.healthy_members()) != sorted(self.ips):
-            assert time.monotonic() < deadline, f"healthy after {timeout}s: " \
-                                                f"{self.healthy_members()}"
-            time.sleep(0.2)
+        polled = poll(self.healthy_members, lambda up: sorted(up) == sorted(self.ips),
+                      timeout=timeout, interval=0.2)
+        assert polled.ok, f"healthy after {timeout}s: {polled.value}"
 
     def upgrade(self, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
         return self.doit("upgrade", "base", "--env", ENV, "--yes", *args, **env)

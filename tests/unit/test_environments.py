@@ -35,7 +35,8 @@ def test_parse_subnet_accepts_a_24_in_the_local_range():
     assert parse_subnet("127.42.5.0/24", where="x") == "127.42.5.0/24"
 
 
-@pytest.mark.parametrize("bad", ["10.0.0.0/24", "127.42.5.0/16", "nonsense", "127.43.1.0/24"])
+@pytest.mark.parametrize("bad", ["10.0.0.0/24", "127.42.5.0/16", "nonsense", "127.43.1.0/24",
+                                 "2400::/24"])
 def test_parse_subnet_refuses_others_naming_where(bad):
     with pytest.raises(ConfigError, match="environments.prod.subnet"):
         parse_subnet(bad, where="environments.prod.subnet")

@@ -8,7 +8,6 @@ import os
 import shlex
 import signal
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,6 +22,7 @@ from infrablocks.cloud.local.jobs import (
     render_program,
 )
 from infrablocks.errors import ConfigError
+from infrablocks.waiting import poll
 from tests.support.subnets import hold_during_module
 
 SUPERVISORD = "/usr/bin/supervisord"
@@ -129,10 +129,8 @@ def reporter_job(name: str, out: Path, **kwargs):
 
 
 def wait_for_file(path: Path, timeout: float = 10) -> str:
-    deadline = time.monotonic() + timeout
-    while not path.exists() or not path.read_text():
-        assert time.monotonic() < deadline, f"{path} was never written"
-        time.sleep(0.1)
+    assert poll(lambda: path.exists() and path.read_text(), timeout=timeout,
+                interval=0.1).ok, f"{path} was never written"
     return path.read_text()
 
 

@@ -24,6 +24,7 @@ from infrablocks.cloud.local.errors import (
 )
 from infrablocks.cloud.local.process import is_alive, read_stat
 from infrablocks.cloud.local.records import Image
+from infrablocks.waiting import poll
 from tests.support.localcloud import terminating_cloud, write_artifact
 
 # Waits for its device (named in user data), records its boot on the volume, reports ready,
@@ -129,9 +130,7 @@ def test_an_unreaped_zombie_is_dead(cloud: LocalCloud, image: Image) -> None:
         assert cloud.get_instance(instance_id).state == "running"
         start_time = read_stat(pid)[1]
         os.kill(pid, signal.SIGKILL)
-        deadline = time.monotonic() + 5
-        while read_stat(pid)[0] != "Z" and time.monotonic() < deadline:
-            time.sleep(0.01)
+        poll(lambda: read_stat(pid)[0] == "Z", timeout=5, interval=0.01)
         assert read_stat(pid)[0] == "Z"
         os.kill(pid, 0)  # a zombie still "accepts" signals: this is why we read /proc
         assert not is_alive(pid, start_time)

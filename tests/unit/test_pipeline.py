@@ -16,7 +16,7 @@ from test_affected import commit, git, repo, write  # noqa: F401 (fixture)
 from infrablocks.ci.actionlint import ActionlintNotFound, find_actionlint, lint_workflow
 from infrablocks.ci.affected import find_affected
 from infrablocks.ci.pipeline import PipelineOptions, matrix, plan_jobs, render, workflow
-from infrablocks.ci.yaml import dump, scalar
+from infrablocks.ci.workflow_yaml import dump
 
 MAIN_REPO = Path(__file__).resolve().parents[2]
 DOIT = Path(sys.executable).parent / "doit"
@@ -151,13 +151,38 @@ def test_release_workflow_upgrades_prod_after_approval() -> None:
 
 
 def test_yaml_scalars_read_back_verbatim() -> None:
-    tricky = ["on", "yes", "1.0", "a: b", "x #y", "${{ github.ref }}", "debian:12", "-x", "",
-              "plain text", "it's", "→"]
-    document = {"values": tricky, "script": "line one\nline two\n"}
-    loaded = yaml.safe_load(dump(document))
-    assert loaded["values"] == tricky
-    assert loaded["script"] == "line one\nline two\n"
-    assert scalar(True) == "true" and scalar(3) == "3"
+    tricky = ["on", "yes", "no", "off", "y", "n", "null", "Null", "~", "true", "False", "1.0",
+              ".5", ".inf", "-.Inf", ".nan", "1e3", "+1", "-7", "0x10", "0o17", "01", "1_000",
+              "2026-11-30", "12:30:00", "a: b", "x #y", "${{ github.ref }}", "debian:12", "-x",
+              "", " lead", "trail ", "plain text", "it's", "→", "*alias", "&anchor", "!tag",
+              "@at", "`tick", "%pct", "|bar", ">gt", "[list]", "{map}"]
+    document = {"values": tricky, "keys": {value: value for value in tricky if value},
+                "script": "line one\nline two\n", "no-newline": "a\nb",
+                "native": [True, False, None, 3, 0.5]}
+    text = dump(document)
+    assert yaml.safe_load(text) == document
+    # what a YAML 1.2 reader (GitHub's, actionlint's) would read as a number, a bool or null is
+    # quoted too, not only what PyYAML's YAML 1.1 resolver knows
+    lines = {line.strip() for line in text.splitlines()}
+    for value in (".5", ".inf", "1e3", "+1", "0o17", "0x10", "01", "2026-11-30", "yes", "on",
+                  "null", "~"):
+        assert f"- '{value}'" in lines, value
+    assert "- true" in lines and "- null" in lines and "- 0.5" in lines
+
+
+def test_yaml_keeps_the_hand_written_style() -> None:
+    text = dump({"name": "ci", "jobs": {"build": {"needs": [], "env": {}, "steps": [
+        {"uses": "actions/checkout@v4"}, {"run": "echo one\necho two\n"}]}}})
+    assert text == ("name: ci\n"
+                    "jobs:\n"
+                    "  build:\n"
+                    "    needs: []\n"
+                    "    env: {}\n"
+                    "    steps:\n"
+                    "      - uses: actions/checkout@v4\n"
+                    "      - run: |\n"
+                    "          echo one\n"
+                    "          echo two\n")
 
 
 def test_doit_ci_pipeline_command(repo: Path, tmp_path: Path) -> None:  # noqa: F811

@@ -153,7 +153,9 @@ def _unwrap(expression: str) -> str:
 
 
 def _split_top_level(text: str, separator: str = ",") -> list[str]:
-    parts, depth, current, quote = [], 0, [], False
+    parts: list[str] = []
+    current: list[str] = []
+    depth, quote = 0, False
     for char in text:
         if char == '"':
             quote = not quote
@@ -252,7 +254,7 @@ def check_contracts(registry: Registry,
                     dependent.block, dependent.version, name, None, name, (),
                     f"{dependent.label}: variable \"{name}\" must be typed "
                     f"object({{ … }}) with the outputs of {name} it uses (found type "
-                    f"{_unwrap(mine.variables[name]) if mine.variables[name] else 'none'})",
+                    f"{_unwrap(found) if (found := mine.variables[name]) else 'none'})",
                     _rel(registry, file), line))
             continue
         missing = tuple(sorted(a for a, required in attributes.items()

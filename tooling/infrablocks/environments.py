@@ -35,7 +35,7 @@ from infrablocks.errors import ConfigError, UsageError
 from infrablocks.subnets import Entry, Holder, SubnetTable, Table, bound_in, now
 
 EPHEMERAL_PREFIX = "t-"
-SUPERNET = ipaddress.ip_network("127.42.0.0/16")
+SUPERNET = ipaddress.IPv4Network("127.42.0.0/16")
 PERSISTENT_RANGE = range(1, 100)      # 127.42.1.0/24 … 127.42.99.0/24
 EPHEMERAL_RANGE = range(100, 200)     # 127.42.100.0/24 … 127.42.199.0/24
 SCRATCH_RANGE = range(200, 255)       # 127.42.200.0/24 … 127.42.254.0/24: tests, verification
@@ -60,7 +60,8 @@ def parse_subnet(value: str, *, where: str) -> str:
     except ValueError as exc:
         raise ConfigError(f"{where}: {value!r} is not a network ({exc})",
                           hint='write it like "127.42.5.0/24"') from None
-    if net.prefixlen != 24 or not net.subnet_of(SUPERNET):
+    if not isinstance(net, ipaddress.IPv4Network) or net.prefixlen != 24 \
+            or not net.subnet_of(SUPERNET):   # an IPv6 network is refused, not a TypeError
         raise ConfigError(f"{where}: {value!r} must be a /24 inside {SUPERNET}",
                           hint='for example "127.42.5.0/24"')
     return str(net)

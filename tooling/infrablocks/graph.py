@@ -47,9 +47,9 @@ __all__ = [
 FORMATS = ("tree", "dot", "mermaid", "json", "svg", "png")
 
 
-def dependency_graph(resolution: Resolution) -> nx.DiGraph:
+def dependency_graph(resolution: Resolution) -> nx.DiGraph[str]:
     """The DAG of one resolution: a node per selected block version."""
-    graph = nx.DiGraph()
+    graph: nx.DiGraph[str] = nx.DiGraph()
     for name in sorted(resolution.selected):
         bv = resolution.selected[name]
         graph.add_node(name, version=str(bv.version), versions=[str(bv.version)],
@@ -62,14 +62,14 @@ def dependency_graph(resolution: Resolution) -> nx.DiGraph:
     return graph
 
 
-def registry_graph(registry: Registry) -> nx.DiGraph:
+def registry_graph(registry: Registry) -> nx.DiGraph[str]:
     """The block-level graph of the whole registry, over all versions.
 
     An edge exists when any version of the dependent requires the dependency; its
     ``constraint`` is the newest such version's, ``constraints`` maps each of those dependent
     versions to its constraint.
     """
-    graph = nx.DiGraph()
+    graph: nx.DiGraph[str] = nx.DiGraph()
     for name in sorted(registry.blocks):
         block = registry.blocks[name]
         graph.add_node(name, version=None, versions=[str(v) for v in sorted(block.versions)],
@@ -84,7 +84,7 @@ def registry_graph(registry: Registry) -> nx.DiGraph:
     return graph
 
 
-def highlight(graph: nx.DiGraph, names: Iterable[str]) -> nx.DiGraph:
+def highlight(graph: nx.DiGraph[str], names: Iterable[str]) -> nx.DiGraph[str]:
     """Mark ``names`` (and the edges between them) as highlighted, in place."""
     chosen = set(names)
     for name in graph.nodes:
@@ -95,7 +95,7 @@ def highlight(graph: nx.DiGraph, names: Iterable[str]) -> nx.DiGraph:
     return graph
 
 
-def find_cycles(graph: nx.DiGraph, limit: int = 20) -> list[list[str]]:
+def find_cycles(graph: nx.DiGraph[str], limit: int = 20) -> list[list[str]]:
     """Up to ``limit`` elementary cycles, each rotated to start at its smallest node."""
     cycles = []
     for cycle in nx.simple_cycles(graph):
@@ -106,19 +106,19 @@ def find_cycles(graph: nx.DiGraph, limit: int = 20) -> list[list[str]]:
     return sorted(cycles)
 
 
-def _require_acyclic(graph: nx.DiGraph) -> None:
+def _require_acyclic(graph: nx.DiGraph[str]) -> None:
     if not nx.is_directed_acyclic_graph(graph):
         cycle = find_cycles(graph, limit=1)[0]
         raise InfrablocksError("dependency cycle: " + " → ".join([*cycle, cycle[0]]))
 
 
-def topological_order(graph: nx.DiGraph) -> list[str]:
+def topological_order(graph: nx.DiGraph[str]) -> list[str]:
     """Dependencies first; ties broken by name (deterministic)."""
     _require_acyclic(graph)
     return list(nx.lexicographical_topological_sort(graph))
 
 
-def levels(graph: nx.DiGraph) -> list[list[str]]:
+def levels(graph: nx.DiGraph[str]) -> list[list[str]]:
     """Generations for display: level 0 needs nothing, level n needs only levels < n.
 
     The runner does not wait for whole levels: a block starts when its own dependencies are
@@ -128,7 +128,7 @@ def levels(graph: nx.DiGraph) -> list[list[str]]:
     return [sorted(generation) for generation in nx.topological_generations(graph)]
 
 
-def node_label(graph: nx.DiGraph, name: str) -> str:
+def node_label(graph: nx.DiGraph[str], name: str) -> str:
     data = graph.nodes[name]
     if data.get("version"):
         label = f"{name} {data['version']}"
@@ -136,16 +136,22 @@ def node_label(graph: nx.DiGraph, name: str) -> str:
         versions = data.get("versions") or []
         label = f"{name} ({', '.join(versions)})" if versions else name
     if "deployments_of" in graph.graph:  # doit graph --env E (infrablocks.deploy.graph_state)
-        from infrablocks.deploy.graph_state import deployment_note
-
         label += f" [{deployment_note(data.get('deployed'))}]"
     return label
+
+
+def deployment_note(deployed: dict[str, str] | None) -> str:
+    """``deployed 1.0.0`` / ``failed 1.1.0`` / ``not deployed`` — for labels (a node's
+    ``deployed`` attribute, set by ``infrablocks.deploy.graph_state.annotate_deployments``)."""
+    if deployed is None:
+        return "not deployed"
+    return f"{deployed['status']} {deployed['version']}"
 
 
 # renderers ------------------------------------------------------------------------------------
 
 
-def render_tree(graph: nx.DiGraph, title: str = "dependency graph") -> Tree:
+def render_tree(graph: nx.DiGraph[str], title: str = "dependency graph") -> Tree:
     """A rich tree: each dependent with its dependencies below it (edge constraint shown).
 
     Roots are the blocks nothing depends on. A subtree already shown is not repeated.
@@ -189,7 +195,7 @@ def _dot_quote(text: str) -> str:
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def render_dot(graph: nx.DiGraph, title: str = "infrablocks") -> str:
+def render_dot(graph: nx.DiGraph[str], title: str = "infrablocks") -> str:
     highlighting = graph.graph.get("highlighting", False)
     lines = [f"digraph {_dot_quote(title)} {{",
              "  rankdir=BT;",
@@ -200,8 +206,6 @@ def render_dot(graph: nx.DiGraph, title: str = "infrablocks") -> str:
         label = name + "\\n" + (data["version"] if data.get("version")
                                 else ", ".join(data.get("versions") or []))
         if "deployments_of" in graph.graph:
-            from infrablocks.deploy.graph_state import deployment_note
-
             label += "\\n" + deployment_note(data.get("deployed"))
         attrs = [f"label=\"{label}\""]
         if data.get("stateful"):
@@ -232,7 +236,7 @@ def _mermaid_text(text: str) -> str:
             .replace("<", "#lt;").replace(">", "#gt;"))
 
 
-def render_mermaid(graph: nx.DiGraph) -> str:
+def render_mermaid(graph: nx.DiGraph[str]) -> str:
     lines = ["flowchart BT"]
     for name in sorted(graph.nodes):
         text = _mermaid_text(node_label(graph, name))
@@ -254,7 +258,7 @@ def render_mermaid(graph: nx.DiGraph) -> str:
     return "\n".join(lines) + "\n"
 
 
-def graph_document(graph: nx.DiGraph) -> dict[str, Any]:
+def graph_document(graph: nx.DiGraph[str]) -> dict[str, Any]:
     """The graph as plain data (what ``--format json`` prints)."""
     level_of = {name: index for index, level in enumerate(levels(graph)) for name in level}
     return {
@@ -277,11 +281,11 @@ def graph_document(graph: nx.DiGraph) -> dict[str, Any]:
     }
 
 
-def render_json(graph: nx.DiGraph) -> str:
+def render_json(graph: nx.DiGraph[str]) -> str:
     return json.dumps(graph_document(graph), indent=2) + "\n"
 
 
-def render_image(graph: nx.DiGraph, fmt: str, title: str = "infrablocks") -> bytes:
+def render_image(graph: nx.DiGraph[str], fmt: str, title: str = "infrablocks") -> bytes:
     """SVG or PNG through Graphviz ``dot``."""
     if fmt not in ("svg", "png"):
         raise ValueError(fmt)
@@ -297,7 +301,7 @@ def render_image(graph: nx.DiGraph, fmt: str, title: str = "infrablocks") -> byt
     return process.stdout
 
 
-def render(graph: nx.DiGraph, fmt: str, title: str = "infrablocks") -> str | bytes | Tree:
+def render(graph: nx.DiGraph[str], fmt: str, title: str = "infrablocks") -> str | bytes | Tree:
     """Dispatch on ``fmt`` (one of ``FORMATS``)."""
     if fmt == "tree":
         return render_tree(graph, title)

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from infrablocks.errors import ConfigError
+from infrablocks.private_files import write_atomic
 
 
 def set_pin(registry_file: Path, environment: str, block: str, version: str) -> str | None:
@@ -29,7 +29,5 @@ def set_pin(registry_file: Path, environment: str, block: str, version: str) -> 
         table["pins"] = pins
     old = pins.get(block)
     pins[block] = version
-    tmp = registry_file.with_name(f".{registry_file.name}.{os.getpid()}.tmp")
-    tmp.write_text(tomlkit.dumps(document), encoding="utf-8")
-    os.replace(tmp, registry_file)
+    write_atomic(registry_file, tomlkit.dumps(document), mode=None)   # the user's file
     return None if old is None else str(old)

@@ -14,12 +14,20 @@ resolvelib backjumps. Every search is bounded (``Budget``, ``INCOMPATIBILITY_LIM
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from infrablocks.registry import BlockVersion
 from infrablocks.resolve_candidates import Candidates, Requirement
+from infrablocks.waiting import Deadline
+
+if TYPE_CHECKING:   # resolvelib is imported only when a resolution needs it (start-up time)
+    from resolvelib import AbstractProvider, BaseReporter
+
+    _ProviderBase = AbstractProvider[Requirement, BlockVersion, str]
+    _ReporterBase = BaseReporter[Requirement, BlockVersion, str]
+else:
+    _ProviderBase = _ReporterBase = object
 
 __all__ = ["INCOMPATIBILITY_LIMIT", "Budget", "Provider", "SearchBoundHit"]
 
@@ -36,7 +44,7 @@ class SearchBoundHit(Exception):
         self.bound = bound
 
 
-class Budget:
+class Budget(_ReporterBase):
     """A resolvelib reporter that bounds the whole resolution in time and records what it saw.
 
     Forwards every event to ``inner`` (the caller's reporter; set before resolvelib runs when
@@ -49,12 +57,12 @@ class Budget:
     def __init__(self, inner: Any, limit: float | None) -> None:
         self.inner = inner
         self.limit = limit
-        self.deadline = None if limit is None else time.monotonic() + limit
+        self.deadline = None if limit is None else Deadline(limit)
         self.conflicts: dict[str, int] = {}
         self.rounds = 0
 
     def check_time(self, _progress: int = 0) -> None:
-        if self.deadline is not None and time.monotonic() > self.deadline:
+        if self.deadline is not None and self.deadline.expired():
             raise SearchBoundHit(f"time limit of {self.limit:g} s")
 
     def starting_round(self, index: int) -> None:
@@ -72,8 +80,9 @@ class Budget:
         return getattr(self.inner, name)
 
 
-class Provider:
-    """resolvelib provider over ``Candidates`` (duck-typed ``AbstractProvider``)."""
+class Provider(_ProviderBase):
+    """resolvelib provider over ``Candidates`` (an ``AbstractProvider`` for the type checker;
+    at run time a plain class, so that importing it does not import resolvelib)."""
 
     def __init__(self, candidates: Candidates) -> None:
         self.candidates = candidates

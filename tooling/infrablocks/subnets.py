@@ -152,15 +152,14 @@ class Holder:
 
     @classmethod
     def current(cls) -> Holder:
-        from infrablocks.cloud.local.process import read_stat
+        from infrablocks.processes import start_time
 
-        found = read_stat(os.getpid())
-        return cls(os.getpid(), found[1] if found else None, socket.gethostname())
+        return cls(os.getpid(), start_time(os.getpid()), socket.gethostname())
 
     def alive(self) -> bool:
         if self.host != socket.gethostname():
             return True  # another machine's process: never presumed dead
-        from infrablocks.cloud.local.process import is_alive
+        from infrablocks.processes import is_alive
 
         return is_alive(self.pid, self.started)
 
@@ -207,11 +206,11 @@ class Entry:
 
 def local_state_exists(env_dir: Path) -> bool:
     """Whether a local backend's environment directory holds any block's state or record."""
-    from infrablocks.state.local import _has_content
+    from infrablocks.state.local import holds_deployment
 
     if not env_dir.is_dir():
         return False
-    return any(block.is_dir() and _has_content(block) for block in env_dir.iterdir())
+    return any(block.is_dir() and holds_deployment(block) for block in env_dir.iterdir())
 
 
 @dataclass

@@ -54,7 +54,8 @@ def _load(check: Validator | str) -> Validator:
     if callable(check):
         return check
     module, _, attribute = check.partition(":")
-    return getattr(importlib.import_module(module), attribute)
+    loaded: Validator = getattr(importlib.import_module(module), attribute)
+    return loaded
 
 
 def run_validators(registry: Registry) -> list[tuple[str, ValidationOutcome]]:

@@ -102,12 +102,12 @@ class _Version(Version):
     def __str__(self) -> str:
         return self._text
 
-    def __eq__(self, other: Any) -> bool:  # type: ignore[override]
+    def __eq__(self, other: Any) -> bool:
         if type(other) is _Version:
             return self._key == other._key
         return super().__eq__(other)
 
-    def __ne__(self, other: Any) -> bool:  # type: ignore[override]
+    def __ne__(self, other: Any) -> bool:
         if type(other) is _Version:
             return self._key != other._key
         return super().__ne__(other)

@@ -269,23 +269,24 @@ class _Mapper:
                     self.add(key, f"{REGISTRY_FILE}: version setting `{setting}` changed")
         for key in before.versions.keys() - after.versions.keys():
             self.removed.add(key)
-        for block, now in after.block_settings.items():
-            was = before.block_settings.get(block, {})
-            for setting in sorted(set(was) | set(now)):
-                if was.get(setting) != now.get(setting) and block in before.block_settings:
+        for block, settings_now in after.block_settings.items():
+            settings_was = before.block_settings.get(block, {})
+            for setting in sorted(set(settings_was) | set(settings_now)):
+                if (settings_was.get(setting) != settings_now.get(setting)
+                        and block in before.block_settings):
                     for entry in after.versions_of(block):
                         self.add(entry.key, f"{REGISTRY_FILE}: block setting `{setting}` of "
                                             f"{block} changed")
         for env in sorted(set(before.pins) | set(after.pins)):
-            was, now = before.pins.get(env, {}), after.pins.get(env, {})
-            for block in sorted(set(was) | set(now)):
-                if was.get(block) == now.get(block):
+            pins_was, pins_now = before.pins.get(env, {}), after.pins.get(env, {})
+            for block in sorted(set(pins_was) | set(pins_now)):
+                if pins_was.get(block) == pins_now.get(block):
                     continue
-                target = now.get(block)
+                target = pins_now.get(block)
                 versions = after.versions_of(block)
                 key = f"{block}@{target}" if target else (versions[-1].key if versions else "")
                 self.add(key, f"{REGISTRY_FILE}: pin of {block} in environment {env} changed: "
-                              f"{_shown(was.get(block))} → {_shown(target)}")
+                              f"{_shown(pins_was.get(block))} → {_shown(target)}")
 
     # -- shared modules ---------------------------------------------------------------------
 

@@ -25,7 +25,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from infrablocks.ci import yaml
+from infrablocks.ci import workflow_yaml
 from infrablocks.ci.affected import Affected, RegistrySnapshot, VersionEntry
 
 DEFAULT_RUNNER = "ubuntu-latest"
@@ -159,7 +159,7 @@ def render(affected: Affected, options: PipelineOptions | None = None) -> str:
               f"{len(affected.versions)} affected block version(s) and "
               f"{len(affected.images)} changed image(s).\n"
               "# Do not edit: regenerate it. See docs/ci.md.\n")
-    return header + yaml.dump(workflow(affected, options))
+    return header + workflow_yaml.dump(workflow(affected, options))
 
 
 def matrix(affected: Affected) -> dict[str, list[dict[str, str]]]:
@@ -181,10 +181,12 @@ def matrix(affected: Affected) -> dict[str, list[dict[str, str]]]:
 
 def setup_steps(container: str | None = CONTAINER) -> list[dict[str, Any]]:
     """Checkout, the venv cache (keyed on what decides its content), bootstrap."""
-    return [
+    git: list[dict[str, Any]] = [
         {"name": "git for the checkout", "run": "apt-get update -qq && apt-get install -y -qq "
                                                 "git ca-certificates >/dev/null"}
-        if container else None,
+    ] if container else []
+    return [
+        *git,
         {"uses": CHECKOUT, "with": {"fetch-depth": 0}},
         {"name": "cache the venv", "uses": CACHE,
          "with": {"path": ".venv",

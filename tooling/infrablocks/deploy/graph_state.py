@@ -10,7 +10,7 @@ if TYPE_CHECKING:
     from infrablocks.state import StateBackend
 
 
-def annotate_deployments(graph: nx.DiGraph, backend: StateBackend, environment: str) -> None:
+def annotate_deployments(graph: nx.DiGraph[str], backend: StateBackend, environment: str) -> None:
     """Give every node a ``deployed`` attribute: ``{"version", "status", "applied_at"}`` from its
     deployment record in ``environment``, or None when the block is not deployed there.
 
@@ -23,10 +23,3 @@ def annotate_deployments(graph: nx.DiGraph, backend: StateBackend, environment: 
         graph.nodes[name]["deployed"] = None if record is None else {
             "version": record.version, "status": record.status,
             "applied_at": record.applied_at}
-
-
-def deployment_note(deployed: dict[str, str] | None) -> str:
-    """``deployed 1.0.0`` / ``failed 1.1.0`` / ``not deployed`` — for labels."""
-    if deployed is None:
-        return "not deployed"
-    return f"{deployed['status']} {deployed['version']}"

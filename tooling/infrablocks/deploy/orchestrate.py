@@ -1,4 +1,5 @@
-"""Environment-level operations: create, plan, destroy, and the throwaway test environment.
+"""Environment-level operations: create, destroy, and the throwaway test environment (the plan
+of an environment is :func:`infrablocks.planning.crossplan.plan_environment`).
 
 Each resolves what the environment needs, turns it into a dependency DAG and hands the DAG to
 the runner with the per-block work functions of :mod:`infrablocks.deploy.block_ops`.
@@ -10,9 +11,8 @@ import contextlib
 import shutil
 import signal
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Hashable, Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from infrablocks.deploy.block_ops import BlockRun, apply_block, destroy_block
@@ -25,7 +25,6 @@ if TYPE_CHECKING:
 
     from infrablocks.deploy.blocktests import BlockTestResult
     from infrablocks.deploy.workspace import Workspace
-    from infrablocks.planning.crossplan import EnvironmentPlan
     from infrablocks.resolve import Resolution
 
 EventSink = Callable[[RunEvent], None]
@@ -70,8 +69,8 @@ def create(workspace: Workspace, targets: list[str], environment: str, *, jobs: 
     check_auto_create(workspace, resolution, environment)
     refuse_sensitive_leaks(workspace, resolution)
     subnet = workspace.subnet(environment)
-    runs = {name: BlockRun(workspace, environment, version, subnet)
-            for name, version in resolution.selected.items()}
+    runs: dict[Hashable, BlockRun] = {name: BlockRun(workspace, environment, version, subnet)
+                                      for name, version in resolution.selected.items()}
     # The runner's own Dag, not graph.dependency_graph: networkx is not worth its import here.
     graph = Dag({name: sorted(version.requires) for name, version in resolution.selected.items()})
     report = run_dag(graph, lambda node, tok: apply_block(runs[node], tok),
@@ -89,24 +88,11 @@ def refuse_sensitive_leaks(workspace: Workspace, resolution: Resolution) -> None
     refuse(resolution_pairs(resolution), work_dir(workspace.repo_root) / "cache" / "modules")
 
 
-def plan(workspace: Workspace, targets: list[str], environment: str, *,
-         out: Path | None = None, jobs: int = 4,
-         token: CancelToken | None = None) -> EnvironmentPlan:
-    """What ``create`` would change, block by block, without changing anything: one Terraform
-    plan of the whole closure, deployed or not (:mod:`infrablocks.planning.crossplan`).
-
-    ``out``: also save it for `doit apply` (:mod:`infrablocks.planning.planfile`).
-    """
-    from infrablocks.planning.crossplan import plan_environment
-
-    return plan_environment(workspace, targets, environment, out=out, jobs=jobs, token=token)
-
-
-def deployed_graph(workspace: Workspace, environment: str) -> nx.DiGraph:
+def deployed_graph(workspace: Workspace, environment: str) -> nx.DiGraph[str]:
     """Dependency DAG of what is deployed in ``environment`` (edge dependency → dependent)."""
     import networkx as nx
 
-    graph = nx.DiGraph()
+    graph: nx.DiGraph[str] = nx.DiGraph()
     records = {r.block: r for r in workspace.backend.list_records(environment)}
     with_state = set(workspace.backend.list_blocks(environment))
     for block in sorted(set(records) | with_state):
@@ -176,7 +162,7 @@ def destroy_environment(workspace: Workspace, environment: str, *, jobs: int = 4
                           on_event=on_event, token=token, handle_signals=handle_signals)
 
 
-def _destroy_nodes(workspace: Workspace, environment: str, graph: nx.DiGraph, *, jobs: int,
+def _destroy_nodes(workspace: Workspace, environment: str, graph: nx.DiGraph[str], *, jobs: int,
                    keep_going: bool, on_event: EventSink | None,
                    token: CancelToken | None, handle_signals: bool = True) -> RunReport:
     def work(node: Any, tok: CancelToken) -> Result:

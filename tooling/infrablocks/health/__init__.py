@@ -72,7 +72,7 @@ def load_factory(spec: str | Callable[..., ServiceCheck]) -> Callable[..., Servi
         module = importlib.import_module(module_name)
     except ImportError as exc:
         raise ConfigError(f"check {spec!r}: cannot import {module_name!r}: {exc}") from exc
-    factory = getattr(module, attribute, None)
+    factory: Callable[..., ServiceCheck] | None = getattr(module, attribute, None)
     if not callable(factory):
         raise ConfigError(f"check {spec!r}: {module_name} has no callable {attribute!r}")
     return factory

@@ -16,13 +16,13 @@ from __future__ import annotations
 
 import base64
 import json
-import time
 import urllib.error
 import urllib.request
 import uuid
 from typing import Any
 
 from infrablocks.health.base import CheckContext, GateResult, Member
+from infrablocks.waiting import poll
 
 PROBE_PREFIX = "/infrablocks/upgrade-probe/"
 
@@ -43,13 +43,15 @@ class EtcdCheck:
     def url(self, member: Member) -> str:
         return f"http://{member.private_ip}:{self.port}"
 
-    def _call(self, member: Member, path: str, body: dict[str, Any] | None = None) -> Any:
+    def _call(self, member: Member, path: str, body: dict[str, Any] | None = None
+              ) -> dict[str, Any]:
         data = None if body is None else json.dumps(body).encode()
         request = urllib.request.Request(self.url(member) + path, data=data,
                                          method="GET" if body is None else "POST")
         try:
             with urllib.request.urlopen(request, timeout=self.timeout) as response:
-                return json.loads(response.read() or b"{}")
+                answer: dict[str, Any] = json.loads(response.read() or b"{}")
+                return answer
         except urllib.error.HTTPError as exc:
             detail = exc.read().decode(errors="replace")[:300]
             raise EtcdError(f"{path}: HTTP {exc.code} {detail}") from exc
@@ -80,7 +82,9 @@ class EtcdCheck:
     def _member_list(self, members: list[Member]) -> list[dict[str, Any]] | None:
         for member in members:
             try:
-                return self._call(member, "/v3/cluster/member/list", {}).get("members", [])
+                listed: list[dict[str, Any]] = self._call(
+                    member, "/v3/cluster/member/list", {}).get("members", [])
+                return listed
             except EtcdError:
                 continue
         return None
@@ -176,14 +180,14 @@ class EtcdCheck:
             return
         self._call(member, "/v3/maintenance/transfer-leadership",
                    {"targetID": others[0]["member_id"]})
-        deadline = time.monotonic() + 15
-        while time.monotonic() < deadline:
+
+        def moved() -> bool:
             try:
-                if self.status(member).get("leader") not in ("0", mine["member_id"]):
-                    return
+                return self.status(member).get("leader") not in ("0", mine["member_id"])
             except EtcdError:
-                pass
-            time.sleep(0.2)
+                return False
+
+        poll(moved, timeout=15, interval=0.2)
 
     @staticmethod
     def _name_of(member_id: str, survey: dict[str, dict[str, Any]]) -> str:

@@ -36,7 +36,6 @@ import json
 import os
 import shutil
 import subprocess
-import time
 import urllib.error
 import urllib.request
 import uuid
@@ -45,6 +44,7 @@ from typing import Any
 
 from infrablocks.errors import InfrablocksError
 from infrablocks.health.base import CheckContext, GateResult, Member
+from infrablocks.waiting import poll, retry
 
 __all__ = ["PatroniCheck", "PatroniError", "ClusterView"]
 
@@ -175,6 +175,7 @@ class PatroniCheck:
                 problems += self._replica_problems(member, row, leader, members, view)
         if problems:
             return GateResult.failed("; ".join(problems), **view.evidence())
+        assert leader is not None   # no leader is one of the problems above
         return GateResult.passed(
             f"{len(members)} members healthy, leader {leader['name']}, "
             f"{len(members) - 1} replicas streaming (lag ≤ {self.max_lag} bytes)",
@@ -269,7 +270,8 @@ class PatroniCheck:
         replayed = xlog.get("replayed_location", xlog.get("received_location"))
         if isinstance(location, int) and isinstance(replayed, int):
             return max(0, location - replayed)
-        return row.get("lag", "unknown")
+        lag: int | str = row.get("lag", "unknown")
+        return lag
 
     def _replica_problems(self, member: Member, row: dict[str, Any], leader: dict[str, Any],
                           members: list[Member], view: ClusterView) -> list[str]:
@@ -304,19 +306,19 @@ class PatroniCheck:
         return own.get("role") in ("master", "primary") and own.get("state") == "running"
 
     def _wait_until_leading(self, target: Member, members: list[Member], previous: str) -> None:
-        deadline = time.monotonic() + self.switchover_timeout
-        while True:
-            if self._leads(target):
-                view = self.view(members)
-                leader = view.leader_row()
-                if leader is not None and view.entry_for(target) is leader:
-                    return
-            if time.monotonic() >= deadline:
-                view = self.view(members)
-                raise PatroniError(
-                    f"switchover {previous} → {target.name}: {target.name} does not lead "
-                    f"after {self.switchover_timeout:g}s; cluster: {json.dumps(view.cluster)}")
-            time.sleep(0.5)
+
+        def leads() -> bool:
+            if not self._leads(target):
+                return False
+            view = self.view(members)
+            leader = view.leader_row()
+            return leader is not None and view.entry_for(target) is leader
+
+        if not poll(leads, timeout=self.switchover_timeout, interval=0.5).ok:
+            view = self.view(members)
+            raise PatroniError(
+                f"switchover {previous} → {target.name}: {target.name} does not lead "
+                f"after {self.switchover_timeout:g}s; cluster: {json.dumps(view.cluster)}")
 
     # -- data probe (doit test-upgrade) ------------------------------------------------------
 
@@ -330,22 +332,19 @@ class PatroniCheck:
         sql = (f"CREATE TABLE IF NOT EXISTS {PROBE_TABLE} (key text PRIMARY KEY, value text NOT "
                f"NULL); INSERT INTO {PROBE_TABLE} VALUES ('{key}', '{value}') "
                "ON CONFLICT (key) DO NOTHING")
-        deadline = time.monotonic() + self.probe_timeout
-        while True:
-            try:
-                self._psql([m.private_ip for m in members], sql, read_write=True)
-                return {"table": PROBE_TABLE, "key": key, "value": value}
-            except PatroniError as error:
-                if time.monotonic() >= deadline:
-                    raise PatroniError(f"no primary accepted the probe row within "
-                                       f"{self.probe_timeout:g}s: {error.message}") from None
-            time.sleep(1.0)
+        try:
+            retry(lambda: self._psql([m.private_ip for m in members], sql, read_write=True),
+                  retry_on=PatroniError, timeout=self.probe_timeout, interval=1.0)
+        except PatroniError as error:
+            raise PatroniError(f"no primary accepted the probe row within "
+                               f"{self.probe_timeout:g}s: {error.message}") from None
+        return {"table": PROBE_TABLE, "key": key, "value": value}
 
     def verify_probe(self, members: list[Member], probe: dict[str, Any]) -> GateResult:
         """Every member returns the probe row (polled up to ``probe_timeout``: a replica may
         still be replaying)."""
-        deadline = time.monotonic() + self.probe_timeout
-        while True:
+
+        def read_back() -> dict[str, Any]:
             seen: dict[str, Any] = {}
             for member in members:
                 try:
@@ -355,12 +354,13 @@ class PatroniCheck:
                     ) or None
                 except PatroniError as error:
                     seen[member.name] = f"error: {error.message}"
-            ok = all(v == probe["value"] for v in seen.values())
-            if ok or time.monotonic() >= deadline:
-                return GateResult(ok, f"probe row {probe['key']} " + (
-                    "read back from every member" if ok else "missing or different"),
-                    {"expected": probe["value"], "seen": seen})
-            time.sleep(1.0)
+            return seen
+
+        polled = poll(read_back, lambda seen: all(v == probe["value"] for v in seen.values()),
+                      timeout=self.probe_timeout, interval=1.0)
+        return GateResult(polled.ok, f"probe row {probe['key']} " + (
+            "read back from every member" if polled.ok else "missing or different"),
+            {"expected": probe["value"], "seen": polled.value})
 
     def _psql(self, hosts: list[str], sql: str, *, read_write: bool = False) -> str:
         psql = next((p for p in PSQL_CANDIDATES if os.access(p, os.X_OK)), shutil.which("psql"))
@@ -396,9 +396,10 @@ def _reason(error: BaseException) -> str:
 
 def _own_summary(document: dict[str, Any]) -> dict[str, Any]:
     """The parts of ``/patroni`` a gate reads (and prints as evidence)."""
-    summary = {key: document[key] for key in ("state", "role", "timeline", "server_version",
-                                              "pending_restart", "pause", "xlog")
-               if key in document}
+    summary: dict[str, Any] = {
+        key: document[key] for key in ("state", "role", "timeline", "server_version",
+                                       "pending_restart", "pause", "xlog")
+        if key in document}
     summary["replication"] = [
         {key: row.get(key) for key in ("application_name", "client_addr", "state",
                                        "sync_state")}

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING
 from infrablocks.errors import InfrablocksError
 from infrablocks.images.acceptance import BootSpec, CheckSpec, VerifySpec, substitute
 from infrablocks.private_files import open_private
+from infrablocks.waiting import Deadline, poll
 
 if TYPE_CHECKING:
     from infrablocks.cloud.local.control import LocalCloud
@@ -89,7 +90,7 @@ def verify_subnet() -> ipaddress.IPv4Network:
     except ValueError:
         network = None
     if network is None or not isinstance(network, ipaddress.IPv4Network) or \
-            not network.subnet_of(ipaddress.ip_network("127.0.0.0/8")):
+            not network.subnet_of(ipaddress.IPv4Network("127.0.0.0/8")):
         raise InfrablocksError(f"${VERIFY_SUBNET_ENV} = {text!r} is not a loopback network",
                                hint=f"e.g. {DEFAULT_VERIFY_SUBNET}")
     return network
@@ -174,7 +175,7 @@ def _boot_instance(cloud: LocalCloud, image: Image, boot: BootSpec, ip: str, nam
     instance = cloud.run_instance(name=name, image_id=image.id, private_ip=ip,
                                   user_data=user_data, tags=tags)
     cleanup.callback(_quietly, cloud.terminate_instance, instance.id, grace=STOP_GRACE)
-    if volume is not None:
+    if volume is not None and boot.volume:
         cloud.attach_volume(volume.id, instance.id, boot.volume)
     booted = _Booted(ip=ip, instance_dir=instance.path, volume_dir=volume.path if volume else "",
                      image_dir=image.path, instance_id=instance.id,
@@ -233,13 +234,11 @@ def _quietly(call: Callable[..., object], *args: object, **kwargs: object) -> No
 
 
 def _run_check(check: CheckSpec, values: dict[str, str], booted: _Booted) -> CheckResult:
-    started = time.monotonic()
-    deadline = started + check.timeout
-    while True:
-        ok, detail = _attempt(check, values, booted, max(1.0, deadline - time.monotonic()))
-        if ok or time.monotonic() >= deadline:
-            return CheckResult(check.name, ok, detail, time.monotonic() - started)
-        time.sleep(0.5)
+    deadline = Deadline(check.timeout)
+    polled = poll(lambda: _attempt(check, values, booted, max(1.0, deadline.remaining())),
+                  lambda outcome: outcome[0], timeout=deadline, interval=0.5)
+    ok, detail = polled.value
+    return CheckResult(check.name, ok, detail, polled.elapsed)
 
 
 def _attempt(check: CheckSpec, values: dict[str, str], booted: _Booted,

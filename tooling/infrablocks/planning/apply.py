@@ -90,10 +90,10 @@ class ReviewedPlan:
         return REPLAN_HINT.format(targets=" ".join(self.manifest.get("targets") or ["TARGET"]),
                                   environment=self.environment)
 
-    def graph(self) -> nx.DiGraph:
+    def graph(self) -> nx.DiGraph[str]:
         import networkx as nx
 
-        graph = nx.DiGraph()
+        graph: nx.DiGraph[str] = nx.DiGraph()
         names = {b["block"] for b in self.blocks}
         for entry in self.blocks:
             graph.add_node(entry["block"])

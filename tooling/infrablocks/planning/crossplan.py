@@ -231,7 +231,7 @@ def _pending_images(workspace: Workspace, environment: str,
 
 def _plan_deferring(workspace: Workspace, environment: str, subnet: str, scratch: Path,
                     specs: list[ModuleSpec], states: Mapping[str, Mapping[str, Any] | None],
-                    tf_version: str, graph: nx.DiGraph, token: CancelToken | None
+                    tf_version: str, graph: nx.DiGraph[str], token: CancelToken | None
                     ) -> tuple[Plan, dict[str, str]]:
     """Plan the composition; leave out what Terraform cannot plan before an apply.
 

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from infrablocks.errors import InfrablocksError, UsageError
+from infrablocks.private_files import atomic_open
 
 if TYPE_CHECKING:
     from infrablocks.deploy.workspace import Workspace
@@ -119,22 +120,18 @@ def write_plan_file(path: Path, manifest: Mapping[str, Any], plans: Mapping[str,
     check_plan_path(path)
     document = {"format": FORMAT, "kind": KIND, **manifest,
                 "plans": {block: f"{PLANS_DIR}/{block}.tfplan" for block in sorted(plans)}}
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    opened = False
     try:
-        descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    except OSError as exc:
-        raise UsageError(f"cannot write the plan to {path}: {exc.strerror or exc}") from None
-    try:
-        with os.fdopen(descriptor, "wb") as handle, \
+        with atomic_open(path, mode=0o600, binary=True) as handle, \
                 zipfile.ZipFile(handle, "w", zipfile.ZIP_DEFLATED) as archive:
+            opened = True
             archive.writestr(_entry(MANIFEST), json.dumps(document, indent=2, sort_keys=True))
             for block, plan in sorted(plans.items()):
                 archive.writestr(_entry(document["plans"][block]), Path(plan).read_bytes())
-        os.chmod(temporary, 0o600)
-        os.replace(temporary, path)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
+    except OSError as exc:
+        if opened:
+            raise
+        raise UsageError(f"cannot write the plan to {path}: {exc.strerror or exc}") from None
 
 
 def _entry(name: str) -> zipfile.ZipInfo:

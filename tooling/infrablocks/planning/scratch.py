@@ -23,7 +23,7 @@ def private_scratch(work_root: Path, kind: str) -> Path:
     import os
 
     from infrablocks.private_files import private_dir
-    from infrablocks.state.locks import process_alive
+    from infrablocks.processes import is_alive
     from infrablocks.terraform.workdir import private_root_for
 
     if kind not in KINDS:
@@ -31,6 +31,6 @@ def private_scratch(work_root: Path, kind: str) -> Path:
     root = private_dir(private_root_for(work_root), base=work_root.parent)
     for entry in root.iterdir():
         match = _NAME.match(entry.name)
-        if match and entry.is_dir() and not process_alive(int(match.group(1))):
+        if match and entry.is_dir() and not is_alive(int(match.group(1))):
             shutil.rmtree(entry, ignore_errors=True)
     return Path(tempfile.mkdtemp(prefix=f".{kind}-{os.getpid()}-", dir=root))

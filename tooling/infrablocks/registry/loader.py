@@ -81,10 +81,11 @@ def parse_toml(file: Path, text: str) -> dict[str, Any]:
     try:
         import rtoml
     except ImportError:
-        rtoml = None
-    if rtoml is not None:
+        pass
+    else:
         try:
-            return rtoml.loads(text)
+            loaded: dict[str, Any] = rtoml.loads(text)
+            return loaded
         except Exception:  # noqa: BLE001 - any rtoml failure: let tomllib decide and explain
             pass
     try:

@@ -109,6 +109,7 @@ class BlockVersion:
     @property
     def path(self) -> Path:
         if self._path is None:
+            assert self._root is not None   # __init__ wants a path or the repository root
             self._path = Path(self._root, "blocks", self.block, str(self.version))
         return self._path
 

@@ -208,12 +208,12 @@ class Validator:
         loaded.sort(key=lambda bv: precedence_key(bv.version))
         block.versions = {bv.version: bv for bv in loaded}
         if len(block.versions) != len(loaded):
-            seen: set[Version] = set()
+            declared: set[Version] = set()
             for bv in loaded:
-                if bv.version in seen:
+                if bv.version in declared:
                     p.add((*path, "versions", str(bv.version)),
                           f"version {bv.version} is declared twice (as different spellings)")
-                seen.add(bv.version)
+                declared.add(bv.version)
         return block
 
     def _load_version(self, block: str, version: Version, text: str, spec: dict[str, Any],

@@ -48,6 +48,7 @@ from infrablocks.rolling.plan import members_from_state
 from infrablocks.rolling.states import Action, Gate, Phase, Step, UnitStep
 from infrablocks.rolling.target import UpgradeRefused
 from infrablocks.state import new_record
+from infrablocks.waiting import poll
 
 if TYPE_CHECKING:
     from infrablocks.cloud.ops import CloudOps
@@ -286,14 +287,18 @@ class RollingDriver(Deployment):
         """
         subject = self.subject
         watched = [m for m in members if m.index not in down]
-        deadline = time.monotonic() + PRE_GATE_TIMEOUT
+
+        def not_running() -> list[GateResult]:
+            return [r for r in (instance_running(self.ops, m) for m in watched) if not r.ok]
+
+        def settled(bad: list[GateResult]) -> bool:
+            # a member still booting is waited for; a stopped one refused at once
+            return not bad or not all(r.evidence.get("state") in ("pending", "running")
+                                      for r in bad)
+
         with self.timer.timed("gates"):
-            while True:  # a member still booting is waited for; a stopped one refused at once
-                bad = [r for r in (instance_running(self.ops, m) for m in watched) if not r.ok]
-                booting = all(r.evidence.get("state") in ("pending", "running") for r in bad)
-                if not bad or not booting or time.monotonic() > deadline:
-                    break
-                time.sleep(self.declaration.poll_interval)
+            bad = poll(not_running, settled, timeout=PRE_GATE_TIMEOUT,
+                       interval=self.declaration.poll_interval).value
         if bad:
             raise UpgradeRefused(
                 f"{subject.block} in {subject.environment} is degraded; nothing was changed: "

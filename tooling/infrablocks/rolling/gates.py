@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 
 from infrablocks.health.base import GateResult
+from infrablocks.waiting import poll
 
 
 def poll_gate(gate: Callable[[], GateResult], timeout: float, interval: float = 0.5
@@ -15,15 +15,14 @@ def poll_gate(gate: Callable[[], GateResult], timeout: float, interval: float = 
     An exception inside the gate counts as a failed poll (a service restarting refuses
     connections); its text becomes the result's summary.
     """
-    started = time.monotonic()
-    deadline = started + timeout
-    while True:
+    def probe() -> GateResult:
         try:
-            result = gate()
+            return gate()
         except Exception as exc:  # noqa: BLE001 - any failure of a probe is a failed poll
-            result = GateResult(False, f"{type(exc).__name__}: {exc}", {})
-        if result.ok or time.monotonic() >= deadline:
-            if not result.ok:
-                result.summary += f" (after {timeout:g}s)"
-            return result, time.monotonic() - started
-        time.sleep(interval)
+            return GateResult(False, f"{type(exc).__name__}: {exc}", {})
+
+    polled = poll(probe, lambda result: result.ok, timeout=timeout, interval=interval)
+    result = polled.value
+    if not result.ok:
+        result.summary += f" (after {timeout:g}s)"
+    return result, polled.elapsed

@@ -7,6 +7,10 @@ import threading
 from collections.abc import Callable, Hashable, Iterator
 from contextlib import contextmanager
 
+from infrablocks.waiting import Cancelled
+
+__all__ = ["CancelToken", "Cancelled"]
+
 
 class CancelToken:
     """Set once (Ctrl-C, SIGTERM, or the caller); the work functions look at it.
@@ -73,6 +77,7 @@ class CancelToken:
     def on_cancel(self, callback: Callable[[], None]) -> Iterator[None]:
         """Run ``callback`` if the token gets cancelled while the ``with`` body runs."""
         shared = self._shared
+        key: int | None = None
         with shared.lock:
             already = shared.event.is_set()
             if not already:
@@ -81,7 +86,6 @@ class CancelToken:
                 shared.callbacks[key] = callback
         if already:
             callback()
-            key = None
         try:
             yield
         finally:
@@ -107,10 +111,6 @@ class CancelToken:
         view._node = node
         view._phase_sink = phase_sink
         return view
-
-
-class Cancelled(Exception):  # noqa: N818 - reads better at the raise site than CancelledError
-    """Raised by work that stops because the run was cancelled (reported as ``cancelled``)."""
 
 
 class _Shared:

@@ -42,9 +42,11 @@ class Graph(Protocol):
     @property
     def nodes(self) -> Iterable[Hashable]: ...
 
-    def predecessors(self, node: Hashable) -> Iterator[Hashable]: ...
+    # ``node`` is of the graph's own node type (``networkx.DiGraph[str]``: a str): the runner
+    # only hands back nodes it read from ``nodes``.
+    def predecessors(self, node: Any, /) -> Iterator[Hashable]: ...
 
-    def successors(self, node: Hashable) -> Iterator[Hashable]: ...
+    def successors(self, node: Any, /) -> Iterator[Hashable]: ...
 
 
 class Dag:
@@ -278,6 +280,7 @@ class _Run:
         now = time.monotonic()
         report.duration = now - self.running.pop(node)
         report.ended_at = time.time()
+        error: str | None
         if exc is not None:
             ok, error = False, _describe(exc)
             report.traceback = trace

@@ -13,13 +13,8 @@ The usual entry points::
 See docs/state-and-runner.md.
 """
 
-from infrablocks.state.backends import (
-    BlobStateBackend,
-    StateBackend,
-    backend_from_settings,
-    check_name,
-)
-from infrablocks.state.locks import Lock, LockHeldError, LockInfo, process_alive
+from infrablocks.state.backends import BlobStateBackend, StateBackend, check_name
+from infrablocks.state.locks import Lock, LockHeldError, LockInfo
 from infrablocks.state.outputs import MASK, Outputs, outputs_to_json, render_outputs_table
 from infrablocks.state.records import (
     CREATING,
@@ -30,10 +25,13 @@ from infrablocks.state.records import (
     current_identity,
     new_record,
 )
+from infrablocks.state.settings import backend_from_settings
+from infrablocks.state.spec import BackendSpec
 
 __all__ = [
     "CREATING", "DEPLOYED", "DESTROYING", "FAILED", "MASK",
-    "BlobStateBackend", "DeploymentRecord", "Lock", "LockHeldError", "LockInfo", "Outputs",
+    "BackendSpec", "BlobStateBackend", "DeploymentRecord", "Lock", "LockHeldError", "LockInfo",
+    "Outputs",
     "StateBackend", "backend_from_settings", "check_name", "current_identity", "new_record",
-    "outputs_to_json", "process_alive", "render_outputs_table",
+    "outputs_to_json", "render_outputs_table",
 ]

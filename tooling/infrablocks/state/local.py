@@ -14,7 +14,7 @@ from infrablocks.state.backends import (
     check_name,
 )
 from infrablocks.state.locks import Lock, LockInfo, acquire_file_lock, read_file_lock_holder
-from infrablocks.terraform.workdir import BackendSpec
+from infrablocks.state.spec import BackendSpec
 
 # Terraform writes the previous state here on every change; it holds the same secrets.
 BACKUP_FILE = STATE_FILE + ".backup"
@@ -68,7 +68,7 @@ class LocalBackend(BlobStateBackend):
         if not env_dir.is_dir():
             return []
         return sorted(p.name for p in env_dir.iterdir()
-                      if p.is_dir() and not p.name.startswith(".") and _has_content(p))
+                      if p.is_dir() and not p.name.startswith(".") and holds_deployment(p))
 
     def purge(self, environment: str, block: str) -> None:
         directory = self.deployment_dir(environment, block)
@@ -126,10 +126,10 @@ class LocalBackend(BlobStateBackend):
         return os.fspath(self._path(environment, block, name))
 
     def _has_blocks(self, env_dir: Path) -> bool:
-        return any(p.is_dir() and _has_content(p) for p in env_dir.iterdir())
+        return any(p.is_dir() and holds_deployment(p) for p in env_dir.iterdir())
 
 
-def _has_content(deployment_dir: Path) -> bool:
+def holds_deployment(deployment_dir: Path) -> bool:
     """A block counts as stored when it has state (non-empty), a record or documents."""
     state = deployment_dir / STATE_FILE
     if state.is_file() and state.stat().st_size > 0:

@@ -15,7 +15,6 @@ import fcntl
 import json
 import os
 import socket
-import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -23,7 +22,9 @@ from typing import Any
 
 from infrablocks.errors import InfrablocksError
 from infrablocks.private_files import private_dir, write_private_file
+from infrablocks.processes import is_alive, start_time
 from infrablocks.state.records import current_identity, utc_now_iso
+from infrablocks.waiting import retry
 
 LOCK_POLL_SECONDS = 0.2
 
@@ -46,7 +47,7 @@ class LockInfo:
         pid = os.getpid()
         return cls(environment=environment, block=block, operation=operation,
                    holder=current_identity(), host=socket.gethostname(), pid=pid,
-                   pid_start=process_start_time(pid), since=utc_now_iso())
+                   pid_start=start_time(pid), since=utc_now_iso())
 
     def describe(self) -> str:
         """``root@box (pid 4242, running `create`) since 2026-11-26T07:43:31Z``."""
@@ -71,7 +72,7 @@ class LockInfo:
 
     def holder_is_gone(self) -> bool:
         """True only when the holder provably died: same host, and its process is gone."""
-        return self.host == socket.gethostname() and not process_alive(self.pid, self.pid_start)
+        return self.host == socket.gethostname() and not is_alive(self.pid, self.pid_start)
 
 
 class LockHeldError(InfrablocksError):
@@ -122,36 +123,6 @@ class Lock:
         return f"<Lock {self.info.environment}/{self.info.block} {state}>"
 
 
-# -- processes ------------------------------------------------------------------------------
-
-
-def _proc_stat_fields(pid: int) -> list[str] | None:
-    try:
-        raw = Path(f"/proc/{pid}/stat").read_text()
-    except (FileNotFoundError, ProcessLookupError, PermissionError, OSError):
-        return None
-    # The command name (field 2) is in parentheses and may contain spaces or ')'.
-    return raw[raw.rindex(")") + 2:].split()
-
-
-def process_start_time(pid: int) -> int | None:
-    """Start time of ``pid`` in clock ticks since boot (/proc/PID/stat field 22), or None."""
-    fields = _proc_stat_fields(pid)
-    return int(fields[19]) if fields and len(fields) > 19 else None
-
-
-def process_alive(pid: int, start_time: int | None = None) -> bool:
-    """Whether ``pid`` runs (zombies count as dead) and, if given, started at ``start_time``.
-
-    ``os.kill(pid, 0)`` is not enough here: orphans are not always reaped, so a killed process
-    can linger as a zombie; and a pid can be recycled, which the start time tells apart.
-    """
-    fields = _proc_stat_fields(pid)
-    if not fields or fields[0] in ("Z", "X", "x"):
-        return False
-    return start_time is None or (len(fields) > 19 and int(fields[19]) == start_time)
-
-
 # -- the local implementation ----------------------------------------------------------------
 
 
@@ -166,18 +137,13 @@ def acquire_file_lock(lock_path: Path, info: LockInfo, *, wait: float = 0.0) -> 
     private_dir(lock_path.parent)
     info_path = lock_path.with_name(lock_path.name + ".json")
     fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-    deadline = time.monotonic() + wait
     try:
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() >= deadline:
-                    holder = _read_info(info_path)
-                    raise LockHeldError(info.environment, info.block, holder,
-                                        where=str(lock_path)) from None
-                time.sleep(LOCK_POLL_SECONDS)
+        try:
+            retry(lambda: fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB),
+                  retry_on=BlockingIOError, timeout=wait, interval=LOCK_POLL_SECONDS)
+        except BlockingIOError:
+            raise LockHeldError(info.environment, info.block, _read_info(info_path),
+                                where=str(lock_path)) from None
     except BaseException:
         os.close(fd)
         raise

@@ -15,14 +15,14 @@ removed by its former owner.
 from __future__ import annotations
 
 import threading
-import time
 from dataclasses import dataclass
 from typing import Any
 
 from infrablocks.errors import ConfigError, InfrablocksError
 from infrablocks.state.backends import LOCK_NAME, STATE_FILE, BlobStateBackend, check_name
 from infrablocks.state.locks import LOCK_POLL_SECONDS, Lock, LockHeldError, LockInfo
-from infrablocks.terraform.workdir import BackendSpec
+from infrablocks.state.spec import BackendSpec
+from infrablocks.waiting import poll
 
 
 @dataclass(frozen=True)
@@ -143,26 +143,34 @@ class S3Backend(BlobStateBackend):
         key = self.key(environment, block, LOCK_NAME)
         info = LockInfo.for_this_process(environment, block, operation)
         where = f"s3://{self.settings.bucket}/{key}"
-        deadline = time.monotonic() + wait
         note = None
-        while True:
-            try:
-                response = self._call("lock", key, self.client().put_object,
+        holder: LockInfo | None = None
+
+        def attempt() -> dict[str, Any] | None:
+            """The put's response, or None while another live process holds the lock (a dead
+            holder's lock is taken over at once)."""
+            nonlocal note, holder
+            while True:
+                try:
+                    response: dict[str, Any] = self._call("lock", key, self.client().put_object,
                                       Bucket=self.settings.bucket, Key=key, Body=info.dumps(),
                                       IfNoneMatch="*", ContentType="application/json")
-                break
-            except ClientError as exc:
-                if _error_code(exc) not in ("PreconditionFailed", "ConditionalRequestConflict"):
-                    raise self._error("lock", key, exc) from exc
-            holder, etag = self._read_lock(key)
-            if holder is not None and etag is not None and holder.holder_is_gone():
+                    return response
+                except ClientError as exc:
+                    if _error_code(exc) not in ("PreconditionFailed",
+                                                "ConditionalRequestConflict"):
+                        raise self._error("lock", key, exc) from exc
+                holder, etag = self._read_lock(key)
+                if holder is None or etag is None or not holder.holder_is_gone():
+                    return None
                 if self._delete_if_match(key, etag):
                     note = (f"took over the lock of {environment}/{block} left by "
                             f"{holder.describe()}, which ended without releasing it")
-                continue
-            if time.monotonic() >= deadline:
-                raise LockHeldError(environment, block, holder, where=where)
-            time.sleep(LOCK_POLL_SECONDS)
+
+        response = poll(attempt, lambda put: put is not None, timeout=wait,
+                        interval=LOCK_POLL_SECONDS).value
+        if response is None:
+            raise LockHeldError(environment, block, holder, where=where)
         etag = response.get("ETag")
 
         def release() -> None:
@@ -234,7 +242,8 @@ class S3Backend(BlobStateBackend):
             raise self._error("read", key, exc) from exc
         except BotoCoreError as exc:
             raise self._error("read", key, exc) from exc
-        return response["Body"].read()
+        data: bytes = response["Body"].read()
+        return data
 
     def _put(self, environment: str, block: str, name: str, data: bytes) -> None:
         key = self.key(environment, block, name)

@@ -267,5 +267,6 @@ def _action(command: Command, **values: Any) -> None:
 
 
 def _positional_action(command: Command, **values: Any) -> None:
+    assert command.positional is not None   # only commands with positionals get this action
     pos = values.pop(command.positional, None) or []
     run_command(command, pos, values)

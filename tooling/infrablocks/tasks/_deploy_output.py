@@ -48,8 +48,8 @@ class _LazyProgress:
         from infrablocks.runner.progress import LiveProgress
 
         if event.kind == RUN_STARTED and self._progress is None:
-            nodes = list(event.report.nodes) if event.report is not None else []
-            self._progress = LiveProgress(nodes, console=err_console, title=self.title)
+            # rows are added as the blocks start (RUN_STARTED carries no node list)
+            self._progress = LiveProgress([], console=err_console, title=self.title)
             self._progress.__enter__()
         if self._progress is not None:
             self._progress(event)

@@ -14,6 +14,7 @@ import contextlib
 import os
 import sys
 import threading
+from typing import Any
 
 from doit.reporter import ConsoleReporter
 
@@ -23,21 +24,21 @@ from infrablocks.tasks import _command
 class QuietReporter(ConsoleReporter):
     """Prints nothing per task; failures are reported by the commands themselves."""
 
-    def execute_task(self, task):  # noqa: D102 - doit hook
+    def execute_task(self, task: Any) -> None:  # noqa: D102 - doit hook
         pass
 
-    def skip_uptodate(self, task):  # noqa: D102
+    def skip_uptodate(self, task: Any) -> None:  # noqa: D102
         pass
 
-    def skip_ignore(self, task):  # noqa: D102
+    def skip_ignore(self, task: Any) -> None:  # noqa: D102
         pass
 
-    def add_failure(self, task, fail_info):  # noqa: D102
+    def add_failure(self, task: Any, fail_info: Any) -> None:  # noqa: D102
         # Commands exit with their own code on user errors; anything reaching here is a bug or
         # a failing action, which doit reports in complete_run.
         super().add_failure(task, fail_info)
 
-    def complete_run(self):  # noqa: D102
+    def complete_run(self) -> None:  # noqa: D102
         super().complete_run()
         if _command.EXIT_WHEN_DONE and not self.failures and not self.runtime_errors:
             end_process(_command.exit_status or 0)

@@ -62,16 +62,16 @@ def _image(refs: list[str], tag: str | None, keep: bool = False, remove: bool = 
 def _release(repo_root: Path, refs: list[Any], tag: str | None, keep: bool) -> int | None:
     from infrablocks.cloud.local.control import LocalCloud
     from infrablocks.images.release import release_image
-    from infrablocks.paths import work_dir
     from infrablocks.tasks._console import make_console
 
-    cloud = LocalCloud.from_env(default=work_dir(repo_root) / "cloud")
+    cloud = LocalCloud.for_repo(repo_root)
     console = make_console()
     for ref in refs:
         with console.status(f"{ref}: building") as status:
-            release = release_image(repo_root, ref, cloud, tag=tag, keep=keep,
-                                    progress=lambda text, ref=ref: status.update(
-                                        f"{ref}: {text}"))
+            def progress(text: str, ref: Any = ref, status: Any = status) -> None:
+                status.update(f"{ref}: {text}")
+
+            release = release_image(repo_root, ref, cloud, tag=tag, keep=keep, progress=progress)
         verification = release.verification
         how = "[green]registered[/]" if release.new else \
             "[yellow]unchanged[/] (same content, same id)"
@@ -100,10 +100,9 @@ def _relative(path: Path, base: Path) -> str:
 def _remove(repo_root: Path, refs: list[Any]) -> int | None:
     from infrablocks.cloud.local.control import LocalCloud
     from infrablocks.images import lookup_image
-    from infrablocks.paths import work_dir
     from infrablocks.tasks._console import make_console
 
-    cloud = LocalCloud.from_env(default=work_dir(repo_root) / "cloud")
+    cloud = LocalCloud.for_repo(repo_root)
     images = [lookup_image(cloud, ref) for ref in refs]  # all found before removing any
     console = make_console()
     for image in images:
@@ -115,7 +114,6 @@ def _remove(repo_root: Path, refs: list[Any]) -> int | None:
 def _verify(repo_root: Path, refs: list[Any]) -> int | None:
     from infrablocks.cloud.local.control import LocalCloud
     from infrablocks.images import ImageRef, available_images, find_template_dir, verify_image
-    from infrablocks.paths import work_dir
     from infrablocks.tasks._console import make_console
 
     if not refs:
@@ -123,7 +121,7 @@ def _verify(repo_root: Path, refs: list[Any]) -> int | None:
                 for name, versions in available_images(repo_root).items() for version in versions]
     for ref in refs:
         find_template_dir(repo_root, ref)
-    cloud = LocalCloud.from_env(default=work_dir(repo_root) / "cloud")
+    cloud = LocalCloud.for_repo(repo_root)
     console = make_console()
     failed = 0
     for ref in refs:
@@ -132,6 +130,7 @@ def _verify(repo_root: Path, refs: list[Any]) -> int | None:
         if not result.registered:
             console.print(f"[bold]{ref}[/] [dim]not registered (nothing to verify)[/]")
         elif result.ok:
+            assert result.image is not None   # registered
             console.print(f"[bold]{ref}[/] [green]ok[/] ({result.image.id}, intact, same "
                           f"content as images/{ref.name}/{ref.version}/)")
         else:
@@ -162,7 +161,7 @@ def _images(json: bool, prune: bool, dry_run: bool = False) -> int | None:
     from infrablocks.cloud.local.control import LocalCloud
     from infrablocks.errors import UsageError
     from infrablocks.images.inventory import format_size, list_images, prune_images
-    from infrablocks.paths import find_repo_root, work_dir
+    from infrablocks.paths import find_repo_root
     from infrablocks.registry import load_registry
     from infrablocks.tasks._console import make_console
 
@@ -170,7 +169,7 @@ def _images(json: bool, prune: bool, dry_run: bool = False) -> int | None:
         raise UsageError("doit images: --dry-run goes with --prune")
     repo_root = find_repo_root()
     registry = load_registry(repo_root)
-    cloud = LocalCloud.from_env(default=work_dir(repo_root) / "cloud")
+    cloud = LocalCloud.for_repo(repo_root)
     console = make_console()
     if prune:
         result = prune_images(repo_root, cloud, registry, dry_run=dry_run)

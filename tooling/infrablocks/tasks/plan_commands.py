@@ -37,9 +37,9 @@ def task_apply() -> dict[str, Any]:
 def _plan(targets: list[str], env: str | None, json: bool, out: str | None, jobs: int) -> None:
     from pathlib import Path
 
-    from infrablocks.deploy.orchestrate import plan
     from infrablocks.deploy.workspace import open_workspace
     from infrablocks.errors import UsageError
+    from infrablocks.planning.crossplan import plan_environment
     from infrablocks.tasks._plan_output import print_environment_plan
 
     if not targets:
@@ -48,8 +48,8 @@ def _plan(targets: list[str], env: str | None, json: bool, out: str | None, jobs
     workspace = open_workspace()
     environment = workspace.environment_name(env)
     workspace.check_known_environment(environment)
-    result = plan(workspace, targets, environment, out=Path(out) if out else None,
-                  jobs=int(jobs))
+    result = plan_environment(workspace, targets, environment, out=Path(out) if out else None,
+                              jobs=int(jobs))
     print_environment_plan(result, as_json=json)
 
 

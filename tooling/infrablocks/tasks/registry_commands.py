@@ -192,9 +192,9 @@ def _graph(block: str | None, env: str | None, format: str, output: str | None) 
         title = f"{title}: environment of {block}"
     rendered = render(graph, format, title)
     if isinstance(rendered, bytes):
-        target = Path(output) if output else _default_image_path(registry.root, format)
-        target.write_bytes(rendered)
-        make_console().print(f"wrote {target}")
+        image = Path(output) if output else _default_image_path(registry.root, format)
+        image.write_bytes(rendered)
+        make_console().print(f"wrote {image}")
         return None
     if output:
         Path(output).write_text(rendered if isinstance(rendered, str)

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from infrablocks.errors import ConfigError, InfrablocksError
+from infrablocks.private_files import write_atomic
 
 if TYPE_CHECKING:
     from infrablocks.registry import Registry
@@ -236,10 +237,9 @@ def _store_answer(cache_dir: Path, identity: Identity, answer: tuple[str, str]) 
     executables[identity[0]] = {"identity": identity[1], "version": answer[0], "key": answer[1]}
     try:
         cache_dir.mkdir(parents=True, exist_ok=True)
-        partial = cache_dir / f".{CACHE_FILE}.{os.getpid()}.tmp"
-        partial.write_text(json.dumps({"format": _CACHE_FORMAT, "executables": executables},
-                                      indent=1, sort_keys=True), encoding="utf-8")
-        os.replace(partial, cache_dir / CACHE_FILE)
+        write_atomic(cache_dir / CACHE_FILE,
+                     json.dumps({"format": _CACHE_FORMAT, "executables": executables},
+                                indent=1, sort_keys=True), mode=None)
     except OSError:
         pass
 

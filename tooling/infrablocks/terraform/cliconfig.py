@@ -8,11 +8,10 @@ registry) and shares one plugin cache between all working directories.
 from __future__ import annotations
 
 import importlib
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from infrablocks.private_files import write_atomic
 from infrablocks.terraform.hcl import hcl_string
 
 LOCAL_PROVIDER_HOST = "infrablocks.local"
@@ -90,11 +89,4 @@ def _write_if_changed(path: Path, text: str) -> None:
     except FileNotFoundError:
         pass
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomic(path, text)

@@ -222,12 +222,14 @@ class Terraform:
     def output(self, workdir: Path) -> dict[str, dict[str, Any]]:
         """``output -json``: name → {"value", "type", "sensitive"} (sensitive values included)."""
         result = self._run(workdir, ["output", "-json", "-no-color"], capture=True)
-        return _parse_json(result, self._describe("output -json"))
+        outputs: dict[str, dict[str, Any]] = _parse_json(result, self._describe("output -json"))
+        return outputs
 
     def show_state(self, workdir: Path) -> dict[str, Any]:
         """``show -json`` of the current state (``{}``-like document when there is none)."""
         result = self._run(workdir, ["show", "-json", "-no-color"], capture=True)
-        return _parse_json(result, self._describe("show -json"))
+        shown: dict[str, Any] = _parse_json(result, self._describe("show -json"))
+        return shown
 
     def state_list(self, workdir: Path) -> list[str]:
         """Addresses in the state; empty when there is no state yet."""

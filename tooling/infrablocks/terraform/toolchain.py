@@ -12,7 +12,6 @@ Layout inside the repository's working area (``<repo>/.infrablocks``):
 
 from __future__ import annotations
 
-import os
 import threading
 from collections.abc import Mapping
 from pathlib import Path
@@ -21,8 +20,6 @@ from infrablocks.paths import work_dir
 from infrablocks.terraform.binary import find_terraform
 from infrablocks.terraform.cliconfig import CliConfigPaths, write_cli_config
 from infrablocks.terraform.driver import ProgressCallback, Terraform
-
-LOCALCLOUD_ROOT_ENV = "LOCALCLOUD_ROOT"
 
 
 def work_root(repo_root: Path) -> Path:
@@ -38,11 +35,6 @@ def cli_config_paths(repo_root: Path) -> CliConfigPaths:
     return CliConfigPaths.under(work_dir(repo_root) / "terraform")
 
 
-def localcloud_root(repo_root: Path) -> Path:
-    """``LOCALCLOUD_ROOT`` when set, else ``<repo>/.infrablocks/cloud``."""
-    return Path(os.environ.get(LOCALCLOUD_ROOT_ENV) or work_dir(repo_root) / "cloud")
-
-
 def repo_terraform(repo_root: Path, binary_setting: str | None = None, *,
                    env_extra: Mapping[str, str] | None = None,
                    on_output: ProgressCallback | None = None,
@@ -56,6 +48,8 @@ def repo_terraform(repo_root: Path, binary_setting: str | None = None, *,
     """
     binary = find_terraform(binary_setting, base_dir=repo_root)
     config = write_cli_config(cli_config_paths(repo_root))
-    env = {LOCALCLOUD_ROOT_ENV: str(localcloud_root(repo_root)), **(env_extra or {})}
+    from infrablocks.cloud.local.control import ENV_ROOT, default_root
+
+    env = {ENV_ROOT: str(default_root(repo_root)), **(env_extra or {})}
     return Terraform(binary, config, terraform_log_dir(repo_root), env, on_output=on_output,
                      cancel=cancel, timeout=timeout)

@@ -36,6 +36,7 @@ from infrablocks.cloud.ops import (
     CloudTimeoutError,
     InstanceInfo,
 )
+from infrablocks.waiting import poll
 
 __all__ = ["AwsCloudOps", "botocore_error", "device_name", "instance_info", "waiter_config"]
 
@@ -223,18 +224,12 @@ class AwsCloudOps:
 
     def _poll(self, subject: str, wanted: str, timeout: float,
               current: Callable[[], str]) -> None:
-        import time
-
-        deadline = time.monotonic() + timeout
-        while True:
-            seen = current()
-            if seen == wanted:
-                return
-            if time.monotonic() >= deadline:
-                raise CloudTimeoutError(
-                    f"{subject} is still {seen} after {timeout:g}s waiting for {wanted}",
-                    wanted=wanted, last_seen=seen)
-            time.sleep(min(self.poll_interval, max(deadline - time.monotonic(), 0.0)))
+        polled = poll(current, lambda seen: seen == wanted, timeout=timeout,
+                      interval=self.poll_interval)
+        if not polled.ok:
+            raise CloudTimeoutError(
+                f"{subject} is still {polled.value} after {timeout:g}s waiting for {wanted}",
+                wanted=wanted, last_seen=polled.value)
 
 
 def _format_checks(checks: Mapping[str, str]) -> str:

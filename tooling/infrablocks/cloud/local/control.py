@@ -24,7 +24,6 @@ import re
 import secrets
 import shutil
 import threading
-import time
 from collections.abc import Iterable, Iterator, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
@@ -50,6 +49,7 @@ from infrablocks.cloud.local.records import (
     write_json,
 )
 from infrablocks.errors import ConfigError
+from infrablocks.waiting import poll
 
 __all__ = [
     "ENV_ROOT", "LocalCloud", "Image", "Instance", "Volume", "Attachment",
@@ -58,6 +58,7 @@ __all__ = [
 ]
 
 ENV_ROOT = "LOCALCLOUD_ROOT"
+DEFAULT_ROOT_NAME = "cloud"   # <repo>/.infrablocks/cloud
 IMAGE_RECORD = "image.json"
 INSTANCE_RECORD = "instance.json"
 VOLUME_RECORD = "volume.json"
@@ -92,6 +93,15 @@ def _values(value: str | Iterable[str]) -> set[str]:
     return {value} if isinstance(value, str) else {str(v) for v in value}
 
 
+def default_root(repo_root: Path) -> Path:
+    """Where a repository's local cloud lives: ``$LOCALCLOUD_ROOT`` when set, else
+    ``<repo>/.infrablocks/cloud``. The one definition (the platform, ``doit cloud``, ``doit image``
+    and the Terraform toolchain all ask here)."""
+    from infrablocks.paths import work_dir
+
+    return Path(os.environ.get(ENV_ROOT) or work_dir(repo_root) / DEFAULT_ROOT_NAME)
+
+
 class LocalCloud:
     """The local cloud rooted at ``root`` (created on first use)."""
 
@@ -101,6 +111,11 @@ class LocalCloud:
 
     def __repr__(self) -> str:
         return f"LocalCloud({str(self.root)!r})"
+
+    @classmethod
+    def for_repo(cls, repo_root: Path) -> LocalCloud:
+        """The local cloud of the repository at ``repo_root``: :func:`default_root`."""
+        return cls(default_root(repo_root))
 
     @classmethod
     def from_env(cls, default: Path | str | None = None) -> LocalCloud:
@@ -413,41 +428,40 @@ class LocalCloud:
         if state not in valid:
             raise InvalidParameterError(
                 f"unknown instance state {state!r}; valid: {', '.join(sorted(valid))}")
-        deadline = time.monotonic() + timeout
-        last: Instance | None = None
-        while True:
+        seen: list[Instance] = []   # the last instance seen, returned once it is gone
+
+        def probe() -> tuple[Instance, bool]:
             found = self.describe_instances(ids=[instance_id])
-            if not found:
-                if state == "terminated" and last is not None:
-                    return last
-                if state == "terminated":
-                    return self._gone_instance(instance_id)
-                raise NotFoundError(f"instance {instance_id} does not exist (or was terminated)")
-            last = found[0]
-            if last.state == state:
-                return last
-            if time.monotonic() >= deadline:
-                raise StateTimeoutError(
-                    f"instance {instance_id} ({last.name}) is still {last.state} after "
-                    f"{timeout:g}s waiting for {state}")
-            time.sleep(0.05)
+            if found:
+                seen[:] = found[:1]
+                return found[0], found[0].state == state
+            if state == "terminated":
+                return (seen[0] if seen else self._gone_instance(instance_id)), True
+            raise NotFoundError(f"instance {instance_id} does not exist (or was terminated)")
+
+        polled = poll(probe, lambda outcome: outcome[1], timeout=timeout, interval=0.05)
+        last, _ = polled.value
+        if not polled.ok:
+            raise StateTimeoutError(
+                f"instance {instance_id} ({last.name}) is still {last.state} after "
+                f"{timeout:g}s waiting for {state}")
+        return last
 
     def wait_until_ready(self, instance_id: str, timeout: float = 60.0) -> Instance:
         """Poll until the entrypoint wrote its readiness marker; fail early if it died."""
-        deadline = time.monotonic() + timeout
-        while True:
-            instance = self.get_instance(instance_id)
-            if instance.ready:
-                return instance
-            if instance.state not in _ALIVE_STATES:
-                raise InvalidStateError(
-                    f"instance {instance_id} ({instance.name}) is {instance.state} and never got "
-                    f"ready; console:\n{self.console_output(instance_id)}")
-            if time.monotonic() >= deadline:
-                raise StateTimeoutError(
-                    f"instance {instance_id} ({instance.name}) not ready after {timeout:g}s; "
-                    f"console:\n{self.console_output(instance_id)}")
-            time.sleep(0.05)
+        polled = poll(lambda: self.get_instance(instance_id),
+                      lambda instance: instance.ready or instance.state not in _ALIVE_STATES,
+                      timeout=timeout, interval=0.05)
+        instance = polled.value
+        if instance.ready:
+            return instance
+        if instance.state not in _ALIVE_STATES:
+            raise InvalidStateError(
+                f"instance {instance_id} ({instance.name}) is {instance.state} and never got "
+                f"ready; console:\n{self.console_output(instance_id)}")
+        raise StateTimeoutError(
+            f"instance {instance_id} ({instance.name}) not ready after {timeout:g}s; "
+            f"console:\n{self.console_output(instance_id)}")
 
     def console_output(self, instance_id: str, lines: int = 40) -> str:
         """The last ``lines`` lines of the instance's console.log."""

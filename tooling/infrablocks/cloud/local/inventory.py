@@ -11,9 +11,8 @@ from infrablocks.cloud.local.control import LocalCloud
 def open_cloud(repo_root: Path | None = None) -> LocalCloud:
     """The cloud at ``$LOCALCLOUD_ROOT``, else ``<repo>/.infrablocks/cloud``."""
     from infrablocks.paths import find_repo_root
-    from infrablocks.terraform.toolchain import localcloud_root
 
-    return LocalCloud(localcloud_root(repo_root or find_repo_root()))
+    return LocalCloud.for_repo(repo_root or find_repo_root())
 
 
 def cloud_snapshot(cloud: LocalCloud, env: str | None = None) -> dict[str, Any]:

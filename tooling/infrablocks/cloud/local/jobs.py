@@ -15,7 +15,6 @@ import contextlib
 import http.client
 import re
 import shlex
-import time
 import xmlrpc.client
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -23,6 +22,8 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from infrablocks.errors import ConfigError, InfrablocksError
+from infrablocks.private_files import write_atomic
+from infrablocks.waiting import poll
 
 JOB_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,62}$")
 ENV_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -162,7 +163,8 @@ class _TimeoutTransport(xmlrpc.client.Transport):
         super().__init__()
         self._timeout = timeout
 
-    def make_connection(self, host: str) -> http.client.HTTPConnection:
+    def make_connection(self, host: tuple[str, dict[str, str]] | str
+                        ) -> http.client.HTTPConnection:
         connection = super().make_connection(host)
         connection.timeout = self._timeout
         return connection
@@ -200,17 +202,15 @@ class Scheduler:
     def wait_serving(self, *, timeout: float = 30.0) -> None:
         """Wait until supervisord answers and is RUNNING (a node that was just created may
         still be starting); raise SchedulerUnreachable after ``timeout``."""
-        deadline = time.monotonic() + timeout
-        while True:
+        def problem() -> str | None:
             try:
-                if self.state() == "RUNNING":
-                    return
-                problem = "supervisord is not RUNNING yet"
+                return None if self.state() == "RUNNING" else "supervisord is not RUNNING yet"
             except SchedulerUnreachable as error:
-                problem = str(error)
-            if time.monotonic() > deadline:
-                raise SchedulerUnreachable(f"{problem} (waited {timeout:.0f}s)")
-            time.sleep(0.5)
+                return str(error)
+
+        polled = poll(problem, lambda seen: seen is None, timeout=timeout, interval=0.5)
+        if not polled.ok:
+            raise SchedulerUnreachable(f"{polled.value} (waited {timeout:.0f}s)")
 
     def status(self, name: str) -> JobStatus | None:
         """The job's status, or None when the scheduler has no such job."""
@@ -235,10 +235,7 @@ class Scheduler:
                            "(the nomad block's jobs_dir output, on the scheduler node)")
         (jobs_dir / LOG_SUBDIR).mkdir(exist_ok=True)
         target = config_path(jobs_dir, spec.name)
-        staging = target.with_name(f".{target.name}.tmp")
-        staging.write_text(render_program(spec, jobs_dir))
-        staging.chmod(0o600)  # the environment may hold credentials
-        staging.replace(target)
+        write_atomic(target, render_program(spec, jobs_dir))  # 0600: may hold credentials
         self._call("reloadConfig")
         for attempt in range(2):
             try:
@@ -254,17 +251,15 @@ class Scheduler:
 
     def wait_running(self, name: str, jobs_dir: Path | str, *,
                      timeout: float = 30.0) -> JobStatus:
-        deadline = time.monotonic() + timeout
-        while True:
-            status = self.status(name)
-            if status is not None and status.state in RUNNING_STATES:
-                return status
-            failed = status is None or status.state in FAILED_STATES
-            if failed or time.monotonic() > deadline:
-                state = "missing" if status is None else status.state
-                raise JobError(f"job {name} did not start (state {state})\n"
-                               f"{_log_tail(log_path(jobs_dir, name))}")
-            time.sleep(0.2)
+        def settled(status: JobStatus | None) -> bool:   # running, or failed for good
+            return status is None or status.state in RUNNING_STATES | FAILED_STATES
+
+        status = poll(lambda: self.status(name), settled, timeout=timeout, interval=0.2).value
+        if status is not None and status.state in RUNNING_STATES:
+            return status
+        state = "missing" if status is None else status.state
+        raise JobError(f"job {name} did not start (state {state})\n"
+                       f"{_log_tail(log_path(jobs_dir, name))}")
 
     def remove(self, name: str, jobs_dir: Path | str) -> None:
         """Stop the job, unload it and delete its file. A missing job is not an error; an

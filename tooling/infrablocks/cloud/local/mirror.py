@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import os
 import sys
-import tempfile
 from pathlib import Path
+
+from infrablocks.private_files import write_atomic
 
 PROVIDER_HOST = "infrablocks.local"
 PROVIDER_NAMESPACE = "infrablocks"
@@ -44,17 +45,5 @@ def ensure_mirror(mirror_dir: Path) -> None:
             return
     except FileNotFoundError:
         pass
-    _write_atomically(path, text, mode=0o755)
-
-
-def _write_atomically(path: Path, text: str, mode: int) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomic(path, text, mode=0o755)

@@ -8,14 +8,15 @@ must name the new instance.
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from infrablocks.cloud.ops import CloudNotFoundError, CloudOpsError, CloudTimeoutError, InstanceInfo
+from infrablocks.private_files import write_atomic
+from infrablocks.waiting import poll
 
 if TYPE_CHECKING:
-    from infrablocks.cloud.local.control import LocalCloud
+    from infrablocks.cloud.local.control import Instance, LocalCloud
 
 POLL_SECONDS = 0.1
 
@@ -25,7 +26,7 @@ class LocalCloudOps:
         self.cloud = cloud
         self.poll = poll
 
-    def _instance(self, instance_id: str):  # -> Instance
+    def _instance(self, instance_id: str) -> Instance:
         from infrablocks.cloud.local.errors import NotFoundError
 
         try:
@@ -62,16 +63,12 @@ class LocalCloudOps:
         self.wait_instance_state(instance_id, "running", timeout)
 
     def wait_instance_state(self, instance_id: str, state: str, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while True:
-            current = self._instance(instance_id).state
-            if current == state:
-                return
-            if time.monotonic() >= deadline:
-                raise CloudTimeoutError(
-                    f"instance {instance_id} is {current} after {timeout:g}s waiting for {state}",
-                    wanted=state, last_seen=current)
-            time.sleep(self.poll)
+        polled = poll(lambda: self._instance(instance_id).state, lambda current: current == state,
+                      timeout=timeout, interval=self.poll)
+        if not polled.ok:
+            raise CloudTimeoutError(
+                f"instance {instance_id} is {polled.value} after {timeout:g}s waiting for {state}",
+                wanted=state, last_seen=polled.value)
 
     def volume_state(self, volume_id: str) -> str:
         from infrablocks.cloud.local.errors import NotFoundError
@@ -82,16 +79,12 @@ class LocalCloudOps:
             raise CloudNotFoundError(f"volume {volume_id} does not exist") from exc
 
     def wait_volume_state(self, volume_id: str, state: str, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while True:
-            current = self.volume_state(volume_id)
-            if current == state:
-                return
-            if time.monotonic() >= deadline:
-                raise CloudTimeoutError(
-                    f"volume {volume_id} is {current} after {timeout:g}s waiting for {state}",
-                    wanted=state, last_seen=current)
-            time.sleep(self.poll)
+        polled = poll(lambda: self.volume_state(volume_id), lambda current: current == state,
+                      timeout=timeout, interval=self.poll)
+        if not polled.ok:
+            raise CloudTimeoutError(
+                f"volume {volume_id} is {polled.value} after {timeout:g}s waiting for {state}",
+                wanted=state, last_seen=polled.value)
 
     def instance_ready(self, instance_id: str) -> bool:
         return self._instance(instance_id).ready
@@ -107,10 +100,7 @@ class LocalCloudOps:
             raise CloudNotFoundError(f"volume {volume_id} does not exist") from exc
 
     def write_volume_marker(self, volume_id: str, name: str, text: str) -> None:
-        path = self._volume_dir(volume_id) / name
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(text)
-        tmp.replace(path)
+        write_atomic(self._volume_dir(volume_id) / name, text, mode=None)
 
     def read_volume_marker(self, volume_id: str, name: str) -> str | None:
         try:

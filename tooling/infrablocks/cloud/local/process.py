@@ -1,9 +1,8 @@
-"""Instance processes: detached start, liveness from /proc, graceful group stop.
+"""Instance processes: detached start, liveness, graceful group stop.
 
-Liveness never trusts ``os.kill(pid, 0)``: in sandboxes whose PID 1 does not reap orphans, a dead
-instance stays a zombie and still accepts signals. We read ``/proc/PID/stat`` instead — state Z
-or X is dead — and compare the process start time (field 22) with the one recorded at launch, so
-a recycled pid is never taken for the instance.
+Liveness is :mod:`infrablocks.processes` (``/proc/PID/stat``: a zombie is dead, a recycled pid
+is told apart by the start time recorded at launch); here it also reaps our own exited
+instances on the way.
 """
 
 from __future__ import annotations
@@ -12,23 +11,14 @@ import contextlib
 import os
 import signal
 import subprocess
-import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-_DEAD_STATES = {"Z", "X", "x"}
+from infrablocks import processes
+from infrablocks.processes import DEAD_STATES, read_stat
+from infrablocks.waiting import poll
 
-
-def read_stat(pid: int) -> tuple[str, int] | None:
-    """(state letter, start time in clock ticks) of ``pid``, or None if there is no such pid."""
-    try:
-        raw = Path(f"/proc/{pid}/stat").read_text()
-    except (FileNotFoundError, ProcessLookupError, PermissionError):
-        return None
-    # comm (field 2) is in parentheses and may contain spaces or ')': split after the last ')'.
-    rest = raw[raw.rfind(")") + 2:].split()
-    # rest[0] is field 3 (state); field 22 (starttime) is rest[19].
-    return rest[0], int(rest[19])
+__all__ = ["is_alive", "launch", "read_stat", "reap", "stop_group"]
 
 
 def reap(pid: int, start_time: int | None = None) -> None:
@@ -36,7 +26,7 @@ def reap(pid: int, start_time: int | None = None) -> None:
     launched at ``start_time`` — never a recycled pid that may be another child of ours (e.g.
     a Terraform run whose exit status its Popen is waiting for)."""
     stat = read_stat(pid)
-    if stat is None or stat[0] not in _DEAD_STATES:
+    if stat is None or stat[0] not in DEAD_STATES:
         return
     if start_time is not None and stat[1] != start_time:
         return
@@ -47,18 +37,11 @@ def reap(pid: int, start_time: int | None = None) -> None:
 def is_alive(pid: int | None, start_time: int | None) -> bool:
     """Whether the process launched as (pid, start_time) still runs (zombies are dead; our own
     exited children are reaped on the way)."""
-    if not pid:
-        return False
-    stat = read_stat(pid)
-    if stat is None:
-        return False
-    state, started = stat
-    if start_time is not None and started != start_time:
-        return False  # the pid was recycled
-    if state in _DEAD_STATES:
-        reap(pid, started)
-        return False
-    return True
+    if processes.is_alive(pid, start_time):
+        return True
+    if pid:
+        reap(pid, start_time)
+    return False
 
 
 def launch(argv: Sequence[str], *, cwd: Path, env: Mapping[str, str],
@@ -84,16 +67,11 @@ def stop_group(pid: int, start_time: int | None, grace: float) -> None:
     exit, then SIGKILL whatever of the group remains."""
     if is_alive(pid, start_time):
         _signal_group(pid, signal.SIGTERM)
-        deadline = time.monotonic() + max(grace, 0.0)
-        delay = 0.01
-        while is_alive(pid, start_time) and time.monotonic() < deadline:
-            time.sleep(delay)
-            delay = min(delay * 2, 0.1)
+        poll(lambda: not is_alive(pid, start_time), timeout=max(grace, 0.0), interval=0.01,
+             backoff=2, max_interval=0.1)
     if start_time is None or _group_is_ours(pid, start_time):
         _signal_group(pid, signal.SIGKILL)
-    deadline = time.monotonic() + 5.0
-    while is_alive(pid, start_time) and time.monotonic() < deadline:
-        time.sleep(0.01)
+    poll(lambda: not is_alive(pid, start_time), timeout=5.0, interval=0.01)
 
 
 def _group_is_ours(pid: int, start_time: int) -> bool:

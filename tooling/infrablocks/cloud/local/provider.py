@@ -46,6 +46,7 @@ from infrablocks.cloud.local.mirror import PROVIDER_SOURCE
 from infrablocks.cloud.local.provider_base import (
     CloudResource,
     ProviderNotConfigured,
+    Values,
     map_like,
     reporting,
 )
@@ -79,7 +80,7 @@ class ImageDataSource(DataSource):
             Attribute("path", String(), computed=True),
         ])
 
-    def read(self, ctx: ReadDataContext, config: dict) -> dict | None:
+    def read(self, ctx: ReadDataContext, config: Values) -> Values | None:
         with reporting(ctx.diagnostics, f"localcloud_image {config.get('name')}"):
             cloud = self.provider.require_cloud()
             image = cloud.find_image(config["name"], version=config.get("version"),
@@ -107,7 +108,7 @@ class VolumeResource(CloudResource):
             Attribute("path", String(), computed=True, description="the data directory"),
         ])
 
-    def create(self, ctx: CreateContext, planned: dict) -> dict | None:
+    def create(self, ctx: CreateContext, planned: Values) -> Values | None:
         with reporting(ctx.diagnostics, f"creating volume {planned.get('name')}"):
             volume = self.cloud.create_volume(name=planned["name"],
                                               size_gb=_whole(planned["size_gb"]),
@@ -115,7 +116,7 @@ class VolumeResource(CloudResource):
             return self._state(volume, planned)
         return None
 
-    def read(self, ctx: ReadContext, current: dict) -> dict | None:
+    def read(self, ctx: ReadContext, current: Values) -> Values | None:
         with reporting(ctx.diagnostics, f"reading volume {current.get('id')}"):
             try:
                 volume = self.cloud.get_volume(current["id"])
@@ -124,7 +125,7 @@ class VolumeResource(CloudResource):
             return self._state(volume, current)
         return current
 
-    def update(self, ctx: UpdateContext, current: dict, planned: dict) -> dict | None:
+    def update(self, ctx: UpdateContext, current: Values, planned: Values) -> Values | None:
         with reporting(ctx.diagnostics, f"updating volume {current.get('id')}"):
             volume = self.cloud.modify_volume(current["id"], name=planned["name"],
                                               size_gb=_whole(planned["size_gb"]),
@@ -132,25 +133,25 @@ class VolumeResource(CloudResource):
             return self._state(volume, planned)
         return current
 
-    def delete(self, ctx: DeleteContext, current: dict) -> None:
+    def delete(self, ctx: DeleteContext, current: Values) -> None:
         with (reporting(ctx.diagnostics, f"deleting volume {current.get('id')}"),
               contextlib.suppress(NotFoundError)):
             self.cloud.delete_volume(current["id"])
         return None
 
-    def plan(self, ctx: PlanContext, current: dict | None, planned: dict) -> dict:
+    def plan(self, ctx: PlanContext, current: Values | None, planned: Values) -> Values:
         if current is not None and ctx.changed_fields:
             # an attachment replaced in the same apply may change it meanwhile
             planned["state"] = Unknown
         return planned
 
-    def import_(self, ctx: ImportContext, id: str) -> dict | None:
+    def import_(self, ctx: ImportContext, id: str) -> Values | None:
         with reporting(ctx.diagnostics, f"importing volume {id}"):
             return self._state(self.cloud.get_volume(id), {"tags": {}})
         return None
 
     @staticmethod
-    def _state(volume: Any, prior: dict) -> dict:
+    def _state(volume: Any, prior: Values) -> Values:
         size = prior.get("size_gb")
         return {"id": volume.id, "name": volume.name,
                 # keep the configured number's form (1 vs 1.0) when it is the same value
@@ -181,7 +182,7 @@ class InstanceResource(CloudResource):
             Attribute("pid", Number(), computed=True),
         ])
 
-    def create(self, ctx: CreateContext, planned: dict) -> dict | None:
+    def create(self, ctx: CreateContext, planned: Values) -> Values | None:
         with reporting(ctx.diagnostics, f"creating instance {planned.get('name')}"):
             cloud = self.cloud
             instance = cloud.run_instance(
@@ -200,7 +201,7 @@ class InstanceResource(CloudResource):
             return self._state(instance, planned)
         return None
 
-    def read(self, ctx: ReadContext, current: dict) -> dict | None:
+    def read(self, ctx: ReadContext, current: Values) -> Values | None:
         with reporting(ctx.diagnostics, f"reading instance {current.get('id')}"):
             cloud = self.cloud
             try:
@@ -215,33 +216,33 @@ class InstanceResource(CloudResource):
             return self._state(instance, current)
         return current
 
-    def update(self, ctx: UpdateContext, current: dict, planned: dict) -> dict | None:
+    def update(self, ctx: UpdateContext, current: Values, planned: Values) -> Values | None:
         with reporting(ctx.diagnostics, f"updating instance {current.get('id')}"):
             instance = self.cloud.modify_instance(current["id"], name=planned["name"],
                                                   tags=planned.get("tags") or {})
             return self._state(instance, planned)
         return current
 
-    def delete(self, ctx: DeleteContext, current: dict) -> None:
+    def delete(self, ctx: DeleteContext, current: Values) -> None:
         with (reporting(ctx.diagnostics, f"terminating instance {current.get('id')}"),
               contextlib.suppress(NotFoundError)):
             self.cloud.terminate_instance(current["id"], grace=TERMINATE_GRACE_SECONDS)
         return None
 
-    def plan(self, ctx: PlanContext, current: dict | None, planned: dict) -> dict:
+    def plan(self, ctx: PlanContext, current: Values | None, planned: Values) -> Values:
         if current is not None and ctx.changed_fields:
             # an in-place update re-reads these after it is applied
             planned["state"] = Unknown
             planned["pid"] = Unknown
         return planned
 
-    def import_(self, ctx: ImportContext, id: str) -> dict | None:
+    def import_(self, ctx: ImportContext, id: str) -> Values | None:
         with reporting(ctx.diagnostics, f"importing instance {id}"):
             return self._state(self.cloud.get_instance(id), {"tags": {}, "user_data": {}})
         return None
 
     @staticmethod
-    def _state(instance: Any, prior: dict) -> dict:
+    def _state(instance: Any, prior: Values) -> Values:
         return {"id": instance.id, "name": instance.name, "image_id": instance.image_id,
                 "private_ip": instance.private_ip,
                 "user_data": map_like(prior.get("user_data"), instance.user_data),
@@ -268,14 +269,14 @@ class VolumeAttachmentResource(CloudResource):
             Attribute("id", String(), computed=True),
         ])
 
-    def create(self, ctx: CreateContext, planned: dict) -> dict | None:
+    def create(self, ctx: CreateContext, planned: Values) -> Values | None:
         with reporting(ctx.diagnostics, f"attaching volume {planned.get('volume_id')}"):
             attachment = self.cloud.attach_volume(planned["volume_id"], planned["instance_id"],
                                                   planned["device_name"])
             return self._state(attachment, planned)
         return None
 
-    def read(self, ctx: ReadContext, current: dict) -> dict | None:
+    def read(self, ctx: ReadContext, current: Values) -> Values | None:
         with reporting(ctx.diagnostics, f"reading attachment {current.get('id')}"):
             try:
                 volume = self.cloud.get_volume(current["volume_id"])
@@ -288,12 +289,12 @@ class VolumeAttachmentResource(CloudResource):
             return self._state(attachment, current)
         return current
 
-    def update(self, ctx: UpdateContext, current: dict, planned: dict) -> dict | None:
+    def update(self, ctx: UpdateContext, current: Values, planned: Values) -> Values | None:
         # only stop_instance_before_detaching can change in place: nothing to do in the cloud
         return {**current, "stop_instance_before_detaching":
                 planned.get("stop_instance_before_detaching")}
 
-    def delete(self, ctx: DeleteContext, current: dict) -> None:
+    def delete(self, ctx: DeleteContext, current: Values) -> None:
         volume_id, instance_id = current["volume_id"], current["instance_id"]
         with reporting(ctx.diagnostics, f"detaching volume {volume_id} from {instance_id}"):
             cloud = self.cloud
@@ -304,11 +305,11 @@ class VolumeAttachmentResource(CloudResource):
                 cloud.detach_volume(volume_id, instance_id)
         return None
 
-    def plan(self, ctx: PlanContext, current: dict | None, planned: dict) -> dict:
+    def plan(self, ctx: PlanContext, current: Values | None, planned: Values) -> Values:
         return planned
 
     @staticmethod
-    def _state(attachment: Any, prior: dict) -> dict:
+    def _state(attachment: Any, prior: Values) -> Values:
         return {"id": f"{attachment.device}:{attachment.volume_id}:{attachment.instance_id}",
                 "volume_id": attachment.volume_id, "instance_id": attachment.instance_id,
                 "device_name": attachment.device,
@@ -340,10 +341,10 @@ class LocalCloudProvider(Provider):
                       description=f"the local cloud's directory (default: ${ENV_ROOT})"),
         ])
 
-    def validate_config(self, diags: Diagnostics, config: dict) -> None:
+    def validate_config(self, diags: Diagnostics, config: Values) -> None:
         pass
 
-    def configure_provider(self, diags: Diagnostics, config: dict) -> None:
+    def configure_provider(self, diags: Diagnostics, config: Values) -> None:
         root = config.get("root")
         if root is Unknown:
             root = None
@@ -368,7 +369,8 @@ class LocalCloudProvider(Provider):
         return list(RESOURCES)
 
 
-def _whole(value: Any) -> int:
+def _whole(value: Any) -> Any:
+    """A whole float (Terraform numbers arrive as floats) as an int; anything else as it is."""
     if isinstance(value, float) and value.is_integer():
         return int(value)
     return value

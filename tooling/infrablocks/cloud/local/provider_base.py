@@ -15,6 +15,9 @@ from tf.iface import Resource, UpgradeContext
 
 from infrablocks.errors import InfrablocksError
 
+# An object's attribute values as the tf framework passes them (config, plan, state).
+Values = dict[str, Any]
+
 if TYPE_CHECKING:
     from tf.utils import Diagnostics
 
@@ -33,12 +36,12 @@ class CloudResource(Resource):
 
     @property
     def cloud(self) -> LocalCloud:
-        cloud = getattr(self.provider, "cloud", None)
+        cloud: LocalCloud | None = getattr(self.provider, "cloud", None)
         if cloud is None:
             raise ProviderNotConfigured("the localcloud provider is not configured")
         return cloud
 
-    def upgrade(self, ctx: UpgradeContext, version: int, old: dict) -> dict:
+    def upgrade(self, ctx: UpgradeContext, version: int, old: Values) -> Values:
         # The framework's default warns on every refresh; our schemas have one version.
         return old
 

@@ -25,7 +25,7 @@ from infrablocks.cloud.local.jobs import (
     SchedulerUnreachable,
     job_spec,
 )
-from infrablocks.cloud.local.provider_base import CloudResource, map_like, reporting
+from infrablocks.cloud.local.provider_base import CloudResource, Values, map_like, reporting
 from infrablocks.errors import ConfigError
 
 START_TIMEOUT_SECONDS = 30.0
@@ -60,7 +60,7 @@ class JobResource(CloudResource):
                       description="supervisord's state of the process, e.g. RUNNING"),
         ])
 
-    def create(self, ctx: CreateContext, planned: dict) -> dict | None:
+    def create(self, ctx: CreateContext, planned: Values) -> Values | None:
         with reporting(ctx.diagnostics, f"creating job {planned.get('name')}"):
             try:
                 spec = _spec(planned)
@@ -71,7 +71,7 @@ class JobResource(CloudResource):
             return _state(planned, status)
         return None
 
-    def read(self, ctx: ReadContext, current: dict) -> dict | None:
+    def read(self, ctx: ReadContext, current: Values) -> Values | None:
         with reporting(ctx.diagnostics, f"reading job {current.get('name')}"):
             try:
                 status = Scheduler(current["scheduler_url"]).status(current["name"])
@@ -82,16 +82,16 @@ class JobResource(CloudResource):
             return _state(current, status)
         return current
 
-    def update(self, ctx: UpdateContext, current: dict, planned: dict) -> dict | None:
+    def update(self, ctx: UpdateContext, current: Values, planned: Values) -> Values | None:
         # Every argument forces replacement: Terraform never asks for an in-place update.
         return {**planned, "id": current["id"], "state": current["state"]}
 
-    def delete(self, ctx: DeleteContext, current: dict) -> None:
+    def delete(self, ctx: DeleteContext, current: Values) -> None:
         with reporting(ctx.diagnostics, f"deleting job {current.get('name')}"):
             Scheduler(current["scheduler_url"]).remove(current["name"], current["jobs_dir"])
         return None
 
-    def validate(self, diags: Diagnostics, type_name: str, config: dict) -> None:
+    def validate(self, diags: Diagnostics, type_name: str, config: Values) -> None:
         # Terraform validates each resource's evaluated configuration before planning it: an
         # invalid job is refused at plan time (when its values are known), naming every problem.
         super().validate(diags, type_name, config)
@@ -102,16 +102,16 @@ class JobResource(CloudResource):
         except ConfigError as error:
             diags.add_error(f"localcloud_job {config.get('name')}: {error}")
 
-    def plan(self, ctx: PlanContext, current: dict | None, planned: dict) -> dict:
+    def plan(self, ctx: PlanContext, current: Values | None, planned: Values) -> Values:
         return planned
 
 
-def _spec(values: dict) -> JobSpec:
+def _spec(values: Values) -> JobSpec:
     return job_spec(values["name"], values["command"], values.get("environment"),
                     values.get("directory"))
 
 
-def _all_known(values: dict, keys: tuple[str, ...]) -> bool:
+def _all_known(values: Values, keys: tuple[str, ...]) -> bool:
     def known(value: object) -> bool:
         if value is Unknown:
             return False
@@ -124,7 +124,7 @@ def _all_known(values: dict, keys: tuple[str, ...]) -> bool:
     return all(known(values.get(key)) for key in keys)
 
 
-def _state(prior: dict, status: JobStatus) -> dict:
+def _state(prior: Values, status: JobStatus) -> Values:
     address = urlsplit(prior["scheduler_url"]).netloc
     return {
         "scheduler_url": prior["scheduler_url"],
