@@ -297,15 +297,9 @@ def _volume_mounted(booted: _Booted) -> tuple[bool, str]:
 
 
 def _listening_addresses() -> set[str]:
-    """IPv4 addresses with a listening TCP socket on this machine (from /proc/net/tcp)."""
-    found: set[str] = set()
-    try:
-        lines = Path("/proc/net/tcp").read_text().splitlines()[1:]
-    except OSError:
-        return found
-    for line in lines:
-        parts = line.split()
-        if len(parts) > 3 and parts[3] == "0A":        # LISTEN
-            address = parts[1].split(":")[0]
-            found.add(str(ipaddress.IPv4Address(bytes.fromhex(address)[::-1])))
-    return found
+    """IPv4 addresses some socket of this network namespace is bound to (psutil): a verify
+    instance never takes one."""
+    import psutil
+
+    return {c.laddr.ip.removeprefix("::ffff:") for c in psutil.net_connections(kind="inet")
+            if c.laddr and "." in c.laddr.ip}
