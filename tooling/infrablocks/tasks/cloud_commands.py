@@ -9,6 +9,11 @@ from __future__ import annotations
 from typing import Any
 
 from infrablocks.tasks._command import command_task, flag, option
+from infrablocks.validators import register_validator
+
+# `doit check`: blocks.toml's platform keys; the blocks' AWS modules (contract, terraform validate)
+register_validator("platforms", "infrablocks.platforms.choice:platform_check")
+register_validator("aws-modules", "infrablocks.platforms.aws_check:aws_module_check")
 
 
 def task_cloud() -> dict[str, Any]:

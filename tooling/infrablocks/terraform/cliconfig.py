@@ -181,7 +181,7 @@ def user_methods(config: Path) -> list[InstallationMethod] | None:
 
 def provider_methods(repo_mirrors: Sequence[Path] = (),
                      environ: Mapping[str, str] | None = None,
-                     *, source: str = "blocks.toml [terraform] mirrors"
+                     *, source: str = "blocks.toml terraform.mirrors"
                      ) -> list[InstallationMethod]:
     """How providers other than the local cloud's install (see the module docstring)."""
     environ = os.environ if environ is None else environ
