@@ -11,11 +11,16 @@ download it). See tests/support/aws_moto.py.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
+import threading
 import time
 import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -62,7 +67,8 @@ def ok(result, what: str) -> str:
 
 
 def test_aws_moto_base_and_nomad_created_upgraded_destroyed_instance_gates(
-        tmp_path, moto, mirror):
+        tmp_path, moto, mirror, killed_upgrade):
+    # (killed_upgrade: the kill scenario runs beside this one, in the background)
     endpoint, amis = moto
     env = f"awsprod-{uuid.uuid4().hex[:6]}"
     repo = open_aws_repo(tmp_path, endpoint, mirror, extra_toml=f"""
@@ -99,7 +105,7 @@ pins = {{ base = "1.0.0" }}
 
         with Ec2Poller(repo.ec2, env, "base") as poller:
             upgraded = repo.doit("upgrade", "base", "--env", env, "--to", "1.1.0", "--yes")
-        ok(upgraded, "doit upgrade")
+        print(ok(upgraded, "doit upgrade"), upgraded.stderr)
         assert not poller.errors, poller.errors
         after = members(repo, env, "base")
         assert rolling_problems(poller.history, before, after, amis["etcd@1.1.0"]) == []
@@ -116,43 +122,91 @@ pins = {{ base = "1.0.0" }}
     assert not problems, problems
 
 
-def test_aws_moto_upgrade_killed_then_resumed_instance_gates(tmp_path, moto, mirror):
+@dataclass
+class KilledUpgrade:
+    """What the kill scenario saw (filled by its thread, asserted by its test)."""
+
+    env: str = ""
+    before: dict[str, dict[str, str]] = field(default_factory=dict)
+    after: dict[str, dict[str, str]] = field(default_factory=dict)
+    history: Any = None
+    poller_errors: list[str] = field(default_factory=list)
+    killed: str = ""                      # how the run was when it was killed
+    resumed: Any = None                   # CompletedProcess of `doit upgrade --resume`
+    destroyed: Any = None                 # CompletedProcess of `doit destroy`
+    leftovers: list[str] = field(default_factory=list)
+    processes: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)   # what close() had to clean up
+    error: str | None = None
+
+
+def _killed_upgrade(base: Path, endpoint: str, mirror: Path, seen: KilledUpgrade) -> None:
     """``doit test-upgrade --platform moto`` killed with SIGKILL while Terraform replaces the
-    second unit; ``doit upgrade --resume`` (the platform read back from the environment's state)
-    completes it; ``doit destroy`` removes everything, the environment's subnet included."""
-    endpoint, amis = moto
-    env = f"t-aws{uuid.uuid4().hex[:6]}"
-    repo = open_aws_repo(tmp_path, endpoint, mirror)
+    second unit; ``doit upgrade --resume`` (the platform read back from the environment's state);
+    ``doit destroy`` (the environment's subnet goes with its last block)."""
+    seen.env = env = f"t-aws{uuid.uuid4().hex[:6]}"
+    repo = open_aws_repo(base, endpoint, mirror)
     try:
-        log = tmp_path / "test-upgrade.log"
+        log = base / "test-upgrade.log"
         with Ec2Poller(repo.ec2, env, "base") as poller:
             process = repo.popen("test-upgrade", "base", "--platform", "moto", "--env", env,
                                  "--from", "1.0.0", "--to", "1.1.0", log=log)
-            before: dict[str, dict[str, str]] = {}
-            deadline = time.monotonic() + 600
+            deadline = time.monotonic() + 900
             while time.monotonic() < deadline and process.poll() is None:
-                if not before and len(members(repo, env, "base")) == 3:
-                    before = members(repo, env, "base")
+                if not seen.before:
+                    found = members(repo, env, "base")
+                    if len(found) == 3 and all(m["volume"] for m in found.values()):
+                        seen.before = found   # created: three members, each with its volume
                 stopped = [i for i, states in poller.history.instances.items()
                            if any(s == "stopped" for _, s in states)]
                 if len(stopped) == 2:
                     time.sleep(3)   # Terraform's targeted apply of the second unit is under way
                     break
                 time.sleep(0.2)
-            assert process.poll() is None, log.read_text()
-            os.kill(process.pid, signal.SIGKILL)
+            seen.killed = "running" if process.poll() is None else \
+                f"had ended (exit {process.returncode}): {log.read_text()[-3000:]}"
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(process.pid, signal.SIGKILL)
             process.wait(timeout=30)
-            assert before, "the three members were never seen running"
-            resumed = repo.doit("upgrade", "base", "--env", env, "--resume", "--yes")
-        ok(resumed, "doit upgrade --resume")
-        assert "resuming" in resumed.stdout + resumed.stderr
-        assert not poller.errors, poller.errors
-        after = members(repo, env, "base")
-        assert rolling_problems(poller.history, before, after, amis["etcd@1.1.0"]) == []
-
-        ok(repo.doit("destroy", "base", "--env", env, "--yes"), "doit destroy")
-        assert repo.leftovers(env) == []
-        assert processes_under(repo.root) == []   # the killed run's Terraform finished
+            seen.resumed = repo.doit("upgrade", "base", "--env", env, "--resume", "--yes")
+        seen.history, seen.poller_errors = poller.history, poller.errors
+        seen.after = members(repo, env, "base")
+        seen.destroyed = repo.doit("destroy", "base", "--env", env, "--yes")
+        seen.leftovers = repo.leftovers(env)
+        seen.processes = processes_under(repo.root)
+    except Exception as exc:  # noqa: BLE001 - reported by the test
+        seen.error = f"{type(exc).__name__}: {exc}"
     finally:
-        problems = repo.close([env])
-    assert not problems, problems
+        seen.problems = repo.close([env])
+
+
+@pytest.fixture(scope="module")
+def killed_upgrade(moto, mirror, tmp_path_factory):
+    """The kill scenario, started in a background thread when the module's first test asks for
+    it and run beside that test (both wait mostly on the provider's fixed 10 s polls): the
+    module takes about as long as its longer scenario instead of both."""
+    endpoint, amis = moto
+    seen = KilledUpgrade()
+    thread = threading.Thread(target=_killed_upgrade, daemon=True, args=(
+        tmp_path_factory.mktemp("killed-upgrade"), endpoint, mirror, seen))
+    thread.start()
+    yield thread, seen, amis
+    thread.join()   # never leave the scenario running past the module
+
+
+def test_aws_moto_upgrade_killed_then_resumed_instance_gates(killed_upgrade):
+    """See ``_killed_upgrade``."""
+    thread, seen, amis = killed_upgrade
+    thread.join(timeout=1800)
+    assert not thread.is_alive(), "the kill scenario did not finish in 30 minutes"
+    assert seen.error is None, seen.error
+    assert seen.killed == "running", seen.killed
+    assert seen.before, "the three members were never seen running with their volumes"
+    ok(seen.resumed, "doit upgrade --resume")
+    assert "resuming" in seen.resumed.stdout + seen.resumed.stderr
+    assert not seen.poller_errors, seen.poller_errors
+    assert rolling_problems(seen.history, seen.before, seen.after, amis["etcd@1.1.0"]) == []
+    ok(seen.destroyed, "doit destroy")
+    assert seen.leftovers == []
+    assert seen.processes == []   # the killed run's Terraform finished
+    assert not seen.problems, seen.problems

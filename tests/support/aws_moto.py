@@ -152,9 +152,13 @@ class AwsRepo:
         return env
 
     def doit(self, *args: str, timeout: float = 900) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([str(DOIT), *args], cwd=self.root, env=self.environ, text=True,
-                              capture_output=True, timeout=timeout, check=False,
-                              stdin=subprocess.DEVNULL)
+        started = time.monotonic()
+        try:
+            return subprocess.run([str(DOIT), *args], cwd=self.root, env=self.environ,
+                                  text=True, capture_output=True, timeout=timeout, check=False,
+                                  stdin=subprocess.DEVNULL)
+        finally:   # shown with the test's output (pytest -s, or -rA)
+            print(f"doit {' '.join(args)}: {time.monotonic() - started:.1f}s")
 
     def popen(self, *args: str, log: Path) -> subprocess.Popen[str]:
         """``doit ARGS`` in the background, its output to ``log``, in its own session."""
