@@ -61,7 +61,7 @@ class InstallationMethod:
     location: str = ""
     include: tuple[str, ...] = ()
     exclude: tuple[str, ...] = ()
-    source: str = ""
+    source: str = field(default="", compare=False)
     providers: tuple[str, ...] = field(default=(), compare=False)  # found in a folder
 
     def render(self) -> str:
