@@ -77,8 +77,8 @@ def test_every_problem_is_reported_with_its_key_path(tmp_path) -> None:
     text = str(caught.value)
     assert "invalid rolling declaration of db 1.0.0" in text
     for expected in ('blocks.db.rolling.instances: must be a resource address without index',
-                     "blocks.db.rolling.check: unknown check 'etdc': valid are etcd, http, instances, "
-                     "patroni",
+                     "blocks.db.rolling.check: unknown check 'etdc': valid are etcd, http, "
+                     "instances, patroni",
                      "blocks.db.rolling.order: 'random' is not one of leader-last, index",
                      "blocks.db.rolling.timeouts.stop: must be a positive number",
                      "blocks.db.rolling.timeouts.reboot: unknown timeout",

@@ -3,8 +3,8 @@
 import os
 import shutil
 import subprocess
-import textwrap
 import sys
+import textwrap
 from pathlib import Path
 
 import pytest
@@ -155,7 +155,7 @@ def test_repo_mirrors_are_folders_relative_to_the_repository(tmp_path):
     assert repo_mirror_folders({}, tmp_path) == []
     with pytest.raises(ConfigError) as raised:
         repo_mirror_folders({"mirrors": "/opt/x"}, tmp_path)
-    assert "[terraform] mirrors must be a list of folders" in str(raised.value)
+    assert "terraform.mirrors must be a list of folders" in str(raised.value)
 
 
 def test_terraform_installs_a_provider_from_a_repo_mirror_offline(area):

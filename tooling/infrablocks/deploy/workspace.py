@@ -134,7 +134,8 @@ class Workspace:
         if name not in self._profiles:
             from infrablocks.registry import suggest
 
-            raise UsageError(f"unknown platform {name!r}{suggest(name, self._profiles)}",
+            near = suggest(name, self._profiles, quote="'")
+            raise UsageError(f"unknown platform {name!r}{near}",
                              hint="platforms in blocks.toml: "
                                   f"{', '.join(sorted(self._profiles))}")
         if environment is not None:
@@ -153,9 +154,10 @@ class Workspace:
 
         known = profiles(self.registry)
         if name not in known:
-            raise UsageError(f"--platform: unknown platform {name!r}{suggest(name, known)}",
+            near = suggest(name, known, quote="'")
+            raise UsageError(f"--platform: unknown platform {name!r}{near}",
                              hint=f"platforms in blocks.toml: {', '.join(sorted(known))} "
-                                  "(declare others as [platforms.NAME])")
+                                  "(declare others as tables platforms.NAME)")
         self.chosen_platform = name
 
     def block_module(self, environment: str, version: BlockVersion) -> Path:

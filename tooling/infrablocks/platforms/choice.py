@@ -121,7 +121,7 @@ def _unknown(value: Any, names: list[str]) -> str:
     if not isinstance(value, str):
         return f"must be a string naming a platform ({', '.join(names)})"
     return (f"unknown platform {value!r}{suggest(value, names, quote=chr(39))} (declared: "
-            f"{', '.join(names)}; declare others as [platforms.NAME])")
+            f"{', '.join(names)}; declare others as tables platforms.NAME)")
 
 
 def profile_problems(registry: Registry) -> list[str]:

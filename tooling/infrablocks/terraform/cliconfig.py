@@ -225,7 +225,7 @@ def repo_mirror_folders(settings: Mapping[str, object] | None, repo_root: Path) 
     if raw is None:
         return []
     if not isinstance(raw, list) or not all(isinstance(v, str) and v for v in raw):
-        raise ConfigError("blocks.toml [terraform] mirrors must be a list of folders",
+        raise ConfigError("blocks.toml terraform.mirrors must be a list of folders",
                           hint='e.g. mirrors = ["/opt/tf-plugins"]')
     return [(repo_root / Path(v).expanduser()).resolve() for v in raw]
 
