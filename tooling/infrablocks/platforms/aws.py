@@ -127,6 +127,14 @@ class AwsPlatform:
             ids.append(str(found["ImageId"]))
         return ids
 
+    def missing_images(self, images: Sequence[str]) -> list[str]:
+        """The images with no AMI named and tagged for them (read-only)."""
+        from infrablocks.cloud.aws.images import find_ami
+        from infrablocks.images.refs import parse_image_ref
+
+        refs = [parse_image_ref(text) for text in images]
+        return [str(ref) for ref in refs if find_ami(self.ec2, ref) is None]
+
     def stop_block_instances(self, environment: str, block: str, *,
                              grace: float) -> list[str]:
         from infrablocks.cloud.aws.inventory import stop_instances
