@@ -81,10 +81,18 @@ pins = {{ base = "1.0.0" }}
         assert "AWS modules: terraform validate passed" in checked
         assert "registry.terraform.io/hashicorp/aws from mirror" in checked
 
-        planned = ok(repo.doit("plan", "nomad", "--env", env), "doit plan")
-        assert "would be created after base" in planned
-
-        ok(repo.doit("create", "nomad", "--env", env), "doit create")
+        saved = tmp_path / f"{env}.plan"
+        planned = json.loads(ok(repo.doit("plan", "nomad", "--env", env, "--json",
+                                          "--out", str(saved)), "doit plan"))
+        blocks = {b["block"]: b for b in planned["blocks"]}
+        assert [(b, blocks[b]["target"], blocks[b]["deployed"]) for b in blocks] == [
+            ("base", "1.0.0", None), ("nomad", "1.0.0", None)]
+        assert {"address": "aws_instance.member[2]", "action": "create"} in \
+            blocks["base"]["changes"]
+        assert {"address": "aws_volume_attachment.node", "action": "create"} in \
+            blocks["nomad"]["changes"]
+        ok(repo.doit("apply", str(saved)), "doit apply")        # the reviewed plan, as saved
+        assert "unchanged" in ok(repo.doit("create", "nomad", "--env", env), "doit create")
         status = json.loads(ok(repo.doit("status", "--env", env, "--json"), "doit status"))
         deployed = {b["block"]: b for b in status[0]["blocks"]}
         assert {b: d["version"] for b, d in deployed.items()} == {"base": "1.0.0",
