@@ -67,8 +67,8 @@ def ok(result, what: str) -> str:
 
 
 def test_aws_moto_base_and_nomad_created_upgraded_destroyed_instance_gates(
-        tmp_path, moto, mirror, killed_upgrade):
-    # (killed_upgrade: the kill scenario runs beside this one, in the background)
+        tmp_path, moto, mirror, background):
+    # (background: the kill scenario and test-create run beside this one)
     endpoint, amis = moto
     env = f"awsprod-{uuid.uuid4().hex[:6]}"
     repo = open_aws_repo(tmp_path, endpoint, mirror, extra_toml=f"""
@@ -188,25 +188,83 @@ def _killed_upgrade(base: Path, endpoint: str, mirror: Path, seen: KilledUpgrade
         seen.problems = repo.close([env])
 
 
+@dataclass
+class TestCreated:
+    """What ``doit test-create nomad --platform moto`` did (filled by the background thread)."""
+
+    __test__ = False   # not a pytest class
+
+    env: str = ""
+    result: Any = None                    # CompletedProcess
+    report: dict[str, Any] = field(default_factory=dict)
+    leftovers: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+    error: str | None = None
+
+
+def _test_create(base: Path, endpoint: str, mirror: Path, seen: TestCreated) -> None:
+    """``doit test-create nomad --platform moto``: base and nomad created in a throwaway
+    environment, nomad's AWS block tests, everything destroyed."""
+    seen.env = env = f"t-awc{uuid.uuid4().hex[:6]}"
+    repo = open_aws_repo(base, endpoint, mirror)
+    try:
+        report = base / "report.json"
+        seen.result = repo.doit("test-create", "nomad", "--platform", "moto", "--env", env,
+                                "--report", str(report))
+        if report.is_file():
+            seen.report = json.loads(report.read_text())
+        seen.leftovers = repo.leftovers(env)
+    except Exception as exc:  # noqa: BLE001 - reported by the test
+        seen.error = f"{type(exc).__name__}: {exc}"
+    finally:
+        seen.problems = repo.close([env])
+
+
+@dataclass
+class Background:
+    """Scenarios run one after the other in a thread beside the main test; each test waits
+    for its own."""
+
+    killed: KilledUpgrade = field(default_factory=KilledUpgrade)
+    created: TestCreated = field(default_factory=TestCreated)
+    done: dict[str, threading.Event] = field(default_factory=lambda: {
+        "killed": threading.Event(), "created": threading.Event()})
+
+    def wait(self, name: str) -> None:
+        assert self.done[name].wait(timeout=1800), f"the {name} scenario took over 30 minutes"
+
+
 @pytest.fixture(scope="module")
-def killed_upgrade(moto, mirror, tmp_path_factory):
-    """The kill scenario, started in a background thread when the module's first test asks for
-    it and run beside that test (both wait mostly on the provider's fixed 10 s polls): the
-    module takes about as long as its longer scenario instead of both."""
+def background(moto, mirror, tmp_path_factory):
+    """The kill scenario, then ``test-create``, in a background thread started when the
+    module's first test asks for them, beside that test (all of them wait mostly on the
+    provider's fixed 10 s polls): the module takes about as long as its longest thread."""
     endpoint, amis = moto
-    seen = KilledUpgrade()
-    thread = threading.Thread(target=_killed_upgrade, daemon=True, args=(
-        tmp_path_factory.mktemp("killed-upgrade"), endpoint, mirror, seen))
+    scenarios = Background()
+
+    def run() -> None:
+        try:
+            _killed_upgrade(tmp_path_factory.mktemp("killed-upgrade"), endpoint, mirror,
+                            scenarios.killed)
+        finally:
+            scenarios.done["killed"].set()
+        try:
+            _test_create(tmp_path_factory.mktemp("test-create"), endpoint, mirror,
+                         scenarios.created)
+        finally:
+            scenarios.done["created"].set()
+
+    thread = threading.Thread(target=run, daemon=True)
     thread.start()
-    yield thread, seen, amis
-    thread.join()   # never leave the scenario running past the module
+    yield scenarios, amis
+    thread.join()   # never leave a scenario running past the module
 
 
-def test_aws_moto_upgrade_killed_then_resumed_instance_gates(killed_upgrade):
+def test_aws_moto_upgrade_killed_then_resumed_instance_gates(background):
     """See ``_killed_upgrade``."""
-    thread, seen, amis = killed_upgrade
-    thread.join(timeout=1800)
-    assert not thread.is_alive(), "the kill scenario did not finish in 30 minutes"
+    scenarios, amis = background
+    scenarios.wait("killed")
+    seen = scenarios.killed
     assert seen.error is None, seen.error
     assert seen.killed == "running", seen.killed
     assert seen.before, "the three members were never seen running with their volumes"
@@ -217,4 +275,23 @@ def test_aws_moto_upgrade_killed_then_resumed_instance_gates(killed_upgrade):
     ok(seen.destroyed, "doit destroy")
     assert seen.leftovers == []
     assert seen.processes == []   # the killed run's Terraform finished
+    assert not seen.problems, seen.problems
+
+
+def test_aws_moto_test_create_runs_the_aws_block_tests_instance_gates(background):
+    """See ``_test_create``: nomad's AWS block tests ran against its dependency's outputs, the
+    EC2-level ones passed and the service ones were skipped (moto runs no services)."""
+    scenarios, _ = background
+    scenarios.wait("created")
+    seen = scenarios.created
+    assert seen.error is None, seen.error
+    output = ok(seen.result, "doit test-create")
+    report = seen.report
+    assert report["ok"] and report["environment"] == seen.env, report
+    assert [(t["block"], t["version"], t["returncode"]) for t in report["tests"]] == [
+        ("nomad", "1.0.0", 0)]
+    summary = report["tests"][0]["summary"]
+    assert "5 passed" in summary and "2 skipped" in summary, summary
+    assert "EC2 emulator (endpoint override): its instances run no software" in output
+    assert report["leftovers"] == {} and seen.leftovers == []
     assert not seen.problems, seen.problems
