@@ -25,6 +25,7 @@ from typing import Any
 import pytest
 
 from tests.support.aws_moto import (
+    REGION,
     Ec2Poller,
     aws_behaviour_on_terminate,
     aws_provider_mirror,
@@ -105,6 +106,9 @@ pins = {{ base = "1.0.0" }}
         assert sorted(i["name"] for i in cloud["instances"]) == [
             f"{env}-base-1", f"{env}-base-2", f"{env}-base-3", f"{env}-nomad-1"]
         assert all(i["state"] == "running" and i["ready"] for i in cloud["instances"])
+        shown = ok(repo.doit("cloud", "--env", env), "doit cloud (tables)")
+        assert f"platform aws at aws {REGION}" in shown and f"{env}-base-3" in shown
+        assert "etcd@1.0.0" in shown and f"{env}-base-1-data" in shown
 
         before = members(repo, env, "base")
         assert [before[m]["ip"] for m in ("1", "2", "3")] == outputs["member_ips"]["value"]

@@ -116,15 +116,31 @@ def stop_instances(ec2: Any, environment: str, block: str, *, grace: float,
     if not running:
         return []
     ids = [i["InstanceId"] for i in running]
-    with translated(f"instances of {block} in {environment}"):
+    subject = f"instances of {block} in {environment} ({', '.join(ids)})"
+    waiter = ec2.get_waiter("instance_stopped")
+    with translated(subject):
         ec2.stop_instances(InstanceIds=ids)
-        waiter = ec2.get_waiter("instance_stopped")
-        try:
-            waiter.wait(InstanceIds=ids, WaiterConfig=waiter_config(grace, poll_interval))
-        except WaiterError:
+    try:
+        waiter.wait(InstanceIds=ids, WaiterConfig=waiter_config(grace, poll_interval))
+    except WaiterError:
+        with translated(subject):
             ec2.stop_instances(InstanceIds=ids, Force=True)
-            waiter.wait(InstanceIds=ids, WaiterConfig=waiter_config(timeout, poll_interval))
+        _wait(waiter, subject, "stopped", timeout, InstanceIds=ids,
+              WaiterConfig=waiter_config(timeout, poll_interval))
     return [_name(i, "InstanceId") for i in running]
+
+
+def _wait(waiter: Any, subject: str, wanted: str, timeout: float, **request: Any) -> None:
+    """A waiter whose failure is a CloudTimeoutError naming ``subject`` (no traceback)."""
+    from botocore.exceptions import WaiterError
+
+    from infrablocks.cloud.ops import CloudTimeoutError
+
+    try:
+        waiter.wait(**request)
+    except WaiterError as error:
+        raise CloudTimeoutError(f"{subject}: not {wanted} after {timeout:g}s ({error})",
+                                wanted=wanted) from None
 
 
 def sweep(ec2: Any, environment: str, *, timeout: float, poll_interval: float
@@ -139,10 +155,11 @@ def sweep(ec2: Any, environment: str, *, timeout: float, poll_interval: float
             if i.get("State", {}).get("Name") in LIVE_STATES]
     if live:
         ids = [i["InstanceId"] for i in live]
-        with translated(f"instances of environment {environment}"):
+        subject = f"instances of environment {environment} ({', '.join(ids)})"
+        with translated(subject):
             ec2.terminate_instances(InstanceIds=ids)
-            ec2.get_waiter("instance_terminated").wait(
-                InstanceIds=ids, WaiterConfig=waiter_config(timeout, poll_interval))
+        _wait(ec2.get_waiter("instance_terminated"), subject, "terminated", timeout,
+              InstanceIds=ids, WaiterConfig=waiter_config(timeout, poll_interval))
         removed["instances"] = [f"{_name(i, 'InstanceId')} ({i['InstanceId']})" for i in live]
 
     def attempt(label: str, call: Callable[[], Any]) -> bool:
@@ -171,9 +188,9 @@ def sweep(ec2: Any, environment: str, *, timeout: float, poll_interval: float
             if not attempt(label, lambda a=attachment: ec2.detach_volume(
                     VolumeId=volume["VolumeId"], InstanceId=a["InstanceId"], Force=True)):
                 return None
-            ec2.get_waiter("volume_available").wait(
-                VolumeIds=[volume["VolumeId"]],
-                WaiterConfig=waiter_config(timeout, poll_interval))
+            _wait(ec2.get_waiter("volume_available"), label, "available", timeout,
+                  VolumeIds=[volume["VolumeId"]],
+                  WaiterConfig=waiter_config(timeout, poll_interval))
         if attempt(label, lambda: ec2.delete_volume(VolumeId=volume["VolumeId"])):
             return f"{_name(volume, 'VolumeId')} ({volume['VolumeId']})"
         return None
