@@ -29,6 +29,7 @@ from tests.support.aws_moto import (
     Ec2Poller,
     aws_behaviour_on_terminate,
     aws_provider_mirror,
+    dummy_credentials,
     ec2_client,
     members,
     open_aws_repo,
@@ -55,7 +56,7 @@ def mirror():
 @pytest.fixture(scope="module")
 def moto(moto_endpoint):
     """moto with AWS's terminate behaviour for network interfaces, and the images' AMIs."""
-    with aws_behaviour_on_terminate():
+    with aws_behaviour_on_terminate(), dummy_credentials():
         amis = register_images(ec2_client(moto_endpoint), IMAGES)
         yield moto_endpoint, amis
 
@@ -245,16 +246,16 @@ def background(moto, mirror, tmp_path_factory):
     provider's fixed 10 s polls): the module takes about as long as its longest thread."""
     endpoint, amis = moto
     scenarios = Background()
+    # made here, not in the thread: pytest's temporary folders are not made thread-safely
+    folders = {name: tmp_path_factory.mktemp(name) for name in ("killed-upgrade", "test-create")}
 
     def run() -> None:
         try:
-            _killed_upgrade(tmp_path_factory.mktemp("killed-upgrade"), endpoint, mirror,
-                            scenarios.killed)
+            _killed_upgrade(folders["killed-upgrade"], endpoint, mirror, scenarios.killed)
         finally:
             scenarios.done["killed"].set()
         try:
-            _test_create(tmp_path_factory.mktemp("test-create"), endpoint, mirror,
-                         scenarios.created)
+            _test_create(folders["test-create"], endpoint, mirror, scenarios.created)
         finally:
             scenarios.done["created"].set()
 

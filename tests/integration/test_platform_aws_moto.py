@@ -16,9 +16,9 @@ from infrablocks.images.refs import parse_image_ref
 from infrablocks.platforms import Platform
 from infrablocks.platforms.aws import AwsPlatform
 from tests.support.aws_moto import (
-    CREDENTIALS,
     REGION,
     aws_behaviour_on_terminate,
+    dummy_credentials,
     ec2_client,
     register_images,
 )
@@ -27,11 +27,8 @@ pytestmark = [pytest.mark.slow, pytest.mark.integration, pytest.mark.aws]
 
 
 @pytest.fixture
-def platform(moto_endpoint, tmp_path, monkeypatch):
-    for name, value in CREDENTIALS.items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
-    with aws_behaviour_on_terminate():
+def platform(moto_endpoint, tmp_path):
+    with aws_behaviour_on_terminate(), dummy_credentials():
         yield AwsPlatform.open(tmp_path, region=REGION, endpoint=moto_endpoint,
                                poll_interval=0.2)
 

@@ -104,6 +104,24 @@ def aws_behaviour_on_terminate() -> Iterator[None]:
         Instance.terminate = original  # type: ignore[method-assign]
 
 
+@contextmanager
+def dummy_credentials() -> Iterator[None]:
+    """moto's dummy credentials in this process's environment (the AWS chain's first link),
+    for the platform's boto3 calls made in the test process (never switched while threads
+    run: the environment is the process's)."""
+    names = {**CREDENTIALS, "AWS_EC2_METADATA_DISABLED": "true"}
+    saved = {name: os.environ.get(name) for name in names}
+    os.environ.update(names)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
 def ec2_client(endpoint: str) -> Any:
     import boto3
 
@@ -168,16 +186,11 @@ class AwsRepo:
                                 stdin=subprocess.DEVNULL, start_new_session=True)
 
     def workspace(self) -> Any:
+        """The copy's workspace in this process (its boto3 calls need the dummy credentials in
+        this process's environment: :func:`dummy_credentials`)."""
         from infrablocks.deploy.workspace import open_workspace
 
-        saved = dict(os.environ)
-        os.environ.clear()
-        os.environ.update(self.environ)
-        try:
-            return open_workspace(self.root)
-        finally:
-            os.environ.clear()
-            os.environ.update(saved)
+        return open_workspace(self.root)
 
     # -- EC2 as the tests see it ------------------------------------------------------------
 
@@ -218,23 +231,16 @@ class AwsRepo:
                 with contextlib.suppress(OSError):
                     os.kill(pid, signal.SIGKILL)
             if self.root.exists():
-                saved = dict(os.environ)
-                os.environ.clear()
-                os.environ.update(self.environ)
-                try:
-                    workspace = self.workspace()
-                    for environment in environments:
-                        left = self.leftovers(environment)
-                        deployed = environment in workspace.backend.list_environments()
-                        if not left and not deployed:
-                            continue
-                        problems.append(f"{environment} was left: {left or 'state'}")
-                        teardown_environment(workspace, environment, handle_signals=False)
-                        problems += [f"{environment} still has {what} after the teardown"
-                                     for what in self.leftovers(environment)]
-                finally:
-                    os.environ.clear()
-                    os.environ.update(saved)
+                workspace = self.workspace()
+                for environment in environments:
+                    left = self.leftovers(environment)
+                    deployed = environment in workspace.backend.list_environments()
+                    if not left and not deployed:
+                        continue
+                    problems.append(f"{environment} was left: {left or 'state'}")
+                    teardown_environment(workspace, environment, handle_signals=False)
+                    problems += [f"{environment} still has {what} after the teardown"
+                                 for what in self.leftovers(environment)]
         finally:
             shutil.rmtree(self.root, ignore_errors=True)
             shutil.rmtree(self.cloud_parent, ignore_errors=True)
