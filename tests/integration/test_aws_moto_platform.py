@@ -234,9 +234,11 @@ class Background:
     created: TestCreated = field(default_factory=TestCreated)
     done: dict[str, threading.Event] = field(default_factory=lambda: {
         "killed": threading.Event(), "created": threading.Event()})
+    seconds: dict[str, float] = field(default_factory=dict)   # each scenario's wall time
 
     def wait(self, name: str) -> None:
         assert self.done[name].wait(timeout=1800), f"the {name} scenario took over 30 minutes"
+        print(f"{name} scenario (in the background): {self.seconds.get(name, 0):.1f}s")
 
 
 @pytest.fixture(scope="module")
@@ -250,13 +252,17 @@ def background(moto, mirror, tmp_path_factory):
     folders = {name: tmp_path_factory.mktemp(name) for name in ("killed-upgrade", "test-create")}
 
     def run() -> None:
+        started = time.monotonic()
         try:
             _killed_upgrade(folders["killed-upgrade"], endpoint, mirror, scenarios.killed)
         finally:
+            scenarios.seconds["killed"] = time.monotonic() - started
             scenarios.done["killed"].set()
+        started = time.monotonic()
         try:
             _test_create(folders["test-create"], endpoint, mirror, scenarios.created)
         finally:
+            scenarios.seconds["created"] = time.monotonic() - started
             scenarios.done["created"].set()
 
     thread = threading.Thread(target=run, daemon=True)
