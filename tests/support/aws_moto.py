@@ -180,10 +180,10 @@ class AwsRepo:
 
     def popen(self, *args: str, log: Path) -> subprocess.Popen[str]:
         """``doit ARGS`` in the background, its output to ``log``, in its own session."""
-        handle = open(log, "w")   # noqa: SIM115 - closed by the caller's wait()
-        return subprocess.Popen([str(DOIT), *args], cwd=self.root, env=self.environ,
-                                text=True, stdout=handle, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, start_new_session=True)
+        with open(log, "w") as handle:   # the child keeps its own copy of the descriptor
+            return subprocess.Popen([str(DOIT), *args], cwd=self.root, env=self.environ,
+                                    text=True, stdout=handle, stderr=subprocess.STDOUT,
+                                    stdin=subprocess.DEVNULL, start_new_session=True)
 
     def workspace(self) -> Any:
         """The copy's workspace in this process (its boto3 calls need the dummy credentials in

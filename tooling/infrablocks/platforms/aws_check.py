@@ -193,6 +193,7 @@ def _validate(registry: Registry, modules: list[tuple[BlockVersion, Path]],
         return
     config = write_cli_config(cli_config_paths(registry.root), methods=methods)
     _write_root(folder, modules)
+    # validate never calls AWS; a region keeps the provider's configuration checks quiet
     terraform = Terraform(binary, config, terraform_log_dir(registry.root),
                           {"AWS_REGION": "us-east-1", "AWS_DEFAULT_REGION": "us-east-1"})
     where = mirrored[0].describe() if mirrored else "the registry"
