@@ -116,6 +116,22 @@ pins = {{ base = "1.0.0" }}
         assert {m["image"] for m in before.values()} == {amis["etcd@1.0.0"]}
         nomad_before = members(repo, env, "nomad")
 
+        resolved = json.loads(ok(repo.doit("resolve", "nomad", "--env", env, "--json"),
+                                 "doit resolve"))
+        assert {b: s["version"] for b, s in resolved["selected"].items()} == {
+            "base": "1.0.0", "nomad": "1.0.0"}
+        assert f"pinned to 1.0.0 by environment {env}" in resolved["selected"]["base"]["reasons"]
+
+        # the rolling plan on AWS: three units, each its instance, attachment and interface
+        dry = json.loads(ok(repo.doit("upgrade", "base", "--env", env, "--to", "1.1.0",
+                                      "--dry-run", "--json"), "doit upgrade --dry-run"))
+        assert dry["mode"] == "dry-run" and dry["plan"]["rest"] == [], dry
+        assert [(u["instance"], u["attachment"], u["interface"])
+                for u in sorted(dry["plan"]["units"], key=lambda u: u["index"])] == [
+            (f"aws_instance.member[{i}]", f"aws_volume_attachment.member[{i}]",
+             f"aws_network_interface.member[{i}]") for i in range(3)]
+        assert members(repo, env, "base") == before   # a dry run changes nothing
+
         with Ec2Poller(repo.ec2, env, "base") as poller:
             upgraded = repo.doit("upgrade", "base", "--env", env, "--to", "1.1.0", "--yes")
         print(ok(upgraded, "doit upgrade"), upgraded.stderr)
