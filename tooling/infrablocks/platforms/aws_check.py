@@ -212,9 +212,10 @@ def _validate(registry: Registry, modules: list[tuple[BlockVersion, Path]],
 
 def _cached(path: Path) -> str | None:
     try:
-        return json.loads(path.read_text()).get("digest")
+        digest = json.loads(path.read_text()).get("digest")
     except (OSError, ValueError, AttributeError):
         return None
+    return digest if isinstance(digest, str) else None
 
 
 def _digest(registry: Registry, modules: list[tuple[BlockVersion, Path]], terraform: str,

@@ -104,7 +104,8 @@ def members_from_state(state: dict[str, Any] | None,
     for index in sorted(instances):
         attributes = instances[index]
         attachment = attachments.get(index, {})
-        tags = attributes.get("tags") if isinstance(attributes.get("tags"), dict) else {}
+        tagged = attributes.get("tags")
+        tags = tagged if isinstance(tagged, dict) else {}
         members.append(Member(
             index=index, name=str(attributes.get("name") or tags.get("Name")  # EC2's name tag
                                   or attributes.get("id")),

@@ -17,28 +17,37 @@ exist, so that the blocks run the same lookup as on AWS).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from infrablocks.cloud.aws.ops import translated
 
-if TYPE_CHECKING:
-    from infrablocks.images.refs import ImageRef
-
-__all__ = ["IMAGE_TAG", "ami_name", "ami_tags", "describe_amis", "find_ami", "register_ami"]
+__all__ = ["IMAGE_TAG", "ImageVersion", "ami_name", "ami_tags", "describe_amis", "find_ami",
+           "register_ami"]
 
 IMAGE_TAG = "infrablocks:image"
 
 
-def ami_name(ref: ImageRef) -> str:
+class ImageVersion(Protocol):
+    """One image version as the convention names it (``infrablocks.images.refs.ImageRef`` is
+    one; the cloud layer sits below the images layer and does not import it)."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def version(self) -> str: ...
+
+
+def ami_name(ref: ImageVersion) -> str:
     return f"infrablocks-{ref.name}-{ref.version}"
 
 
-def ami_tags(ref: ImageRef) -> dict[str, str]:
+def ami_tags(ref: ImageVersion) -> dict[str, str]:
     return {"Name": ami_name(ref), IMAGE_TAG: f"{ref.name}@{ref.version}",
             "image_name": ref.name, "image_version": str(ref.version)}
 
 
-def find_ami(ec2: Any, ref: ImageRef) -> dict[str, Any] | None:
+def find_ami(ec2: Any, ref: ImageVersion) -> dict[str, Any] | None:
     """The newest available AMI of ``ref`` owned by the account (the blocks' lookup), or None."""
     with translated(f"image {ref}"):
         images = ec2.describe_images(Owners=["self"], Filters=[
@@ -57,7 +66,7 @@ def describe_amis(ec2: Any) -> list[dict[str, Any]]:
     return sorted(images, key=lambda image: image.get("Name", ""))
 
 
-def register_ami(ec2: Any, ref: ImageRef, *, source_image_id: str,
+def register_ami(ec2: Any, ref: ImageVersion, *, source_image_id: str,
                  description: str | None = None) -> str:
     """Register an AMI named and tagged for ``ref`` with the root device of
     ``source_image_id`` (its snapshot); returns the new AMI's id.

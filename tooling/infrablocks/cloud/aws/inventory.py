@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from typing import Any
 
 from infrablocks.cloud.aws.images import IMAGE_TAG, describe_amis
@@ -185,8 +186,8 @@ def sweep(ec2: Any, environment: str, *, timeout: float, poll_interval: float
                                        "another environment")
                 return None
             # DetachVolume names the instance (some EC2 emulators refuse it without)
-            if not attempt(label, lambda a=attachment: ec2.detach_volume(
-                    VolumeId=volume["VolumeId"], InstanceId=a["InstanceId"], Force=True)):
+            if not attempt(label, partial(ec2.detach_volume, VolumeId=volume["VolumeId"],
+                                          InstanceId=attachment["InstanceId"], Force=True)):
                 return None
             _wait(ec2.get_waiter("volume_available"), label, "available", timeout,
                   VolumeIds=[volume["VolumeId"]],
@@ -209,10 +210,10 @@ def sweep(ec2: Any, environment: str, *, timeout: float, poll_interval: float
             removed["kept"].append(f"{label}: attached to {owner} of another environment")
             continue
         if owner and interface.get("Status") == "in-use" and attachment.get("DeviceIndex", 0):
-            attempt(label, lambda a=attachment: ec2.detach_network_interface(
-                AttachmentId=a["AttachmentId"], Force=True))
-        if attempt(label, lambda i=interface: ec2.delete_network_interface(
-                NetworkInterfaceId=i["NetworkInterfaceId"])):
+            attempt(label, partial(ec2.detach_network_interface,
+                                   AttachmentId=attachment["AttachmentId"], Force=True))
+        if attempt(label, partial(ec2.delete_network_interface,
+                                  NetworkInterfaceId=interface["NetworkInterfaceId"])):
             interfaces.append(f"{_name(interface, 'NetworkInterfaceId')} "
                               f"({interface['NetworkInterfaceId']})")
     if interfaces:
@@ -220,7 +221,7 @@ def sweep(ec2: Any, environment: str, *, timeout: float, poll_interval: float
     groups = []
     for group in describe(ec2, "security_groups", environment):
         label = f"security group {group.get('GroupName')} ({group['GroupId']})"
-        if attempt(label, lambda g=group: ec2.delete_security_group(GroupId=g["GroupId"])):
+        if attempt(label, partial(ec2.delete_security_group, GroupId=group["GroupId"])):
             groups.append(f"{group.get('GroupName')} ({group['GroupId']})")
     if groups:
         removed["security_groups"] = groups

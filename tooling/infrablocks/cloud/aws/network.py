@@ -13,6 +13,7 @@ is tried. The sweep of the environment deletes it.
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Iterator
 from typing import Any
 
 from infrablocks.cloud.aws.ops import translated
@@ -27,6 +28,7 @@ _ATTEMPTS = 8
 
 def choose_vpc(ec2: Any, vpc_id: str | None) -> dict[str, Any]:
     """The VPC named by the settings, else the region's default VPC."""
+    vpcs: list[dict[str, Any]]
     with translated(f"VPC {vpc_id or '(default)'}"):
         if vpc_id:
             vpcs = ec2.describe_vpcs(VpcIds=[vpc_id]).get("Vpcs", [])
@@ -50,7 +52,8 @@ def find_environment_subnet(ec2: Any, vpc_id: str, environment: str) -> dict[str
     return subnets[0] if subnets else None
 
 
-def _candidates(pool: ipaddress.IPv4Network, taken: list[ipaddress.IPv4Network]):
+def _candidates(pool: ipaddress.IPv4Network,
+                taken: list[ipaddress.IPv4Network]) -> Iterator[ipaddress.IPv4Network]:
     for candidate in pool.subnets(new_prefix=24):
         if not any(candidate.overlaps(other) for other in taken):
             yield candidate
@@ -75,17 +78,19 @@ def ensure_environment_subnet(ec2: Any, vpc: dict[str, Any], environment: str, *
                 hint="an environment's subnet cannot move while it exists: destroy the "
                      "environment first, or put its CIDR in blocks.toml")
         return str(existing["CidrBlock"])
-    vpc_networks = [ipaddress.ip_network(a["CidrBlock"])
+    # a VPC's CidrBlock associations are IPv4 (IPv6 ones are a separate set)
+    vpc_networks = [ipaddress.IPv4Network(a["CidrBlock"])
                     for a in vpc.get("CidrBlockAssociationSet", [{"CidrBlock": vpc["CidrBlock"]}])]
-    network = ipaddress.ip_network(configured or pool or vpc["CidrBlock"])
-    if not any(network.subnet_of(v) for v in vpc_networks if v.version == network.version):
+    network = ipaddress.IPv4Network(configured or pool or vpc["CidrBlock"])
+    if not any(network.subnet_of(v) for v in vpc_networks):
         what = "subnet" if configured else "subnets range"
         raise ConfigError(f"environment {environment}: the {what} {network} is not inside VPC "
                           f"{vpc_id} ({', '.join(map(str, vpc_networks))})")
     for _ in range(_ATTEMPTS):
         with translated(f"subnets of {vpc_id}"):
-            taken = [ipaddress.ip_network(s["CidrBlock"]) for s in ec2.describe_subnets(
+            taken = [ipaddress.IPv4Network(s["CidrBlock"]) for s in ec2.describe_subnets(
                 Filters=[{"Name": "vpc-id", "Values": [vpc_id]}]).get("Subnets", [])]
+        cidr: ipaddress.IPv4Network | None
         if configured:
             if any(network.overlaps(t) for t in taken):
                 raise ConfigError(f"environment {environment}: subnet {network} overlaps a "
@@ -93,7 +98,7 @@ def ensure_environment_subnet(ec2: Any, vpc: dict[str, Any], environment: str, *
                                   hint="choose a free CIDR in blocks.toml")
             cidr = network
         else:
-            cidr = next(_candidates(network, taken), None)  # type: ignore[arg-type]
+            cidr = next(_candidates(network, taken), None)
             if cidr is None:
                 raise InfrablocksError(f"no free /24 left in {network} of {vpc_id} for "
                                        f"environment {environment}",

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -154,4 +154,6 @@ class AwsSettings:
         import boto3
 
         session = boto3.session.Session(profile_name=self.profile, region_name=self.region)
-        return session.client(service, endpoint_url=self.endpoint_for(service))
+        # any service by name: the stubs type only literal service names
+        make_client: Callable[..., Any] = session.client
+        return make_client(service, endpoint_url=self.endpoint_for(service))
