@@ -26,7 +26,7 @@ from infrablocks.health.base import Member
 from infrablocks.health.instance import instance_running, volume_back
 from tests.support.loopback import free_port
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.aws]
 
 REGION = "us-east-1"
 POLL = 0.05

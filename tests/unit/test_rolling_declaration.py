@@ -78,7 +78,7 @@ def test_every_problem_is_reported_with_its_key_path(tmp_path) -> None:
     assert "invalid rolling declaration of db 1.0.0" in text
     for expected in ('blocks.db.rolling.instances: must be a resource address without index',
                      "blocks.db.rolling.check: unknown check 'etdc': valid are etcd, http, "
-                     "patroni",
+                     "instances, patroni",
                      "blocks.db.rolling.order: 'random' is not one of leader-last, index",
                      "blocks.db.rolling.timeouts.stop: must be a positive number",
                      "blocks.db.rolling.timeouts.reboot: unknown timeout",
@@ -102,3 +102,77 @@ def test_a_command_check_and_a_callable_are_accepted(tmp_path) -> None:
     assert rolling_check(registry) == []
     assert declaration_for(registry, registry.block_version("db", "1.0.0")).check == \
         {"command": ["./health.sh", "-v"]}
+
+
+# -- per platform --------------------------------------------------------------------------------
+
+PLATFORMS = """
+[blocks.db]
+stateful = true
+
+[blocks.db.rolling]
+instances = "localcloud_instance.member"
+attachments = "localcloud_volume_attachment.member"
+check = "etcd"
+timeouts = { stop = 5, rejoin = 30 }
+
+[blocks.db.rolling.aws]
+instances = "aws_instance.member"
+attachments = "aws_volume_attachment.member"
+interfaces = "aws_network_interface.member"
+timeouts = { stop = 300 }
+
+[blocks.db.versions."1.0.0"]
+
+[blocks.db.versions."2.0.0"]
+rolling = { instances = "localcloud_instance.node", aws = { check = "instances" } }
+"""
+
+
+def test_a_platform_table_overrides_the_block_and_version_tables(tmp_path) -> None:
+    registry = load_registry(make_repo(tmp_path, PLATFORMS))
+    one, two = (registry.block_version("db", v) for v in ("1.0.0", "2.0.0"))
+    local = declaration_for(registry, one)
+    aws = declaration_for(registry, one, "aws")
+    assert (local.instances, local.interfaces) == ("localcloud_instance.member", None)
+    assert (aws.instances, aws.attachments, aws.interfaces) == (
+        "aws_instance.member", "aws_volume_attachment.member", "aws_network_interface.member")
+    assert aws.timeouts["stop"] == 300 and aws.timeouts["rejoin"] == 30   # merged
+    assert aws.check == "etcd"
+    assert aws.interface_address(1) == "aws_network_interface.member[1]"
+    # a version's generic key never reaches another platform's addresses
+    assert declaration_for(registry, two).instances == "localcloud_instance.node"
+    second_aws = declaration_for(registry, two, "aws")
+    assert (second_aws.instances, second_aws.check) == ("aws_instance.member", "instances")
+    assert rolling_check(registry) == []
+
+
+def test_a_platform_tables_problems_are_named(tmp_path) -> None:
+    registry = load_registry(make_repo(tmp_path, PLATFORMS.replace(
+        'interfaces = "aws_network_interface.member"',
+        'interfaces = "aws network interface"\ncolour = "red"')))
+    problems = rolling_check(registry)
+    assert any("blocks.db.rolling.aws.colour: unknown key" in p for p in problems), problems
+    assert any("(platform aws).interfaces: must be a resource address" in p
+               for p in problems), problems
+    with pytest.raises(ConfigError):
+        declaration_for(registry, registry.block_version("db", "1.0.0"), "aws")
+
+
+def test_a_unit_on_aws_applies_its_interface_too(tmp_path) -> None:
+    from infrablocks.rolling.plan import RollingUnit
+
+    registry = load_registry(make_repo(tmp_path, PLATFORMS))
+    aws = declaration_for(registry, registry.block_version("db", "1.0.0"), "aws")
+    unit = RollingUnit(0, aws.instance_address(0), aws.attachment_address(0),
+                       interface_address=aws.interface_address(0))
+    assert unit.targets() == ["aws_instance.member[0]", "aws_volume_attachment.member[0]",
+                              "aws_network_interface.member[0]"]
+
+
+def test_the_projects_base_block_rolls_its_aws_resources_on_aws() -> None:
+    registry = load_registry(MAIN_REPO)
+    declaration = declaration_for(registry, registry.block_version("base", "1.1.0"), "aws")
+    assert declaration.instances == "aws_instance.member"
+    assert declaration.interfaces == "aws_network_interface.member"
+    assert declaration.check == "etcd"     # the service check, on the members' private IPs

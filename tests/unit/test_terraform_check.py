@@ -35,4 +35,4 @@ def test_unknown_terraform_settings_are_named(tmp_path):
     repo = make_repo(tmp_path, TOML + '\n[terraform]\nbinray = "tofu"\n')
     outcome = terraform_check(load_registry(repo))
     assert outcome.problems == ["blocks.toml: [terraform] has unknown key(s) binray; "
-                                "valid: binary"]
+                                "valid: binary, mirrors"]

@@ -109,7 +109,8 @@ class BlockRun:
         work_root.mkdir(parents=True, exist_ok=True)  # parents keep their modes: the local
         work_root.chmod(0o700)                        # cloud may live in .infrablocks/
         return prepare_workdir(
-            self.workspace.work_root, self.environment, self.block, self.version.path,
+            self.workspace.work_root, self.environment, self.block,
+            self.workspace.block_module(self.environment, self.version),
             self.workspace.backend.terraform_backend(self.environment, self.block),
             self.inputs() if inputs is None else inputs)
 
@@ -165,6 +166,7 @@ def apply_block(run: BlockRun, token: CancelToken) -> Result:
                 hint=f"run: doit upgrade {block} --env {env} --to {run.version.version}")
         started = time.monotonic()
         clock = PhaseTimer(token.phase)
+        _record_platform(workspace, env, block)
         clock("terraform probe")
         tf_version = workspace.terraform_binary().version
         clock("images")
@@ -207,6 +209,15 @@ def apply_block(run: BlockRun, token: CancelToken) -> Result:
                               changes=applied_changes(applied.log_path) if applied else {},
                               seconds=round(time.monotonic() - started, 2),
                               phases=clock.done())
+
+
+def _record_platform(workspace: Workspace, environment: str, block: str) -> None:
+    """The deployment remembers its platform; one held by another platform is refused."""
+    from infrablocks.platforms.choice import check_recorded_platform, record_platform
+
+    profile = workspace.platform_profile(environment)
+    check_recorded_platform(workspace.backend, environment, block, profile)
+    record_platform(workspace.backend, environment, block, profile)
 
 
 def _update(run: BlockRun, terraform: Terraform, workdir: Path, clock: PhaseTimer) -> Any:

@@ -1,4 +1,6 @@
-"""Running a block version's own tests (``blocks/NAME/VERSION/tests``) against a deployment."""
+"""Running a block version's own tests against a deployment: ``blocks/NAME/VERSION/tests`` (the
+``tests`` folder of the block's module on the environment's platform: ``VERSION/aws/tests`` on
+AWS), with the platform's environment (``Platform.terraform_env``, ``INFRABLOCKS_PLATFORM``)."""
 
 from __future__ import annotations
 
@@ -47,7 +49,8 @@ def run_block_tests(workspace: Workspace, environment: str, version: BlockVersio
     from infrablocks.private_files import open_private, private_dir
     from infrablocks.terraform.workdir import private_root_for, workdir_path
 
-    tests = version.path / "tests"
+    platform = workspace.platform(environment)
+    tests = platform.block_module(version.path) / "tests"
     if not tests.is_dir():
         return BlockTestResult(version.block, str(version.version), 5,
                                f"no tests folder in {tests}", None)
@@ -60,7 +63,8 @@ def run_block_tests(workspace: Workspace, environment: str, version: BlockVersio
                     for dep in sorted(version.requires)}
     outputs_file = _private_json(files / "outputs.json", outputs)
     dependencies_file = _private_json(files / "dependency_outputs.json", dependencies)
-    env = {**os.environ, "INFRABLOCKS_BLOCK_OUTPUTS": str(outputs_file),
+    env = {**os.environ, **platform.terraform_env(), "INFRABLOCKS_PLATFORM": platform.name,
+           "INFRABLOCKS_BLOCK_OUTPUTS": str(outputs_file),
            "INFRABLOCKS_DEPENDENCY_OUTPUTS": str(dependencies_file),
            "INFRABLOCKS_ENVIRONMENT": environment}
     log_path = files / "pytest.log"

@@ -139,7 +139,10 @@ def destroy(workspace: Workspace, targets: list[str], environment: str, *,
     report = _destroy_nodes(workspace, environment, graph.subgraph(doomed).copy(), jobs=jobs,
                             keep_going=keep_going, on_event=on_event, token=token)
     if report.ok and is_ephemeral(environment) and not workspace.backend.list_blocks(environment):
-        _forget_environment(workspace, environment)  # a kept `doit env`, now gone entirely
+        # a kept `doit env`, now gone entirely: what the platform holds for it goes too (AWS:
+        # the environment's subnet)
+        workspace.platform(environment).sweep_environment(environment)
+        _forget_environment(workspace, environment)
     return report
 
 

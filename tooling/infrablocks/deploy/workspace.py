@@ -23,6 +23,8 @@ if TYPE_CHECKING:
     from semver import Version
 
     from infrablocks.platforms import Platform
+    from infrablocks.platforms.choice import PlatformProfile
+    from infrablocks.registry import BlockVersion
     from infrablocks.terraform.binary import TerraformBinary
     from infrablocks.terraform.driver import Terraform
 
@@ -37,7 +39,11 @@ class Workspace:
     subnets: SubnetAllocator
     _terraform_setting: str | None = None
     _terraform_parts: tuple[TerraformBinary, Path] | None = field(default=None, repr=False)
+    chosen_platform: str | None = None     # --platform: throwaway environments' platform
     _platforms: dict[str, Platform] = field(default_factory=dict, repr=False)
+    _profiles: dict[str, PlatformProfile] | None = field(default=None, repr=False)
+    _environment_platforms: dict[str, str] = field(default_factory=dict, repr=False)
+    _owned_subnets: dict[str, str] = field(default_factory=dict, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     # -- environments ---------------------------------------------------------------------------
@@ -67,8 +73,17 @@ class Workspace:
         return dict(self.registry.environment(environment).pins)
 
     def subnet(self, environment: str) -> str:
+        """The environment's subnet: the platform's (AWS: a subnet of its VPC), else a /24 of
+        127.42.0.0/16 from the allocator (blocks.toml ``subnet`` pins either)."""
         declared = self.registry.environments.get(environment)
         configured = declared.extra.get("subnet") if declared else None
+        if environment in self._owned_subnets:
+            return self._owned_subnets[environment]
+        owned = self.platform(environment).environment_subnet(
+            environment, None if configured is None else str(configured))
+        if owned is not None:
+            self._owned_subnets[environment] = owned   # one look-up per command
+            return owned
         if configured is not None:
             configured = parse_subnet(str(configured),
                                       where=f"blocks.toml environments.{environment}.subnet")
@@ -77,18 +92,77 @@ class Workspace:
     # -- platforms --------------------------------------------------------------------------------
 
     def platform(self, environment: str | None = None) -> Platform:
-        """The platform ``environment`` runs on (None: the default platform, ``local``).
+        """The platform ``environment`` runs on (None: ``defaults.platform``, else ``local``).
 
-        Built once per workspace and platform (``infrablocks.platforms.open_platform``); every
-        environment on the local platform shares the repository's one local cloud.
+        Which one is blocks.toml's choice (``infrablocks.platforms.choice``); each is built
+        once per workspace (``infrablocks.platforms.open_platform``): every environment on the
+        local platform shares the repository's one local cloud.
         """
-        from infrablocks.platforms import DEFAULT_PLATFORM, open_platform
+        return self._open(self.platform_profile(environment))
 
-        kind = DEFAULT_PLATFORM  # issue 12: [environments.NAME] platform = "aws" chooses here
+    def _open(self, profile: PlatformProfile) -> Platform:
+        from infrablocks.platforms import open_platform
+
         with self._lock:
-            if kind not in self._platforms:
-                self._platforms[kind] = open_platform(kind, self.repo_root)
-            return self._platforms[kind]
+            if profile.name not in self._platforms:
+                self._platforms[profile.name] = open_platform(
+                    profile.kind, self.repo_root, profile.settings,
+                    where=f"blocks.toml platforms.{profile.name}")
+            return self._platforms[profile.name]
+
+    def platform_profile(self, environment: str | None = None) -> PlatformProfile:
+        """The platform profile of ``environment``, fixed for the workspace at the first ask
+        (a throwaway environment's comes from its deployments' records, or ``--platform``)."""
+        from infrablocks.environments import is_ephemeral
+        from infrablocks.platforms.choice import (
+            environment_platform,
+            profiles,
+            recorded_platform,
+        )
+
+        with self._lock:
+            if self._profiles is None:
+                self._profiles = profiles(self.registry)
+            if environment is not None and environment in self._environment_platforms:
+                return self._profiles[self._environment_platforms[environment]]
+        recorded = None
+        if environment is not None and is_ephemeral(environment) \
+                and environment not in self.registry.environments:
+            recorded = recorded_platform(self.backend, environment)
+        name = environment_platform(self.registry, environment, recorded=recorded,
+                                    chosen=self.chosen_platform)
+        if name not in self._profiles:
+            from infrablocks.registry import suggest
+
+            near = suggest(name, self._profiles, quote="'")
+            raise UsageError(f"unknown platform {name!r}{near}",
+                             hint="platforms in blocks.toml: "
+                                  f"{', '.join(sorted(self._profiles))}")
+        if environment is not None:
+            with self._lock:
+                self._environment_platforms.setdefault(environment, name)
+                name = self._environment_platforms[environment]
+        return self._profiles[name]
+
+    def choose_platform(self, name: str | None) -> None:
+        """``--platform NAME``: the platform of the throwaway environments this command makes
+        (validated now: a ``UsageError`` names the declared ones)."""
+        if name is None:
+            return
+        from infrablocks.platforms.choice import profiles
+        from infrablocks.registry import suggest
+
+        known = profiles(self.registry)
+        if name not in known:
+            near = suggest(name, known, quote="'")
+            raise UsageError(f"--platform: unknown platform {name!r}{near}",
+                             hint=f"platforms in blocks.toml: {', '.join(sorted(known))} "
+                                  "(declare others as tables platforms.NAME)")
+        self.chosen_platform = name
+
+    def block_module(self, environment: str, version: BlockVersion) -> Path:
+        """The block version's Terraform module on the environment's platform."""
+        return self.platform(environment).block_module(version.path)
 
     def deployed_versions(self, environment: str) -> dict[str, Version]:
         """Blocks deployed in ``environment`` and their versions (from deployment records)."""
@@ -120,11 +194,18 @@ class Workspace:
         with self._lock:
             if self._terraform_parts is None:
                 from infrablocks.terraform.binary import find_terraform
-                from infrablocks.terraform.cliconfig import write_cli_config
+                from infrablocks.terraform.cliconfig import (
+                    provider_methods,
+                    repo_mirror_folders,
+                    write_cli_config,
+                )
                 from infrablocks.terraform.toolchain import cli_config_paths
 
                 binary = find_terraform(self._terraform_setting, base_dir=self.repo_root)
-                config = write_cli_config(cli_config_paths(self.repo_root))
+                mirrors = repo_mirror_folders(self.registry.settings.get("terraform"),
+                                              self.repo_root)
+                config = write_cli_config(cli_config_paths(self.repo_root),
+                                          methods=provider_methods(mirrors))
                 self._terraform_parts = (binary, config)
             return self._terraform_parts
 
@@ -138,8 +219,9 @@ class Workspace:
 def open_workspace(repo_root: Path | None = None) -> Workspace:
     """The workspace of ``repo_root`` (default: the repository around the working directory).
 
-    The default platform is opened here, so that what it reads from the process environment
-    (``LOCALCLOUD_ROOT``) is read once, when the command starts.
+    The local platform is opened here, so that what it reads from the process environment
+    (``LOCALCLOUD_ROOT``) is read once, when the command starts; the platform settings of
+    blocks.toml are validated here too (``ConfigError`` listing every problem).
     """
     root = repo_root or find_repo_root()
     registry = load_registry(root)
@@ -154,5 +236,8 @@ def open_workspace(repo_root: Path | None = None) -> Workspace:
                                 reserved=pinned_subnets(registry)),
         _terraform_setting=terraform_settings.get("binary"),
     )
-    workspace.platform()
+    from infrablocks.platforms import DEFAULT_PLATFORM
+
+    workspace.platform_profile(None)   # validates blocks.toml's platform keys
+    workspace._open(workspace._profiles[DEFAULT_PLATFORM])  # type: ignore[index]
     return workspace

@@ -2,7 +2,8 @@
 
 A rolling declaration names its check as one of:
 
-- a built-in name: ``"etcd"``, ``"patroni"``, ``"http"`` (``BUILTIN_CHECKS``);
+- a built-in name: ``"etcd"``, ``"patroni"``, ``"http"``, or ``"instances"`` (instance-level
+  only: for platforms whose instances run no service, such as an EC2 emulator) (``BUILTIN_CHECKS``);
 - a Python factory ``"package.module:function"`` (or a class) called with a ``CheckContext``;
 - a command table ``{ command = ["./health.sh"] }``: see ``infrablocks.health.command``.
 
@@ -28,6 +29,7 @@ BUILTIN_CHECKS: dict[str, str | Callable[..., ServiceCheck]] = {
     "etcd": "infrablocks.health.etcd:EtcdCheck",
     "patroni": "infrablocks.health.patroni:PatroniCheck",
     "http": "infrablocks.health.http:HttpCheck",
+    "instances": "infrablocks.health.instance:InstancesCheck",
 }
 
 

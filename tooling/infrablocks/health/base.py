@@ -63,7 +63,8 @@ class CheckContext:
 
     ``options`` is the ``check_options`` table of the rolling declaration (ports, bounds …);
     ``outputs`` are the block's Terraform outputs (sensitive ones included, e.g. passwords);
-    ``block_dir`` is the block version's directory (for command checks given relative paths).
+    ``block_dir`` is the block version's directory (for command checks given relative paths);
+    ``ops`` the environment's platform steps (``cloud.ops.CloudOps``), for instance-level checks.
     """
 
     block: str
@@ -71,6 +72,7 @@ class CheckContext:
     options: dict[str, Any] = field(default_factory=dict)
     outputs: dict[str, Any] = field(default_factory=dict)
     block_dir: str | None = None
+    ops: Any = None
 
 
 @runtime_checkable

@@ -10,7 +10,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from infrablocks.cloud.ops import CloudOpsError
-from infrablocks.health.base import GateResult, Member
+from infrablocks.errors import ConfigError
+from infrablocks.health.base import CheckContext, GateResult, Member
 
 if TYPE_CHECKING:
     from infrablocks.cloud.ops import CloudOps
@@ -64,3 +65,48 @@ def volume_back(ops: CloudOps, member: Member, marker_name: str | None,
                                      f"{marker_name} is {found!r}", evidence)
     return GateResult(True, f"volume {member.volume_id} attached and mounted with its data",
                       evidence)
+
+
+class InstancesCheck:
+    """``check = "instances"``: the service check of a platform whose instances run no service
+    (an EC2 emulator such as moto): instance-level gates only, through the platform's
+    ``CloudOps``. The cluster is healthy when every member's instance runs and finished booting
+    (with its volume attached); a member has rejoined when its instance has; there is no leader
+    to move. It proves nothing about the service: declare the service's own check wherever the
+    instances really run it.
+    """
+
+    def __init__(self, context: CheckContext) -> None:
+        if context.ops is None:
+            raise ConfigError(f"check 'instances' of block {context.block!r} needs the "
+                              "platform's steps (CheckContext.ops)")
+        self.ops = context.ops
+
+    def _member(self, member: Member) -> GateResult:
+        running = instance_running(self.ops, member)
+        if not running.ok:
+            return running
+        volume = volume_back(self.ops, member, None, None)
+        if not volume.ok:
+            return volume
+        return GateResult(True, running.summary, {**running.evidence, **volume.evidence})
+
+    def cluster_health(self, members: list[Member]) -> GateResult:
+        results = {m.name: self._member(m) for m in members}
+        bad = [r.summary for r in results.values() if not r.ok]
+        evidence = {name: r.evidence for name, r in results.items()}
+        if not members:
+            return GateResult(False, "no members", evidence)
+        if bad:
+            return GateResult(False, "; ".join(bad), evidence)
+        return GateResult(True, f"{len(members)} instances running (instance-level gates "
+                                "only)", evidence)
+
+    def leader(self, members: list[Member]) -> Member | None:
+        return None
+
+    def member_healthy(self, member: Member, members: list[Member]) -> GateResult:
+        return self._member(member)
+
+    def move_leader_off(self, member: Member, members: list[Member]) -> None:
+        return None

@@ -150,7 +150,7 @@ def check_current(workspace: Workspace, reviewed: ReviewedPlan) -> None:
             problems.append(f"{entry['block']}: version {entry['target']} is no longer in "
                             "blocks.toml")
             continue
-        if code_digest(version) != entry.get("code_digest"):
+        if code_digest(workspace.block_module(environment, version)) != entry.get("code_digest"):
             problems.append(f"{entry['block']} {entry['target']}: its code changed "
                             f"({version.path})")
         if list(version.images) != list(entry.get("images") or []):

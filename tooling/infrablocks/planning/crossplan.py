@@ -192,7 +192,7 @@ def plan_environment(workspace: Workspace, targets: list[str], environment: str,
     states = {name: backend.read_state(environment, name) for name in order}
     pending = {name: _pending_images(workspace, environment, resolution.selected[name])
                for name in order}
-    specs = [ModuleSpec(name, resolution.selected[name].path,
+    specs = [ModuleSpec(name, workspace.block_module(environment, resolution.selected[name]),
                         dependency_attributes(workspace.repo_root, resolution.selected[name]),
                         tuple(sorted({ref.split("@")[0] for ref in pending[name]})))
              for name in order]
@@ -431,8 +431,8 @@ def _save_one(workspace: Workspace, result: EnvironmentPlan, entry: BlockPlan,
     inputs = Inputs(entry.inputs, sensitive=sensitive_dependencies(   # TF_VAR_, masked in logs
         version, entry.inputs, result.resolution.selected,
         work_dir(workspace.repo_root) / "cache" / "modules"))
-    workdir = prepare_workdir(work_root, environment, entry.block, version.path, backend,
-                              inputs)
+    workdir = prepare_workdir(work_root, environment, entry.block,
+                              workspace.block_module(environment, version), backend, inputs)
     terraform = workspace.terraform(environment, entry.block)
     cancel = token.on_cancel(terraform.stop) if token is not None else contextlib.nullcontext()
     try:
@@ -463,12 +463,13 @@ def digest_inputs(inputs: Mapping[str, Any]) -> dict[str, str]:
             for name, value in sorted(inputs.items())}
 
 
-def code_digest(version: BlockVersion) -> str:
-    """SHA-256 over the files a working directory gets from the block version."""
+def code_digest(module: Path) -> str:
+    """SHA-256 over the files a working directory gets from a block version's module (on the
+    environment's platform: ``Workspace.block_module``)."""
     from infrablocks.terraform.workdir import source_files
 
     digest = hashlib.sha256()
-    for rel, path in sorted(source_files(version.path)):
+    for rel, path in sorted(source_files(module)):
         digest.update(rel.encode() + b"\0" + path.read_bytes() + b"\0")
     return digest.hexdigest()
 
@@ -485,7 +486,7 @@ def manifest(workspace: Workspace, result: EnvironmentPlan) -> dict[str, Any]:
             **entry.to_json(),
             "requires": list(entry.requires),
             "images": list(version.images),
-            "code_digest": code_digest(version),
+            "code_digest": code_digest(workspace.block_module(result.environment, version)),
             "inputs_digests": digest_inputs(entry.inputs) if entry.inputs is not None else None,
             "stop_instances": list(entry.stop_instances),
         })

@@ -20,13 +20,15 @@ __all__ = ["DEFAULT_PLATFORM", "PLATFORMS", "Platform", "SweepReport", "open_pla
 DEFAULT_PLATFORM = "local"
 PLATFORMS: dict[str, str] = {
     "local": "infrablocks.platforms.local:LocalPlatform",
+    "aws": "infrablocks.platforms.aws:AwsPlatform",
 }
 
 
 def open_platform(kind: str, repo_root: Path, settings: dict[str, Any] | None = None,
                   *, where: str = "platform") -> Platform:
-    """The platform ``kind`` for ``repo_root`` with its ``settings`` (blocks.toml's; the local
-    platform takes none). ``where`` names the setting in the error for an unknown kind."""
+    """The platform ``kind`` for ``repo_root`` with its ``settings`` (blocks.toml's
+    ``[platforms.NAME]`` table without ``kind``, see ``platforms.choice``; the local platform
+    takes none). ``where`` names the setting in the error for an unknown kind."""
     target = PLATFORMS.get(kind)
     if target is None:
         raise ConfigError(f"{where}: unknown platform {kind!r}",

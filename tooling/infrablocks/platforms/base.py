@@ -17,6 +17,8 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from infrablocks.cloud.ops import CloudOps
 
 __all__ = ["Platform", "SweepReport"]
@@ -41,7 +43,20 @@ class Platform(Protocol):
     def terraform_env(self) -> dict[str, str]:
         """Environment variables every Terraform process gets for this platform: where the
         provider finds its cloud (local: ``LOCALCLOUD_ROOT``; AWS: region, profile, endpoint
-        overrides). Never credentials: those come from the platform's own chain."""
+        overrides). Never credentials: those come from the platform's own chain. Block tests
+        get them too (and ``INFRABLOCKS_PLATFORM``, the kind)."""
+        ...
+
+    def block_module(self, version_dir: Path) -> Path:
+        """The Terraform module of a block version on this platform: the version's folder
+        itself on the local cloud, its ``aws/`` folder on AWS (one contract, one folder per
+        platform, as images have). ``ConfigError`` naming the folder when it is missing."""
+        ...
+
+    def environment_subnet(self, environment: str, configured: str | None) -> str | None:
+        """The environment's subnet (CIDR) where the platform owns the network (AWS: a subnet
+        of its VPC, created when missing; ``configured`` is blocks.toml's ``subnet``); None
+        where the workspace allocates one (local: a /24 of 127.42.0.0/16)."""
         ...
 
     def ensure_images(self, images: Sequence[str], *,

@@ -51,6 +51,12 @@ class LocalPlatform:
     def terraform_env(self) -> dict[str, str]:
         return {ENV_ROOT: str(self.cloud.root)}  # the provider's root
 
+    def block_module(self, version_dir: Path) -> Path:
+        return version_dir
+
+    def environment_subnet(self, environment: str, configured: str | None) -> None:
+        return None  # the workspace's allocator: a /24 of 127.42.0.0/16
+
     def ensure_images(self, images: Sequence[str], *,
                       before_each: Callable[[str], None] | None = None) -> list[str]:
         """Build (packer) and register each image the cloud lacks; images/NAME/VERSION/."""

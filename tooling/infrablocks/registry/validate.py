@@ -51,14 +51,14 @@ __all__ = ["ALLOWED_KEYS", "SETTINGS_TABLES", "TABLE_VALUED_KEYS", "Validator"]
 
 # Allowed keys per kind of table. Keys not interpreted here land in the ``extra`` dicts.
 ALLOWED_KEYS: dict[str, set[str]] = {
-    "top": {"defaults", "blocks", "environments", "terraform", "state", "ci"},
-    "defaults": {"environment"},
+    "top": {"defaults", "blocks", "environments", "terraform", "state", "ci", "platforms"},
+    "defaults": {"environment", "platform"},
     "block": {"description", "stateful", "versions", "rolling"},
     "version": {"path", "requires", "images", "rolling"},
-    "environment": {"pins", "subnet", "auto_create"},
+    "environment": {"pins", "subnet", "auto_create", "platform"},
 }
 # Top-level tables whose content other parts validate; kept in ``Registry.settings``.
-SETTINGS_TABLES = ("terraform", "state", "ci")
+SETTINGS_TABLES = ("terraform", "state", "ci", "platforms")  # platforms: platforms/choice.py
 # Keys whose value must be a table when present (their content is validated elsewhere).
 TABLE_VALUED_KEYS = {"rolling"}
 

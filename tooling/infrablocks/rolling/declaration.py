@@ -1,7 +1,7 @@
 """The rolling declaration of a stateful block: which resources roll, which gates apply.
 
-Declared in blocks.toml under the block, and overridable per version (version keys win; the
-``timeouts`` and ``check_options`` tables merge key by key)::
+Declared in blocks.toml under the block, and overridable per version and per platform kind
+(the ``timeouts`` and ``check_options`` tables merge key by key)::
 
     [blocks.base.rolling]
     instances = "localcloud_instance.member"
@@ -9,6 +9,16 @@ Declared in blocks.toml under the block, and overridable per version (version ke
     check = "etcd"
     order = "leader-last"
     timeouts = { stop = 60, running = 60, volume = 60, rejoin = 120, healthy = 180 }
+
+    [blocks.base.rolling.aws]              # environments on an AWS platform (the aws/ module)
+    instances = "aws_instance.member"
+    attachments = "aws_volume_attachment.member"
+    interfaces = "aws_network_interface.member"   # optional: applied with its unit
+    timeouts = { stop = 300, running = 600 }
+
+Precedence, lowest first: the block's table, the version's (``versions."V".rolling``), the
+block's platform table, the version's platform table — a platform's resource addresses belong to
+its module, so a version's generic override never reaches another platform's addresses.
 
 Validation reports every problem at once with its key path (``ConfigError``, exit 2).
 """
@@ -35,8 +45,8 @@ DEFAULT_TIMEOUTS: dict[str, float] = {
     "rejoin": 120.0,   # the replaced member serves and is back in the cluster
     "healthy": 180.0,  # the whole cluster is healthy again
 }
-KEYS = {"instances", "attachments", "check", "check_options", "order", "timeouts",
-        "volume_marker", "poll_interval"}
+KEYS = {"instances", "attachments", "interfaces", "check", "check_options", "order",
+        "timeouts", "volume_marker", "poll_interval"}
 _IDENT = r"[A-Za-z_][A-Za-z0-9_-]*"
 _ADDRESS = re.compile(rf"^(module\.{_IDENT}\.)*{_IDENT}\.{_IDENT}$")
 
@@ -48,6 +58,7 @@ class RollingDeclaration:
     instances: str
     attachments: str | None
     check: Any                       # a built-in name, "module:function" or {command=[...]}
+    interfaces: str | None = None    # the members' network interfaces (AWS), applied per unit
     check_options: dict[str, Any] = field(default_factory=dict)
     order: str = "leader-last"
     timeouts: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_TIMEOUTS))
@@ -63,25 +74,61 @@ class RollingDeclaration:
     def attachment_address(self, index: int) -> str | None:
         return f"{self.attachments}[{index}]" if self.attachments else None
 
+    def interface_address(self, index: int) -> str | None:
+        return f"{self.interfaces}[{index}]" if self.interfaces else None
+
     def to_json(self) -> dict[str, Any]:
         return {"instances": self.instances, "attachments": self.attachments,
+                "interfaces": self.interfaces,
                 "check": self.check, "check_options": dict(self.check_options),
                 "order": self.order, "timeouts": dict(self.timeouts),
                 "volume_marker": self.volume_marker, "poll_interval": self.poll_interval}
 
 
-def _merged(block_table: dict[str, Any] | None,
-            version_table: dict[str, Any] | None) -> dict[str, Any] | None:
+def _platform_kinds() -> tuple[str, ...]:
+    from infrablocks.platforms import PLATFORMS
+
+    return tuple(PLATFORMS)
+
+
+def _merged(block_table: dict[str, Any] | None, version_table: dict[str, Any] | None,
+            platform: str = "local") -> dict[str, Any] | None:
+    """The merged table for ``platform`` (a kind); platform sub-tables dropped."""
     if block_table is None and version_table is None:
         return None
-    merged = dict(block_table or {})
-    for key, value in (version_table or {}).items():
-        if key in ("timeouts", "check_options") and isinstance(value, dict) \
-                and isinstance(merged.get(key), dict):
-            merged[key] = {**merged[key], **value}
-        else:
-            merged[key] = value
+    kinds = _platform_kinds()
+    layers = [block_table or {}, version_table or {},
+              (block_table or {}).get(platform), (version_table or {}).get(platform)]
+    merged: dict[str, Any] = {}
+    for layer in layers:
+        if not isinstance(layer, dict):
+            continue
+        for key, value in layer.items():
+            if key in kinds:
+                continue
+            if key in ("timeouts", "check_options") and isinstance(value, dict) \
+                    and isinstance(merged.get(key), dict):
+                merged[key] = {**merged[key], **value}
+            else:
+                merged[key] = value
     return merged
+
+
+def _platform_problems(table: dict[str, Any] | None, where: str) -> list[str]:
+    """A platform sub-table must be a table of rolling keys (not nested further)."""
+    problems = []
+    for kind in _platform_kinds():
+        value = (table or {}).get(kind)
+        if value is None:
+            continue
+        if not isinstance(value, dict):
+            problems.append(f"{where}.{kind}: must be a table of rolling keys for platform "
+                            f"{kind}")
+            continue
+        for key in sorted(set(value) - KEYS):
+            problems.append(f"{where}.{kind}.{key}: unknown key (valid: "
+                            f"{', '.join(sorted(KEYS))})")
+    return problems
 
 
 def declaration_problems(table: dict[str, Any], where: str) -> list[str]:
@@ -89,11 +136,12 @@ def declaration_problems(table: dict[str, Any], where: str) -> list[str]:
     from infrablocks.health import check_spec_problems
 
     problems: list[str] = []
-    for key in sorted(set(table) - KEYS):
-        problems.append(f"{where}.{key}: unknown key (valid: {', '.join(sorted(KEYS))})")
-    for key in ("instances", "attachments"):
+    for key in sorted(set(table) - KEYS - set(_platform_kinds())):
+        problems.append(f"{where}.{key}: unknown key (valid: {', '.join(sorted(KEYS))}, or a "
+                        f"platform's table: {', '.join(_platform_kinds())})")
+    for key in ("instances", "attachments", "interfaces"):
         value = table.get(key)
-        if value is None and key == "attachments":
+        if value is None and key in ("attachments", "interfaces"):
             continue
         if not isinstance(value, str) or not _ADDRESS.match(value):
             problems.append(f"{where}.{key}: must be a resource address without index, like "
@@ -136,18 +184,25 @@ def _where(version: BlockVersion, at_version: bool) -> str:
     return "blocks.toml " + format_key_path("blocks", version.block, "rolling")
 
 
-def declaration_for(registry: Registry, version: BlockVersion) -> RollingDeclaration | None:
-    """The block version's rolling declaration (None when it has none); ConfigError if invalid."""
+def declaration_for(registry: Registry, version: BlockVersion,
+                    platform: str = "local") -> RollingDeclaration | None:
+    """The block version's rolling declaration on ``platform`` (a kind: ``local``, ``aws``;
+    None when it has none); ConfigError if invalid."""
     block = registry.block(version.block)
-    table = _merged(block.extra.get("rolling"), version.extra.get("rolling"))
+    block_table, version_table = block.extra.get("rolling"), version.extra.get("rolling")
+    table = _merged(block_table, version_table, platform)
     if table is None:
         return None
     where = _where(version, "rolling" in version.extra)
-    problems = declaration_problems(table, where)
+    problems = declaration_problems(table, where + (f" (platform {platform})"
+                                                    if platform != "local" else ""))
+    problems += _platform_problems(block_table, _where(version, False))
+    problems += _platform_problems(version_table, _where(version, True))
     if problems:
         raise ConfigError(f"invalid rolling declaration of {version.label}", problems=problems)
     return RollingDeclaration(
         instances=table["instances"], attachments=table.get("attachments"),
+        interfaces=table.get("interfaces"),
         check=table["check"], check_options=dict(table.get("check_options", {})),
         order=table.get("order", "leader-last"),
         timeouts={**DEFAULT_TIMEOUTS, **{k: float(v) for k, v in
@@ -160,10 +215,20 @@ def rolling_check(registry: Registry) -> list[str]:
     """``doit check``: every block version's rolling declaration is valid."""
     problems: list[str] = []
     for block in registry.blocks.values():
+        block_table = block.extra.get("rolling")
         for version in block.versions.values():
-            table = _merged(block.extra.get("rolling"), version.extra.get("rolling"))
-            if table is None:
-                continue
-            found = declaration_problems(table, _where(version, "rolling" in version.extra))
+            version_table = version.extra.get("rolling")
+            found = _platform_problems(block_table, _where(version, False))
+            found += _platform_problems(version_table, _where(version, True))
+            for kind in _platform_kinds():
+                if kind != "local" and kind not in (block_table or {}) \
+                        and kind not in (version_table or {}):
+                    continue  # no override for this platform: the same table as local
+                table = _merged(block_table, version_table, kind)
+                if table is None:
+                    continue
+                where = _where(version, "rolling" in version.extra)
+                found += declaration_problems(
+                    table, where + (f" (platform {kind})" if kind != "local" else ""))
             problems += [p for p in found if p not in problems]
     return problems

@@ -237,10 +237,12 @@ class RollingDriver(Deployment):
                          stopped=stopped)
 
     def targets(self, index: int) -> list[str]:
-        """The unit's resource addresses: ``instances[i]`` and ``attachments[i]``."""
+        """The unit's resource addresses: ``instances[i]``, ``attachments[i]`` and, where the
+        declaration names them, ``interfaces[i]``."""
         declaration = self.declaration
         return [a for a in (declaration.instance_address(index),
-                            declaration.attachment_address(index)) if a]
+                            declaration.attachment_address(index),
+                            declaration.interface_address(index)) if a]
 
     # -- gates and halts -------------------------------------------------------------------------
 

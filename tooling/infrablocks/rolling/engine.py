@@ -467,7 +467,8 @@ class _Wiring:
 
         if not self.workspace.registry.blocks[self.block].stateful:
             return None
-        return declaration_for(self.workspace.registry, self.version(version))
+        return declaration_for(self.workspace.registry, self.version(version),
+                               self.workspace.platform(self.environment).name)
 
     def terraform(self) -> Terraform:
         if self._terraform is None:
@@ -525,5 +526,5 @@ class _Wiring:
             return build_check(declaration.check, CheckContext(
                 block=self.block, environment=self.environment,
                 options=dict(declaration.check_options), outputs=outputs.unmasked(),
-                block_dir=str(version.path)))
+                block_dir=str(version.path), ops=self.ops))
         return build

@@ -26,14 +26,16 @@ class RollingUnit:
     attachment_address: str | None
     actions: dict[str, str] = field(default_factory=dict)   # address → action (replace, …)
     reasons: list[str] = field(default_factory=list)        # attributes forcing replacement
+    interface_address: str | None = None                    # its network interface, if any
 
     def targets(self) -> list[str]:
-        return [a for a in (self.instance_address, self.attachment_address) if a]
+        return [a for a in (self.instance_address, self.attachment_address,
+                            self.interface_address) if a]
 
     def to_json(self) -> dict[str, Any]:
         return {"index": self.index, "instance": self.instance_address,
-                "attachment": self.attachment_address, "actions": dict(self.actions),
-                "reasons": list(self.reasons)}
+                "attachment": self.attachment_address, "interface": self.interface_address,
+                "actions": dict(self.actions), "reasons": list(self.reasons)}
 
 
 @dataclass
@@ -64,11 +66,13 @@ def classify(plan: Plan, declaration: RollingDeclaration) -> RollingPlan:
         base = _base_address(change)
         index = change.index
         if (not change.is_replace or not isinstance(index, int) or change.deposed
-                or base not in (declaration.instances, declaration.attachments)):
+                or base not in (declaration.instances, declaration.attachments,
+                                declaration.interfaces)):
             rest.append(f"{change.address} ({change.action})")
             continue
         unit = units.setdefault(index, RollingUnit(
-            index, declaration.instance_address(index), declaration.attachment_address(index)))
+            index, declaration.instance_address(index), declaration.attachment_address(index),
+            interface_address=declaration.interface_address(index)))
         unit.actions[change.address] = change.action
         unit.reasons += [".".join(str(p) for p in path) for path in change.replace_paths
                          if ".".join(str(p) for p in path) not in unit.reasons]
@@ -100,8 +104,11 @@ def members_from_state(state: dict[str, Any] | None,
     for index in sorted(instances):
         attributes = instances[index]
         attachment = attachments.get(index, {})
+        tagged = attributes.get("tags")
+        tags = tagged if isinstance(tagged, dict) else {}
         members.append(Member(
-            index=index, name=str(attributes.get("name") or attributes.get("id")),
+            index=index, name=str(attributes.get("name") or tags.get("Name")  # EC2's name tag
+                                  or attributes.get("id")),
             instance_address=declaration.instance_address(index),
             attachment_address=declaration.attachment_address(index),
             instance_id=str(attributes.get("id", "")),
@@ -125,10 +132,12 @@ def unit_for_index(plan: Plan, declaration: RollingDeclaration, index: int) -> R
     A resumed upgrade uses it: an apply interrupted half-way leaves the unit's instance deleted
     (the plan creates it, which ``classify`` counts as "the rest", like a scale-up).
     """
-    addresses = {declaration.instance_address(index), declaration.attachment_address(index)}
+    addresses = {declaration.instance_address(index), declaration.attachment_address(index),
+                 declaration.interface_address(index)}
     changes = [c for c in plan.changes if c.address in addresses and not c.deposed]
     if not changes:
         return None
     return RollingUnit(index, declaration.instance_address(index),
                        declaration.attachment_address(index),
-                       {c.address: c.action for c in changes})
+                       {c.address: c.action for c in changes},
+                       interface_address=declaration.interface_address(index))

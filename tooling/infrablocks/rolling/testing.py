@@ -177,13 +177,14 @@ def _probe_check(workspace: Workspace, environment: str, version: BlockVersion
     from infrablocks.rolling.declaration import declaration_for
     from infrablocks.rolling.plan import members_from_state
 
-    declaration = declaration_for(workspace.registry, version)
+    declaration = declaration_for(workspace.registry, version,
+                                  workspace.platform(environment).name)
     if declaration is None:
         return None
     outputs = workspace.backend.read_outputs(environment, version.block).unmasked()
     check = build_check(declaration.check, CheckContext(
         block=version.block, environment=environment, options=dict(declaration.check_options),
-        outputs=outputs, block_dir=str(version.path)))
+        outputs=outputs, block_dir=str(version.path), ops=workspace.platform(environment).ops))
     if not (hasattr(check, "write_probe") and hasattr(check, "verify_probe")):
         return None
     members = members_from_state(workspace.backend.read_state(environment, version.block),

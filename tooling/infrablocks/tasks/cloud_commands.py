@@ -1,5 +1,6 @@
-"""`doit cloud`: what runs on the platform (the local cloud); `doit cloud --purge ENV` removes an
-environment's leftovers (instances and volumes tagged ``environment=ENV``).
+"""`doit cloud`: what runs on a platform (the local cloud, an AWS region); `doit cloud --purge ENV`
+removes an environment's leftovers (instances, volumes and, on AWS, network interfaces, security
+groups and the environment's subnet, all tagged ``environment=ENV``).
 
 Both go through the environment's platform (``Workspace.platform``): ``inventory`` and
 ``sweep_environment``."""
@@ -9,30 +10,40 @@ from __future__ import annotations
 from typing import Any
 
 from infrablocks.tasks._command import command_task, flag, option
+from infrablocks.validators import register_validator
+
+# `doit check`: blocks.toml's platform keys; the blocks' AWS modules (contract, terraform validate)
+register_validator("platforms", "infrablocks.platforms.choice:platform_check")
+register_validator("aws-modules", "infrablocks.platforms.aws_check:aws_module_check")
 
 
 def task_cloud() -> dict[str, Any]:
-    """Show the local cloud (instances, volumes, images), or purge an environment from it."""
+    """Show a platform (instances, volumes, images), or purge an environment from it."""
     return command_task(
         "cloud", _cloud_command,
-        doc="show the local cloud's instances, volumes and images; "
+        doc="show the platform's instances, volumes and images (the local cloud, AWS); "
             "--purge ENV stops and removes what environment ENV left there",
         params=[
             flag("json", help="print the cloud as JSON"),
             option("env", help="show only instances and volumes tagged environment=ENV"),
             option("purge", help="terminate the instances and delete the volumes tagged "
                                  "environment=ENV"),
+            option("platform", help="the platform to show (a name from blocks.toml "
+                                    "[platforms], or local; default: the environment's, else "
+                                    "defaults.platform)"),
         ],
     )
 
 
-def _cloud_command(json: bool, env: str | None, purge: str | None) -> int | None:
+def _cloud_command(json: bool, env: str | None, purge: str | None,
+                   platform: str | None) -> int | None:
     from infrablocks.deploy.workspace import open_workspace
     from infrablocks.errors import UsageError
 
     if purge is not None and not purge.strip():
         raise UsageError("doit cloud --purge: name the environment, e.g. --purge t-1a2b")
     workspace = open_workspace()
+    workspace.choose_platform(platform)
     if purge is not None:
         removed = workspace.platform(purge).sweep_environment(purge)
         _print_purge(purge, removed, as_json=json)
@@ -56,14 +67,18 @@ def _print_purge(env: str, removed: dict[str, list[str]], as_json: bool) -> None
 
     console = make_console()
     if not any(removed.values()):
-        console.print(f"nothing tagged environment={env} in the local cloud")
+        console.print(f"nothing tagged environment={env} left on the platform")
         return
     for what in removed["instances"]:
         console.print(f"[red]terminated[/] instance {what}")
     for what in removed["volumes"]:
         console.print(f"[red]deleted[/] volume {what}")
+    for kind, items in removed.items():   # AWS: network_interfaces, security_groups
+        if kind not in ("instances", "volumes", "kept"):
+            for what in items:
+                console.print(f"[red]deleted[/] {kind.replace('_', ' ')[:-1]} {what}")
     for what in removed["kept"]:
-        console.print(f"[yellow]kept[/] volume {what}")
+        console.print(f"[yellow]kept[/] {what}")
     console.print(f"environment {env}: {len(removed['instances'])} instance(s) terminated, "
                   f"{len(removed['volumes'])} volume(s) deleted")
 

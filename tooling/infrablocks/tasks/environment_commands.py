@@ -16,6 +16,9 @@ _JOBS = option("jobs", type=int, default=DEFAULT_JOBS, min=1,
                help=f"blocks run at once (default {DEFAULT_JOBS})")
 _KEEP_GOING = flag("keep_going", help="after a failure, still run everything not downstream")
 _REPORT = option("report", help="write the run report (per-block status, durations) as JSON")
+_PLATFORM = option("platform", help="platform of the throwaway environment: a name from "
+                                    "blocks.toml [platforms], or local (default: "
+                                    "defaults.platform, else local)")
 
 
 def task_create() -> dict[str, Any]:
@@ -38,7 +41,7 @@ def task_env() -> dict[str, Any]:
     return command_task(
         "env", _env, positional="targets",
         doc="throwaway environment: create what targets need, run their block tests, destroy",
-        params=[_JOBS, _KEEP_GOING, _REPORT,
+        params=[_JOBS, _KEEP_GOING, _REPORT, _PLATFORM,
                 flag("keep", help="keep the environment afterwards (prints how to destroy it)")])
 
 
@@ -145,7 +148,7 @@ def _destroy(targets: list[str], env: str | None, jobs: int, keep_going: bool,
 
 
 def _env(targets: list[str], jobs: int, keep_going: bool, report: str | None,
-         keep: bool) -> int:
+         platform: str | None, keep: bool) -> int:
     from infrablocks.deploy.orchestrate import run_test_environment
     from infrablocks.deploy.workspace import open_workspace
     from infrablocks.errors import UsageError
@@ -154,6 +157,7 @@ def _env(targets: list[str], jobs: int, keep_going: bool, report: str | None,
     if not targets:
         raise UsageError("name the blocks to test", hint="e.g. doit env microservice01")
     workspace = open_workspace()
+    workspace.choose_platform(platform)
     # Resolve before creating anything: bad targets fail here, with nothing to clean up.
     from infrablocks.resolve import resolve
 

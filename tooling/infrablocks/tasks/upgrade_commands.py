@@ -14,6 +14,9 @@ from infrablocks.validators import register_validator
 register_validator("rolling", "infrablocks.rolling.declaration:rolling_check")
 
 _ENV = option("env", help="environment (default: defaults.environment in blocks.toml)")
+_PLATFORM = option("platform", help="platform of the throwaway environment: a name from "
+                                    "blocks.toml [platforms], or local (default: "
+                                    "defaults.platform, else local)")
 
 
 def task_upgrade() -> dict[str, Any]:
@@ -42,7 +45,7 @@ def task_test_create() -> dict[str, Any]:
                        help="blocks run at once (default 4)"),
                 option("report", help="write the run report as JSON"),
                 option("env", help="name of the throwaway environment (must start with t-; "
-                                   "default: random)")])}
+                                   "default: random)"), _PLATFORM])}
 
 
 def task_test_upgrade() -> dict[str, Any]:
@@ -54,7 +57,7 @@ def task_test_upgrade() -> dict[str, Any]:
                                     "current one that the current one's resolution allows)"),
                 option("to", help="version to upgrade to (default: the newest)"),
                 option("env", help="name of the throwaway environment (must start with t-; "
-                                   "default: random)"),
+                                   "default: random)"), _PLATFORM,
                 flag("json", help="print the outcome as JSON")])}
 
 
@@ -110,7 +113,8 @@ def _upgrade(targets: list[str], env: str | None, to: str | None, dry_run: bool,
     return 0
 
 
-def _test_create(targets: list[str], jobs: int, report: str | None, env: str | None) -> int:
+def _test_create(targets: list[str], jobs: int, report: str | None, env: str | None,
+                 platform: str | None) -> int:
     """What `doit env` does (reusing its printer), with an optional environment name."""
     from infrablocks.deploy.orchestrate import run_test_environment
     from infrablocks.deploy.workspace import open_workspace
@@ -125,6 +129,7 @@ def _test_create(targets: list[str], jobs: int, report: str | None, env: str | N
         raise UsageError(f"test-create runs in a throwaway environment; {env!r} does not start "
                          "with t-")
     workspace = open_workspace()
+    workspace.choose_platform(platform)
     resolve(workspace.registry, targets)  # bad targets fail here, with nothing to clean up
     printer = TestEnvironmentPrinter(targets)
     outcome = run_test_environment(workspace, targets, jobs=int(jobs), on_event=printer.sink,
@@ -134,14 +139,15 @@ def _test_create(targets: list[str], jobs: int, report: str | None, env: str | N
     return 0 if outcome.ok else 1
 
 
-def _test_upgrade(targets: list[str], to: str | None, env: str | None, json: bool,
-                  **values: Any) -> int:
+def _test_upgrade(targets: list[str], to: str | None, env: str | None, platform: str | None,
+                  json: bool, **values: Any) -> int:
     from infrablocks.deploy.workspace import open_workspace
     from infrablocks.rolling.testing import run_test_upgrade
     from infrablocks.tasks._upgrade_output import Printer
 
     block = _one_block(targets, "test-upgrade")
     workspace = open_workspace()
+    workspace.choose_platform(platform)
     printer = Printer(as_json=json)
     result = run_test_upgrade(workspace, block, from_version=values.get("from"),
                               to_version=to, environment=env, say=printer.say,

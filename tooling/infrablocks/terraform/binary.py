@@ -265,11 +265,11 @@ def terraform_check(registry: Registry) -> ValidationOutcome:
     from infrablocks.validators import ValidationOutcome
 
     settings = registry.settings.get("terraform") or {}
-    unknown = sorted(set(settings) - {"binary"})
+    unknown = sorted(set(settings) - {"binary", "mirrors"})
     if unknown:
         return ValidationOutcome(problems=[
             f"{registry.path.name}: [terraform] has unknown key(s) {', '.join(unknown)}; "
-            "valid: binary"])
+            "valid: binary, mirrors"])
     binary_setting = settings.get("binary")
     if binary_setting is not None and not isinstance(binary_setting, str):
         return ValidationOutcome(problems=[

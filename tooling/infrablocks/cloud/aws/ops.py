@@ -38,7 +38,8 @@ from infrablocks.cloud.ops import (
 )
 from infrablocks.waiting import poll
 
-__all__ = ["AwsCloudOps", "botocore_error", "device_name", "instance_info", "waiter_config"]
+__all__ = ["AwsCloudOps", "botocore_error", "device_name", "instance_info", "translated",
+           "waiter_config"]
 
 DEFAULT_POLL_INTERVAL = 5.0
 
@@ -109,7 +110,7 @@ class AwsCloudOps:
     # ------------------------------------------------------------------ instances
 
     def describe_instance(self, instance_id: str) -> InstanceInfo:
-        with _translated(f"instance {instance_id}"):
+        with translated(f"instance {instance_id}"):
             response = self.ec2.describe_instances(InstanceIds=[instance_id])
         for reservation in response.get("Reservations", []):
             for description in reservation.get("Instances", []):
@@ -124,7 +125,7 @@ class AwsCloudOps:
             return
         if current == "terminated":   # EC2 shows it for a while; for the engine it is gone
             raise CloudNotFoundError(f"cannot stop instance {instance_id}: it is terminated")
-        with _translated(f"instance {instance_id}"):
+        with translated(f"instance {instance_id}"):
             self.ec2.stop_instances(InstanceIds=[instance_id])
         self.wait_instance_state(instance_id, "stopped", timeout)
 
@@ -136,7 +137,7 @@ class AwsCloudOps:
         if current != "running":
             if current == "stopping":   # StartInstances refuses a stopping instance
                 self.wait_instance_state(instance_id, "stopped", timeout)
-            with _translated(f"instance {instance_id}"):
+            with translated(f"instance {instance_id}"):
                 self.ec2.start_instances(InstanceIds=[instance_id])
         self.wait_instance_state(instance_id, "running", timeout)
 
@@ -161,7 +162,7 @@ class AwsCloudOps:
     def status_checks(self, instance_id: str) -> dict[str, str]:
         """``{"state": ..., "system": ..., "instance": ...}`` from ``DescribeInstanceStatus``
         (``not-applicable`` while not running) — the evidence when readiness fails."""
-        with _translated(f"instance {instance_id}"):
+        with translated(f"instance {instance_id}"):
             response = self.ec2.describe_instance_status(InstanceIds=[instance_id],
                                                          IncludeAllInstances=True)
         for status in response.get("InstanceStatuses", []):
@@ -181,7 +182,7 @@ class AwsCloudOps:
 
     def volume_state(self, volume_id: str) -> str:
         """The EBS state: ``available`` or ``in-use`` (also ``creating``, ``deleting`` …)."""
-        with _translated(f"volume {volume_id}"):
+        with translated(f"volume {volume_id}"):
             response = self.ec2.describe_volumes(VolumeIds=[volume_id])
         for volume in response.get("Volumes", []):
             if volume.get("VolumeId") == volume_id:
@@ -248,7 +249,7 @@ def _describe_quietly(last_seen: Callable[[], str]) -> str:
 
 
 @contextmanager
-def _translated(subject: str) -> Iterator[None]:
+def translated(subject: str) -> Iterator[None]:
     """botocore errors raised inside → CloudOps errors naming ``subject``."""
     from botocore.exceptions import BotoCoreError, ClientError
 

@@ -69,7 +69,7 @@ def purge_environment(cloud: LocalCloud, env: str, grace: float = 10.0) -> dict[
         except NotFoundError:
             continue
         except VolumeInUseError as exc:
-            removed["kept"].append(f"{volume.name} ({volume.id}): {exc.message}")
+            removed["kept"].append(f"volume {volume.name} ({volume.id}): {exc.message}")
             continue
         removed["volumes"].append(f"{volume.name} ({volume.id})")
     return removed

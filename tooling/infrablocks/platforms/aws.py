@@ -1,0 +1,187 @@
+"""An AWS account and region as a :class:`~infrablocks.platforms.base.Platform`.
+
+Blocks run their AWS module (``blocks/NAME/VERSION/aws/``, the hashicorp/aws provider) with
+the region, profile and endpoint overrides of the platform's settings handed to Terraform as the
+SDKs' environment variables; credentials come from the AWS chain of the process (never from
+blocks.toml, never written by the tool). The rolling steps go through
+:class:`~infrablocks.cloud.aws.ops.AwsCloudOps` (boto3), images are AMIs found by name and tags
+(:mod:`infrablocks.cloud.aws.images`), each environment gets a subnet of the platform's VPC
+(:mod:`infrablocks.cloud.aws.network`), and sweeps and inventories filter EC2 by the
+``environment`` / ``block`` tags (:mod:`infrablocks.cloud.aws.inventory`).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from infrablocks.cloud.aws.settings import AwsSettings, settings_problems
+from infrablocks.errors import ConfigError, InfrablocksError
+
+if TYPE_CHECKING:
+    from infrablocks.cloud.aws.ops import AwsCloudOps
+    from infrablocks.platforms.base import SweepReport
+
+__all__ = ["MODULE_FOLDER", "AwsPlatform"]
+
+MODULE_FOLDER = "aws"            # blocks/NAME/VERSION/aws/: a block version's AWS module
+STOP_TIMEOUT = 600.0             # seconds a forced stop / a termination may take on EC2
+
+
+class AwsPlatform:
+    """One AWS region (of the credentials' account), as blocks.toml's settings describe it."""
+
+    name = "aws"
+    module_folder = MODULE_FOLDER
+    settings_problems = staticmethod(settings_problems)
+
+    def __init__(self, repo_root: Path, settings: AwsSettings) -> None:
+        self.repo_root = repo_root
+        self.settings = settings
+        self._ops: AwsCloudOps | None = None
+        self._ec2: Any = None
+        self._vpc: dict[str, Any] | None = None
+        self._lock = threading.Lock()
+
+    @classmethod
+    def open(cls, repo_root: Path, **settings: Any) -> AwsPlatform:
+        """Nothing is called on AWS until a method needs it (``doit check`` stays offline)."""
+        return cls(repo_root, AwsSettings.from_table(settings, "blocks.toml platform (aws)"))
+
+    def __repr__(self) -> str:
+        return f"AwsPlatform({self.settings.describe()})"
+
+    # -- clients ----------------------------------------------------------------------------
+
+    @property
+    def ec2(self) -> Any:
+        with self._lock:
+            if self._ec2 is None:
+                self._ec2 = _client(self.settings, "ec2")
+            return self._ec2
+
+    @property
+    def ops(self) -> AwsCloudOps:
+        from infrablocks.cloud.aws.ops import AwsCloudOps
+
+        with self._lock:
+            if self._ops is None:
+                self._ops = AwsCloudOps(_client(self.settings, "ec2"),
+                                        poll_interval=self.settings.poll_interval)
+            return self._ops
+
+    def vpc(self) -> dict[str, Any]:
+        from infrablocks.cloud.aws.network import choose_vpc
+
+        if self._vpc is None:
+            self._vpc = choose_vpc(self.ec2, self.settings.vpc_id)
+        return self._vpc
+
+    # -- the Platform protocol --------------------------------------------------------------
+
+    def terraform_env(self) -> dict[str, str]:
+        """Region, profile and endpoint overrides as ``AWS_*`` variables (no credentials)."""
+        return self.settings.environment()
+
+    def block_module(self, version_dir: Path) -> Path:
+        """``VERSION_DIR/aws``: the block version's module for the hashicorp/aws provider."""
+        module = version_dir / self.module_folder
+        if not module.is_dir():
+            raise ConfigError(
+                f"{_relative(version_dir, self.repo_root)} has no AWS module "
+                f"({_relative(module, self.repo_root)}/ does not exist)",
+                hint="write the block version's module for the hashicorp/aws provider there, "
+                     "with the same variables and outputs as the local one (docs/aws.md)")
+        return module
+
+    def environment_subnet(self, environment: str, configured: str | None) -> str:
+        """The CIDR of the environment's subnet in the platform's VPC (created when missing)."""
+        from infrablocks.cloud.aws.network import ensure_environment_subnet
+
+        return ensure_environment_subnet(self.ec2, self.vpc(), environment,
+                                         pool=self.settings.subnets, configured=configured)
+
+    def ensure_images(self, images: Sequence[str], *,
+                      before_each: Callable[[str], None] | None = None) -> list[str]:
+        """The AMI of each image, found by name and tags (the blocks' own lookup); a missing
+        one is an error naming how to build it (AMIs are not built implicitly: it takes a
+        packer run on EC2 of several minutes)."""
+        from infrablocks.cloud.aws.images import ami_name, ami_tags, find_ami
+        from infrablocks.images.refs import parse_image_ref
+
+        ids = []
+        for text in images:
+            if before_each is not None:
+                before_each(text)
+            ref = parse_image_ref(text)
+            found = find_ami(self.ec2, ref)
+            if found is None:
+                tag = next(f"{k}={v}" for k, v in ami_tags(ref).items() if k.startswith("infra"))
+                raise InfrablocksError(
+                    f"image {ref} has no AMI in {self.settings.describe()}: none named "
+                    f"{ami_name(ref)} with tag {tag} owned by the account",
+                    hint=f"build it: packer build -var region={self.settings.region} "
+                         f"images/{ref.name}/{ref.version}/aws/ (docs/aws.md, Images)")
+            ids.append(str(found["ImageId"]))
+        return ids
+
+    def missing_images(self, images: Sequence[str]) -> list[str]:
+        """The images with no AMI named and tagged for them (read-only)."""
+        from infrablocks.cloud.aws.images import find_ami
+        from infrablocks.images.refs import parse_image_ref
+
+        refs = [parse_image_ref(text) for text in images]
+        return [str(ref) for ref in refs if find_ami(self.ec2, ref) is None]
+
+    def stop_block_instances(self, environment: str, block: str, *,
+                             grace: float) -> list[str]:
+        from infrablocks.cloud.aws.inventory import stop_instances
+
+        return stop_instances(self.ec2, environment, block, grace=grace, timeout=STOP_TIMEOUT,
+                              poll_interval=self.settings.poll_interval)
+
+    def sweep_environment(self, environment: str) -> SweepReport:
+        """Terminate, delete (see ``cloud.aws.inventory.sweep``), then delete the environment's
+        subnet: not a leftover, so not reported unless it has to stay."""
+        from infrablocks.cloud.aws.inventory import sweep
+        from infrablocks.cloud.aws.network import delete_environment_subnet
+
+        removed = sweep(self.ec2, environment, timeout=STOP_TIMEOUT,
+                        poll_interval=self.settings.poll_interval)
+        if not removed["kept"]:
+            reason = delete_environment_subnet(self.ec2, self.vpc()["VpcId"], environment)
+            if reason:
+                removed["kept"].append(reason)
+        return removed
+
+    def inventory(self, environment: str | None = None) -> dict[str, Any]:
+        from infrablocks.cloud.aws.inventory import snapshot
+
+        def ready(instance_id: str) -> bool:
+            try:
+                return self.ops.instance_ready(instance_id)
+            except InfrablocksError:
+                return False
+
+        return {"platform": self.name, "where": self.settings.describe(),
+                **snapshot(self.ec2, environment, ready)}
+
+
+def _client(settings: AwsSettings, service: str) -> Any:
+    from botocore.exceptions import BotoCoreError
+
+    try:
+        return settings.client(service)
+    except BotoCoreError as error:   # ProfileNotFound, a broken config file, …
+        raise ConfigError(f"AWS platform ({settings.describe()}): {error}",
+                          hint="check the profile in blocks.toml and ~/.aws/config") from None
+
+
+def _relative(path: Path, root: Path) -> str:
+    try:
+        return str(path.relative_to(root))
+    except ValueError:
+        return str(path)
+
