@@ -1,8 +1,11 @@
 """The Terraform provider ``infrablocks.local/infrablocks/localcloud`` (``tf`` framework).
 
-Terraform starts it through the mirror's launcher (``python -m infrablocks.cloud.local.provider``)
-several times per command; every operation goes through ``LocalCloud``, which holds the cloud's
-file lock, so providers of concurrent Terraform runs can share one cloud.
+Run two ways (docs/localcloud.md "The Terraform provider"): by infrablocks, once per run, for
+every Terraform command it starts (``--serve``: :mod:`infrablocks.cloud.local.provider_serve`,
+Terraform re-attaches to it); or by Terraform itself, through the mirror's launcher
+(``python -m infrablocks.cloud.local.provider``), several times per command, when Terraform is
+run by hand. Every operation goes through ``LocalCloud``, which holds the cloud's file lock, so
+any number of provider processes and calls can share one cloud.
 
 Schema (docs/ARCHITECTURE.md "Provider schema"):
 
@@ -323,11 +326,17 @@ RESOURCES: list[type[CloudResource]] = [VolumeResource, InstanceResource,
 
 
 class LocalCloudProvider(Provider):
-    """The provider: configured with the cloud's root directory."""
+    """The provider: configured with the cloud's root directory.
 
-    def __init__(self) -> None:
+    ``shared``: one process serves every Terraform command of a run
+    (:mod:`infrablocks.cloud.local.provider_serve`). Its calls do not say which command's
+    configuration they belong to, so it serves exactly one cloud, its own ``LOCALCLOUD_ROOT``,
+    and refuses a configuration naming another ``root``.
+    """
+
+    def __init__(self, *, shared: bool = False) -> None:
         self.cloud: LocalCloud | None = None
-        self.configure_error: str | None = None
+        self.shared = shared
 
     def get_model_prefix(self) -> str:
         return "localcloud_"
@@ -348,14 +357,26 @@ class LocalCloudProvider(Provider):
         root = config.get("root")
         if root is Unknown:
             root = None
-        root = root or os.environ.get(ENV_ROOT)
+        default = os.environ.get(ENV_ROOT)
+        root = root or default
         if not root:
             diags.add_error(
                 "localcloud provider: the local cloud's directory is not set",
                 f"set the environment variable {ENV_ROOT} (infrablocks does it for the "
                 "Terraform runs it starts) or the provider attribute `root`")
             return
-        self.cloud = LocalCloud(root)
+        if not self.shared:
+            self.cloud = LocalCloud(root)
+            return
+        assert default, "a shared provider is started with LOCALCLOUD_ROOT set"
+        if self.cloud is None:
+            self.cloud = LocalCloud(default)
+        if LocalCloud(root).root != self.cloud.root:
+            diags.add_error(
+                f"localcloud provider: root = {root!r} is not the local cloud this run uses",
+                f"infrablocks serves the provider once per run for the cloud at "
+                f"{self.cloud.root} ({ENV_ROOT}); remove the provider's `root` attribute, or "
+                f"set {ENV_ROOT} to that directory")
 
     def require_cloud(self) -> LocalCloud:
         if self.cloud is None:
@@ -416,11 +437,17 @@ def _finish_operations_on_stop() -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
+    argv = argv if argv is not None else sys.argv
+    if "--serve" in argv[1:]:
+        from infrablocks.cloud.local.provider_serve import serve
+
+        serve(LocalCloudProvider(shared=True))
+        return
     from tf.runner import run_provider
 
     _redirect_cert_cache()
     _finish_operations_on_stop()
-    run_provider(LocalCloudProvider(), argv if argv is not None else sys.argv)
+    run_provider(LocalCloudProvider(), argv)
 
 
 if __name__ == "__main__":
