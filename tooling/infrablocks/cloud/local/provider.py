@@ -53,7 +53,9 @@ from infrablocks.cloud.local.provider_base import (
     map_like,
     reporting,
 )
+from infrablocks.cloud.local.provider_creates import CreateJournal
 from infrablocks.cloud.local.provider_jobs import JobResource
+from infrablocks.cloud.local.records import Instance
 
 # How long a new instance must survive before create reports success: catches entrypoints that
 # fail at once (bad script, missing binary) with their console output instead of a later drift.
@@ -113,9 +115,12 @@ class VolumeResource(CloudResource):
 
     def create(self, ctx: CreateContext, planned: Values) -> Values | None:
         with reporting(ctx.diagnostics, f"creating volume {planned.get('name')}"):
-            volume = self.cloud.create_volume(name=planned["name"],
-                                              size_gb=_whole(planned["size_gb"]),
-                                              tags=planned.get("tags") or {})
+            cloud = self.cloud
+            arguments = {"name": planned["name"], "size_gb": _whole(planned["size_gb"]),
+                         "tags": planned.get("tags") or {}}
+            with cloud.locked():
+                claim = self.provider.creates.begin("volume", arguments)
+                volume = cloud.create_volume(**arguments, client_token=claim.token)
             return self._state(volume, planned)
         return None
 
@@ -125,6 +130,7 @@ class VolumeResource(CloudResource):
                 volume = self.cloud.get_volume(current["id"])
             except NotFoundError:
                 return None
+            self.provider.creates.confirm(volume.client_token)
             return self._state(volume, current)
         return current
 
@@ -133,13 +139,17 @@ class VolumeResource(CloudResource):
             volume = self.cloud.modify_volume(current["id"], name=planned["name"],
                                               size_gb=_whole(planned["size_gb"]),
                                               tags=planned.get("tags") or {})
+            self.provider.creates.confirm(volume.client_token)
             return self._state(volume, planned)
         return current
 
     def delete(self, ctx: DeleteContext, current: Values) -> None:
         with (reporting(ctx.diagnostics, f"deleting volume {current.get('id')}"),
               contextlib.suppress(NotFoundError)):
-            self.cloud.delete_volume(current["id"])
+            cloud = self.cloud
+            token = cloud.get_volume(current["id"]).client_token
+            cloud.delete_volume(current["id"])
+            self.provider.creates.confirm(token)
         return None
 
     def plan(self, ctx: PlanContext, current: Values | None, planned: Values) -> Values:
@@ -150,7 +160,9 @@ class VolumeResource(CloudResource):
 
     def import_(self, ctx: ImportContext, id: str) -> Values | None:
         with reporting(ctx.diagnostics, f"importing volume {id}"):
-            return self._state(self.cloud.get_volume(id), {"tags": {}})
+            volume = self.cloud.get_volume(id)
+            self.provider.creates.confirm(volume.client_token)
+            return self._state(volume, {"tags": {}})
         return None
 
     @staticmethod
@@ -188,21 +200,37 @@ class InstanceResource(CloudResource):
     def create(self, ctx: CreateContext, planned: Values) -> Values | None:
         with reporting(ctx.diagnostics, f"creating instance {planned.get('name')}"):
             cloud = self.cloud
-            instance = cloud.run_instance(
-                name=planned["name"], image_id=planned["image_id"],
-                private_ip=planned["private_ip"], user_data=planned.get("user_data") or {},
-                tags=planned.get("tags") or {})
+            instance = self._launch(planned)
             time.sleep(STARTUP_CHECK_SECONDS)
             instance = cloud.get_instance(instance.id)
             if instance.state not in ("pending", "running"):
                 console = cloud.console_output(instance.id)
                 cloud.terminate_instance(instance.id, grace=0)
+                self.provider.creates.confirm(instance.client_token)
                 ctx.diagnostics.add_error(
                     f"creating instance {planned['name']}: its entrypoint exited right after "
                     "start", f"console output:\n{console}")
                 return None
             return self._state(instance, planned)
         return None
+
+    def _launch(self, planned: Values) -> Instance:
+        """``run_instance`` through the create journal: a retry of a create whose result no
+        state received returns that instance (launched again if its process has died)."""
+        cloud, creates = self.cloud, self.provider.creates
+        arguments = {"name": planned["name"], "image_id": planned["image_id"],
+                     "private_ip": planned["private_ip"],
+                     "user_data": planned.get("user_data") or {},
+                     "tags": planned.get("tags") or {}}
+        with cloud.locked():
+            claim = creates.begin("instance", arguments)
+            instance = cloud.run_instance(**arguments, client_token=claim.token)
+            if claim.retry and instance.state not in ("pending", "running"):
+                cloud.terminate_instance(instance.id, grace=0)
+                creates.confirm(claim.token)
+                claim = creates.begin("instance", arguments)
+                instance = cloud.run_instance(**arguments, client_token=claim.token)
+        return instance
 
     def read(self, ctx: ReadContext, current: Values) -> Values | None:
         with reporting(ctx.diagnostics, f"reading instance {current.get('id')}"):
@@ -211,6 +239,7 @@ class InstanceResource(CloudResource):
                 instance = cloud.get_instance(current["id"])
             except NotFoundError:
                 return None
+            self.provider.creates.confirm(instance.client_token)
             if instance.crashed:
                 # Its process died without a stop: the instance is gone, as Terraform should
                 # see it (drift). Remove the record so its IP and volumes are free again.
@@ -223,13 +252,17 @@ class InstanceResource(CloudResource):
         with reporting(ctx.diagnostics, f"updating instance {current.get('id')}"):
             instance = self.cloud.modify_instance(current["id"], name=planned["name"],
                                                   tags=planned.get("tags") or {})
+            self.provider.creates.confirm(instance.client_token)
             return self._state(instance, planned)
         return current
 
     def delete(self, ctx: DeleteContext, current: Values) -> None:
         with (reporting(ctx.diagnostics, f"terminating instance {current.get('id')}"),
               contextlib.suppress(NotFoundError)):
-            self.cloud.terminate_instance(current["id"], grace=TERMINATE_GRACE_SECONDS)
+            cloud = self.cloud
+            token = cloud.get_instance(current["id"]).client_token
+            cloud.terminate_instance(current["id"], grace=TERMINATE_GRACE_SECONDS)
+            self.provider.creates.confirm(token)
         return None
 
     def plan(self, ctx: PlanContext, current: Values | None, planned: Values) -> Values:
@@ -241,7 +274,9 @@ class InstanceResource(CloudResource):
 
     def import_(self, ctx: ImportContext, id: str) -> Values | None:
         with reporting(ctx.diagnostics, f"importing instance {id}"):
-            return self._state(self.cloud.get_instance(id), {"tags": {}, "user_data": {}})
+            instance = self.cloud.get_instance(id)
+            self.provider.creates.confirm(instance.client_token)
+            return self._state(instance, {"tags": {}, "user_data": {}})
         return None
 
     @staticmethod
@@ -337,6 +372,16 @@ class LocalCloudProvider(Provider):
     def __init__(self, *, shared: bool = False) -> None:
         self.cloud: LocalCloud | None = None
         self.shared = shared
+        self._creates: CreateJournal | None = None
+
+    @property
+    def creates(self) -> CreateJournal:
+        """The journal of creates no state has confirmed yet (``provider_creates``)."""
+        cloud = self.require_cloud()
+        journal = self._creates
+        if journal is None or journal.directory.parent.parent != cloud.root:
+            journal = self._creates = CreateJournal(cloud)
+        return journal
 
     def get_model_prefix(self) -> str:
         return "localcloud_"
@@ -441,7 +486,9 @@ def main(argv: list[str] | None = None) -> None:
     if "--serve" in argv[1:]:
         from infrablocks.cloud.local.provider_serve import serve
 
-        serve(LocalCloudProvider(shared=True))
+        linger = argv[argv.index("--linger") + 1] if "--linger" in argv else None
+        serve(LocalCloudProvider(shared=True),
+              linger=float(linger) if linger is not None else None)
         return
     from tf.runner import run_provider
 

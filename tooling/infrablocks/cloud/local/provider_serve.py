@@ -60,9 +60,11 @@ def reattach_config(source: str, socket_path: str, pid: int) -> dict[str, Any]:
                      "Addr": {"Network": "unix", "String": socket_path}}}
 
 
-def serve(provider: Any) -> None:
+def serve(provider: Any, *, linger: float | None = None) -> None:
     """Serve ``provider`` (a ``tf.iface.Provider``) until told to stop (see the module
-    docstring); returns once the calls in flight have finished."""
+    docstring); returns once the calls in flight have finished. ``linger``: seconds without a
+    call after which an orphaned server stops (default ``LINGER_SECONDS``)."""
+    linger = LINGER_SECONDS if linger is None else linger
     import grpc
     from tf.gen import grpc_controller_pb2 as controller_pb
     from tf.gen import grpc_controller_pb2_grpc as controller_rpc
@@ -101,7 +103,7 @@ def serve(provider: Any) -> None:
         sys.stdout.flush()
         os.dup2(2, 1)   # anything printed later goes to the log, not to a closed pipe
         while not stop.wait(0.5):
-            if orphaned.is_set() and activity.idle_for() >= LINGER_SECONDS:
+            if orphaned.is_set() and activity.idle_for() >= linger:
                 break
         server.stop(grace=STOP_GRACE_SECONDS).wait()
     finally:
