@@ -173,3 +173,15 @@ def test_only_working_directories_whose_lock_file_names_the_provider_use_it(
     os.utime(lock, (time.time() + 5, time.time() + 5))   # a new mtime: read again
     assert provider.uses(workdir)
     assert provider.pid is None                           # asking starts nothing
+
+
+def test_a_dropped_provider_object_stops_its_process(tmp_path: Path) -> None:
+    import gc
+
+    provider = _provider(tmp_path)
+    lease = provider.attach()
+    assert lease is not None
+    process = lease.process
+    del provider, lease
+    gc.collect()
+    assert process.wait(timeout=WAIT) == 0     # SIGTERM from the finalizer: a graceful stop

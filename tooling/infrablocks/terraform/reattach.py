@@ -20,8 +20,9 @@ harness uses; Terraform neither installs, starts nor stops such a provider).
 - restarted by the next command if it died (the command running at that moment fails, and its
   error says so: see :meth:`Lease.ended`);
 - stopped by the tool, by its own pid, when the run ends (:func:`stop_all`: the command layer,
-  also after a failure or Ctrl-C, and ``atexit``): SIGTERM, the calls in flight finish, then it
-  exits; SIGKILL only if it has not after ``STOP_TIMEOUT`` seconds;
+  also after a failure or Ctrl-C; ``Workspace.close``; and, as a safety net, when the object
+  is dropped or the interpreter exits): SIGTERM, the calls in flight finish, then it exits;
+  SIGKILL only if it has not after ``STOP_TIMEOUT`` seconds;
 - never left behind: its stdin is a pipe only the tool holds. When the tool dies without
   stopping it, the provider sees end of file, keeps serving while calls keep coming (a
   Terraform the dead tool left finishing on its own), and exits once idle.
@@ -32,7 +33,6 @@ The serving process prints one line, ``{"reattach": {SOURCE: {...}}}``, once it 
 
 from __future__ import annotations
 
-import atexit
 import contextlib
 import json
 import os
@@ -41,6 +41,7 @@ import signal
 import subprocess
 import threading
 import time
+import weakref
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -104,6 +105,7 @@ class SharedProvider:
         self.log_path: Path | None = None
         self.starts = 0
         self._process: subprocess.Popen[bytes] | None = None
+        self._finalizer: weakref.finalize | None = None
         self._config: dict[str, Any] | None = None
         self._closed = False
         self._lock = threading.Lock()
@@ -180,21 +182,10 @@ class SharedProvider:
         SIGKILL after ``STOP_TIMEOUT`` s. Later :meth:`attach` calls return None."""
         with self._lock:
             self._closed = True
-            process = self._process
-        if process is None:
-            return
-        try:
-            if process.poll() is None:
-                with contextlib.suppress(ProcessLookupError):
-                    process.send_signal(signal.SIGTERM)
-                try:
-                    process.wait(timeout=STOP_TIMEOUT)
-                except subprocess.TimeoutExpired:
-                    process.kill()
-                    process.wait()
-        finally:
-            _close(process)
-            _LIVE.discard(self)
+            finalizer = self._finalizer
+        if finalizer is not None:
+            finalizer()   # _terminate(process), once
+        _LIVE.discard(self)
 
     # -- internals -----------------------------------------------------------------------------
 
@@ -204,9 +195,7 @@ class SharedProvider:
             return False
         if process.poll() is None:
             return True
-        _close(process)   # crashed or killed: the next attach starts a new one
-        _LIVE.discard(self)
-        self._process = None
+        self._forget()   # crashed or killed: the next attach starts a new one
         self._config = None
         return False
 
@@ -234,8 +223,9 @@ class SharedProvider:
         self._process = process
         self._config = None
         self.starts += 1
+        # Stopped by stop(), or when this object is dropped, or at the interpreter's exit.
+        self._finalizer = weakref.finalize(self, _terminate, process)
         _LIVE.add(self)
-        _register_atexit()
 
     def _handshake(self, process: subprocess.Popen[bytes]) -> dict[str, Any]:
         """Read the serving process's reattach line (or fail with what it said)."""
@@ -274,9 +264,14 @@ class SharedProvider:
         with contextlib.suppress(ProcessLookupError):
             process.kill()
         process.wait()
-        _close(process)
-        _LIVE.discard(self)
+        self._forget()
+
+    def _forget(self) -> None:
+        if self._finalizer is not None:
+            self._finalizer()   # the process has ended: only its pipes are closed
         self._process = None
+        self._config = None
+        _LIVE.discard(self)
 
     def _log_tail(self, lines: int = 15) -> str:
         if self.log_path is None:
@@ -297,8 +292,7 @@ def reattach_environment(leases: Sequence[Lease]) -> dict[str, str]:
     return {REATTACH_ENV: json.dumps(merged, sort_keys=True)} if merged else {}
 
 
-_LIVE: set[SharedProvider] = set()
-_ATEXIT_REGISTERED = False
+_LIVE: weakref.WeakSet[SharedProvider] = weakref.WeakSet()
 
 
 def stop_all() -> None:
@@ -307,11 +301,19 @@ def stop_all() -> None:
         provider.stop()
 
 
-def _register_atexit() -> None:
-    global _ATEXIT_REGISTERED
-    if not _ATEXIT_REGISTERED:
-        _ATEXIT_REGISTERED = True
-        atexit.register(stop_all)
+def _terminate(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM (the calls in flight finish first), wait, SIGKILL after ``STOP_TIMEOUT`` s."""
+    try:
+        if process.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=STOP_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+    finally:
+        _close(process)
 
 
 def _close(process: subprocess.Popen[bytes]) -> None:

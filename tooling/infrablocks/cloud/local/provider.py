@@ -118,9 +118,13 @@ class VolumeResource(CloudResource):
             cloud = self.cloud
             arguments = {"name": planned["name"], "size_gb": _whole(planned["size_gb"]),
                          "tags": planned.get("tags") or {}}
+            creates = self.provider.creates
             with cloud.locked():
-                claim = self.provider.creates.begin("volume", arguments)
-                volume = cloud.create_volume(**arguments, client_token=claim.token)
+                claim = creates.begin("volume", arguments)
+                try:
+                    volume = cloud.create_volume(**arguments, client_token=claim.token)
+                finally:
+                    creates.done(claim.token)
             return self._state(volume, planned)
         return None
 
@@ -199,14 +203,17 @@ class InstanceResource(CloudResource):
 
     def create(self, ctx: CreateContext, planned: Values) -> Values | None:
         with reporting(ctx.diagnostics, f"creating instance {planned.get('name')}"):
-            cloud = self.cloud
+            cloud, creates = self.cloud, self.provider.creates
             instance = self._launch(planned)
-            time.sleep(STARTUP_CHECK_SECONDS)
-            instance = cloud.get_instance(instance.id)
+            try:
+                time.sleep(STARTUP_CHECK_SECONDS)
+                instance = cloud.get_instance(instance.id)
+            finally:
+                creates.done(instance.client_token)
             if instance.state not in ("pending", "running"):
                 console = cloud.console_output(instance.id)
                 cloud.terminate_instance(instance.id, grace=0)
-                self.provider.creates.confirm(instance.client_token)
+                creates.confirm(instance.client_token)
                 ctx.diagnostics.add_error(
                     f"creating instance {planned['name']}: its entrypoint exited right after "
                     "start", f"console output:\n{console}")
@@ -224,12 +231,16 @@ class InstanceResource(CloudResource):
                      "tags": planned.get("tags") or {}}
         with cloud.locked():
             claim = creates.begin("instance", arguments)
-            instance = cloud.run_instance(**arguments, client_token=claim.token)
-            if claim.retry and instance.state not in ("pending", "running"):
-                cloud.terminate_instance(instance.id, grace=0)
-                creates.confirm(claim.token)
-                claim = creates.begin("instance", arguments)
+            try:
                 instance = cloud.run_instance(**arguments, client_token=claim.token)
+                if claim.retry and instance.state not in ("pending", "running"):
+                    cloud.terminate_instance(instance.id, grace=0)
+                    creates.confirm(claim.token)
+                    claim = creates.begin("instance", arguments)
+                    instance = cloud.run_instance(**arguments, client_token=claim.token)
+            except BaseException:
+                creates.done(claim.token)
+                raise
         return instance
 
     def read(self, ctx: ReadContext, current: Values) -> Values | None:

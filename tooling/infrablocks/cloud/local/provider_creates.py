@@ -8,19 +8,21 @@ journal entry, ``LOCALCLOUD_ROOT/.provider/creates/<token>.json``, written *befo
 call and whose token is the call's ``client_token`` (EC2's ClientToken, recorded with the
 instance or volume in the same locked step that makes it):
 
-- the entry names the provider process that made the call (pid and start time) and a digest
-  of what was asked (the resource kind and every argument);
-- Terraform confirms a resource when the provider hands it over again: reading it (every
-  plan's refresh does), updating, importing or deleting it. The entry is removed then;
-- a create with the same digest as an unconfirmed entry whose provider process is gone is a
-  retry of that create: it takes over the entry's token, and the cloud returns what was made
-  then instead of making a second one (an instance whose process has died meanwhile is
-  terminated and launched again).
+- the entry holds a digest of what was asked (the resource kind and every argument) and, while
+  the create is in progress, the provider process making it (pid and start time);
+- when the create has returned its result (:meth:`CreateJournal.done`), the entry waits for
+  Terraform to confirm it: the provider hands the resource over again, reading it (every
+  plan's refresh does), updating, importing or deleting it, and the entry is removed then;
+- a create with the same digest as an entry that is not in progress (its create returned, or
+  its provider process is gone) is a retry of that create: Terraform plans to create only
+  what its state lacks, so the earlier result never reached a state. The retry takes over the
+  entry's token, and the cloud returns what was made then instead of making a second one (an
+  instance whose process has died meanwhile is terminated and launched again).
 
-An entry whose provider process still runs belongs to a create in progress and is never taken
-over. A create with other arguments for an address an orphan holds still fails on the address,
-with the cloud's error naming the instance: nothing here terminates what it cannot prove is
-the same request.
+An entry whose create is still in progress in a running provider process is never taken over
+(two runs creating the same thing at once). A create with other arguments for an address an
+orphan holds still fails on the address, with the cloud's error naming the instance: nothing
+here terminates what it cannot prove is the same request.
 """
 
 from __future__ import annotations
@@ -70,7 +72,7 @@ class CreateJournal:
             if entry is None or entry.get("digest") != digest:
                 continue
             pid, start_time = entry.get("creator") or (None, None)
-            if not process.is_alive(pid, start_time):
+            if pid is None or not process.is_alive(pid, start_time):
                 taken = path.stem
                 break
         token = taken or f"{kind}-{secrets.token_hex(12)}"
@@ -78,6 +80,14 @@ class CreateJournal:
             "kind": kind, "digest": digest, "creator": list(self.me),
             "since": datetime.now(UTC).isoformat(timespec="seconds")})
         return Claim(token, retry=taken is not None)
+
+    def done(self, token: str) -> None:
+        """The create made with ``token`` has returned: from now on only Terraform's
+        confirmation is awaited (the entry is no longer a create in progress)."""
+        path = self.directory / f"{token}.json"
+        entry = read_json(path)
+        if entry is not None:
+            write_json(path, {**entry, "creator": None})
 
     def confirm(self, token: str | None) -> None:
         """Terraform holds the resource made with ``token``: forget the entry."""
