@@ -326,3 +326,25 @@ def test_a_provider_killed_mid_apply_fails_the_command_clearly_and_the_next_appl
     assert not terraform.plan(workdir).has_changes
     _destroy(terraform, workdir)
     assert local_cloud.describe_instances() == [] and local_cloud.describe_volumes() == []
+
+
+def test_a_provider_block_naming_another_cloud_is_refused_by_the_shared_provider(
+        local_cloud: LocalCloud, images: None, cli_config: Path, tmp_path: Path,
+        shared: SharedProvider) -> None:
+    # The shared process serves the run's cloud only: its calls do not say which command's
+    # configuration they belong to.
+    terraform = _terraform(local_cloud, cli_config, tmp_path, shared)
+    workdir = _workdir(tmp_path, "w", "r", 120, members=1)
+    main = workdir / "main.tf"
+    main.write_text(main.read_text().replace(
+        'provider "localcloud" {}', f'provider "localcloud" {{ root = "{tmp_path / "other"}" }}'))
+    terraform.init(workdir)
+    with pytest.raises(TerraformError) as refused:
+        terraform.plan(workdir)
+    message = " ".join(str(refused.value).split())
+    assert f'root = "{tmp_path / "other"}"' in message or str(tmp_path / "other") in message
+    assert "is not the local cloud this run uses" in message
+    assert local_cloud.describe_instances() == []
+    # Its own root, spelled out, is fine.
+    main.write_text(main.read_text().replace(str(tmp_path / "other"), str(local_cloud.root)))
+    assert terraform.plan(workdir).has_changes
