@@ -15,6 +15,11 @@ attribute derived from a sensitive value.
 
 Cancellation is graceful: ``stop()`` (or setting the ``cancel`` event) sends SIGINT, which makes
 Terraform finish the resource operations in flight, write its state and exit.
+
+Providers served once per run (``shared_providers``, :mod:`infrablocks.terraform.reattach`)
+reach the commands that talk to providers through ``TF_REATTACH_PROVIDERS``; ``init`` installs
+them from the mirror as usual. A command during which such a provider process died fails with
+a line saying so (the next command starts a new one).
 """
 
 from __future__ import annotations

@@ -74,6 +74,7 @@ class Lease:
     provider: SharedProvider
     process: subprocess.Popen[bytes]
     config: Mapping[str, Any]
+    log_path: Path | None = None
 
     def ended(self) -> str | None:
         """How the serving process ended, if it has since the command started; else None."""
@@ -84,7 +85,7 @@ class Lease:
         return (f"the shared {self.provider.source} provider process (pid {self.process.pid}) "
                 f"ended during the command ({how}); Terraform kept the state of what it had "
                 f"finished, and the next command starts a new provider process "
-                f"(its log: {self.provider.log_path})")
+                f"(its log: {self.log_path})")
 
 
 class SharedProvider:
@@ -174,8 +175,13 @@ class SharedProvider:
             process = self._process
             assert process is not None
             if self._config is None:
-                self._config = self._handshake(process)
-            return Lease(self, process, self._config)
+                try:
+                    self._config = self._handshake(process)
+                except BaseException:
+                    if self._process is process:   # e.g. Ctrl-C while it started: not half
+                        self._abandon(process)     # read and left for the next attach
+                    raise
+            return Lease(self, process, self._config, self.log_path)
 
     def stop(self) -> None:
         """Stop the process (SIGTERM: the calls in flight finish first) and wait for it;
