@@ -106,7 +106,7 @@ class SharedProvider:
         self.log_path: Path | None = None
         self.starts = 0
         self._process: subprocess.Popen[bytes] | None = None
-        self._finalizer: weakref.finalize | None = None
+        self._finalizer: weakref.finalize[[subprocess.Popen[bytes]], SharedProvider] | None = None
         self._config: dict[str, Any] | None = None
         self._closed = False
         self._lock = threading.Lock()
