@@ -185,3 +185,31 @@ def test_a_dropped_provider_object_stops_its_process(tmp_path: Path) -> None:
     del provider, lease
     gc.collect()
     assert process.wait(timeout=WAIT) == 0     # SIGTERM from the finalizer: a graceful stop
+
+
+def test_a_ctrl_c_during_the_handshake_leaves_no_half_started_process(tmp_path: Path) -> None:
+    # Ctrl-C (KeyboardInterrupt in the tool) while the provider has not printed its reattach
+    # line yet: that process is killed, not kept half read for the next attach, which starts a
+    # new one and completes its handshake.
+    provider = _provider(tmp_path, [sys.executable, "-c", "input()"])
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGALRM, interrupt)
+    try:
+        signal.setitimer(signal.ITIMER_REAL, 0.3)
+        with pytest.raises(KeyboardInterrupt):
+            provider.attach()
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        assert provider.starts == 1 and provider.pid is None
+        assert provider.log_path is not None
+        first_log = provider.log_path
+        provider.argv = serve_argv()          # this time it serves
+        lease = provider.attach()
+        assert lease is not None and lease.ended() is None and provider.starts == 2
+        assert lease.log_path != first_log
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+        provider.stop()
