@@ -3,7 +3,9 @@
     .venv/bin/python benchmarks/upgrade/bench_upgrade.py [--repeat N] [--json out.json]
 
 Runs on a throwaway copy of this monorepo (blocks.toml, blocks/, images/) with its own local
-cloud in a temporary directory, environment ``bench`` on 127.42.239.0/24. Each repeat creates
+cloud in a temporary directory, environments ``bench0``, ``bench1``, … (one per repeat, each
+with a subnet from the machine-wide table: a destroyed environment's addresses stay in
+TIME_WAIT for a minute, so a repeat on the same subnet was refused). Each repeat creates
 base 1.0.0, upgrades it to 1.1.0 with the real rolling procedure (the library call behind
 ``doit upgrade``) and destroys it. Reported, medians over the repeats:
 
@@ -29,22 +31,23 @@ from typing import Any
 
 MAIN_REPO = Path(__file__).resolve().parents[2]
 ENV = "bench"
-SUBNET = "127.42.239.0/24"
+MAX_REPEAT = 50
 DODO = '"""doit entry point."""\n\nfrom infrablocks.tasks import *  # noqa: F403\n'
 
 
-def make_repo(parent: Path) -> Path:
+def make_repo(parent: Path, repeat: int) -> Path:
     root = parent / "repo"
     root.mkdir()
     for name in ("blocks", "images"):
         shutil.copytree(MAIN_REPO / name, root / name)
     (root / "dodo.py").write_text(DODO)
     toml = (MAIN_REPO / "blocks.toml").read_text()
-    (root / "blocks.toml").write_text(toml + f'\n[environments.{ENV}]\nsubnet = "{SUBNET}"\n')
+    (root / "blocks.toml").write_text(toml + "".join(f"\n[environments.{ENV}{n}]\n"
+                                                     for n in range(repeat)))
     return root
 
 
-def restart_rejoin_seconds(workspace: Any) -> float:
+def restart_rejoin_seconds(workspace: Any, environment: str) -> float:
     """One member stopped and started again (same instance, same volume) until rejoined."""
     from infrablocks.health import build_check
     from infrablocks.health.base import CheckContext
@@ -55,9 +58,9 @@ def restart_rejoin_seconds(workspace: Any) -> float:
 
     version = workspace.registry.block_version("base", "1.1.0")
     declaration = declaration_for(workspace.registry, version)
-    members = members_from_state(workspace.backend.read_state(ENV, "base"), declaration)
-    check = build_check(declaration.check, CheckContext("base", ENV))
-    ops = workspace.platform(ENV).ops
+    members = members_from_state(workspace.backend.read_state(environment, "base"), declaration)
+    check = build_check(declaration.check, CheckContext("base", environment))
+    ops = workspace.platform(environment).ops
     leader = check.leader(members)
     member = next(m for m in members if m is not leader)
     started = time.monotonic()
@@ -71,39 +74,41 @@ def restart_rejoin_seconds(workspace: Any) -> float:
     return time.monotonic() - started
 
 
-def one_run(root: Path) -> dict[str, Any]:
+def one_run(root: Path, environment: str) -> dict[str, Any]:
     from infrablocks.deploy.orchestrate import create, teardown_environment
     from infrablocks.deploy.workspace import open_workspace
     from infrablocks.rolling.engine import upgrade
 
     workspace = open_workspace(root)
     try:
-        _, report = create(workspace, ["base@1.0.0"], ENV)
+        _, report = create(workspace, ["base@1.0.0"], environment)
         assert report.ok, report.to_json()
         started = time.monotonic()
-        outcome = upgrade(workspace, "base", ENV)
+        outcome = upgrade(workspace, "base", environment)
         wall = time.monotonic() - started
         assert outcome.mode == "rolling", outcome.to_json()
-        restart = restart_rejoin_seconds(open_workspace(root))
+        restart = restart_rejoin_seconds(workspace, environment)
         units = [sum(u["steps"].values()) for u in outcome.units]
         return {"wall": wall, **outcome.timings, "per_unit": statistics.median(units),
                 "restart_rejoin": restart}
     finally:
-        teardown_environment(open_workspace(root), ENV)
+        teardown_environment(workspace, environment)
+        workspace.close()   # the run's shared provider process
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--repeat", type=int, default=3, choices=range(1, MAX_REPEAT + 1),
+                        metavar="N")
     parser.add_argument("--json", help="write the raw figures here")
     args = parser.parse_args()
     parent = Path(tempfile.mkdtemp(prefix="infrablocks-bench-upgrade-"))
     parent.chmod(0o711)
     runs = []
     try:
-        root = make_repo(parent)
+        root = make_repo(parent, args.repeat)
         for index in range(args.repeat):
-            runs.append(one_run(root))
+            runs.append(one_run(root, f"{ENV}{index}"))
             print(f"run {index + 1}: " + ", ".join(f"{k} {v:.2f}s" for k, v in runs[-1].items()),
                   file=sys.stderr)
     finally:

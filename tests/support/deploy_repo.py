@@ -132,18 +132,24 @@ class DeployRepo:
         from infrablocks.cloud.local.process import is_alive, read_stat
         from infrablocks.deploy.orchestrate import teardown_environment
 
-        problems: list[str] = []
+        problems: list[str] = [f"provider process {pid} outlived its doit command"
+                               for pid in provider_processes(self.cloud_root)]
         try:
             if self.cloud_root.exists() and self.root.exists():
                 with self.environment_variables():
                     workspace = self.workspace()
-                    for environment in workspace.backend.list_environments():
-                        report, swept = teardown_environment(workspace, environment,
-                                                             handle_signals=False)
-                        if not report.ok:
-                            problems.append(f"destroy of {environment}: {report.summary()}")
-                        if swept:
-                            problems.append(f"swept after destroying {environment}: {swept}")
+                    try:
+                        for environment in workspace.backend.list_environments():
+                            report, swept = teardown_environment(workspace, environment,
+                                                                 handle_signals=False)
+                            if not report.ok:
+                                problems.append(f"destroy of {environment}: "
+                                                f"{report.summary()}")
+                            if swept:
+                                problems.append(f"swept after destroying {environment}: "
+                                                f"{swept}")
+                    finally:
+                        workspace.close()   # its shared provider process
             if self.root.exists():
                 with self.environment_variables():
                     subnets = self.workspace().subnets
@@ -174,6 +180,28 @@ class DeployRepo:
             shutil.rmtree(self.cloud_parent, ignore_errors=True)
             shutil.rmtree(self.root, ignore_errors=True)
         return problems
+
+
+def provider_processes(cloud_root: Path) -> list[int]:
+    """Pids of the shared local-cloud provider processes (``--serve``) serving ``cloud_root``
+    that still run (zombies nobody reaps here do not count)."""
+    found = []
+    wanted = f"LOCALCLOUD_ROOT={cloud_root}".encode()
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            cmdline = (proc / "cmdline").read_bytes().split(b"\0")
+            if b"--serve" not in cmdline or b"infrablocks.cloud.local.provider" not in cmdline:
+                continue
+            if wanted not in (proc / "environ").read_bytes().split(b"\0"):
+                continue
+            if (proc / "stat").read_text().rsplit(")", 1)[1].split()[0] in ("Z", "X"):
+                continue
+        except OSError:
+            continue
+        found.append(int(proc.name))
+    return found
 
 
 def _quietly(call: Callable[..., Any], *args: Any, **kwargs: Any) -> None:

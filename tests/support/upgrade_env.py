@@ -93,7 +93,11 @@ class UpgradeRepo:
     def create(self, version: str = "1.0.0") -> None:
         from infrablocks.deploy.orchestrate import create
 
-        _, report = create(self.workspace(), [f"base@{version}"], ENV)
+        workspace = self.workspace()
+        try:
+            _, report = create(workspace, [f"base@{version}"], ENV)
+        finally:
+            workspace.close()   # its shared provider process
         assert report.ok, report.to_json()
         self.wait_healthy()
 
@@ -168,7 +172,10 @@ class UpgradeRepo:
         workspace = self.workspace()
         version = workspace.registry.block_version("base", self.record_version())
         run = BlockRun(workspace, ENV, version, workspace.subnet(ENV))
-        return not plan_block(run, CancelToken()).has_changes
+        try:
+            return not plan_block(run, CancelToken()).has_changes
+        finally:
+            workspace.close()
 
     # -- cleanup -----------------------------------------------------------------------------
 
@@ -177,7 +184,11 @@ class UpgradeRepo:
         try:
             from infrablocks.deploy.orchestrate import teardown_environment
 
-            report, leftovers = teardown_environment(self.workspace(), ENV)
+            workspace = self.workspace()
+            try:
+                report, leftovers = teardown_environment(workspace, ENV)
+            finally:
+                workspace.close()
             if not report.ok:
                 problems.append(f"destroy failed: {report.to_json()}")
         except Exception as exc:  # the sweep below still runs

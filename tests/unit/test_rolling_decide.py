@@ -76,6 +76,10 @@ REPLACED = UnitFacts(0, changes=True, present=True)
     # an apply interrupted half-way deleted the old instance: nothing to stop, apply creates it
     (UnitFacts(0, changes=True, present=False), ["gate", "move-leader", "stop"], True, True,
      [Action.APPLY, *ALL_GATES]),
+    # an apply interrupted after it made the new instance (the plan only creates the
+    # attachment): the member in state is the new instance, which must not be stopped
+    (UnitFacts(0, changes=True, present=True, instance_made=True),
+     ["gate", "move-leader", "stop"], True, True, [Action.APPLY, *ALL_GATES]),
     # a rollback: no cluster gate first
     (REPLACED, [], False, True, [Action.MOVE_LEADER, Action.STOP, Action.APPLY, *ALL_GATES]),
     # a member that is down: replaced without gate or leadership move

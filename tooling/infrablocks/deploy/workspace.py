@@ -186,9 +186,20 @@ class Workspace:
         from infrablocks.terraform.toolchain import terraform_log_dir
 
         binary, cli_config = self._terraform_setup()
+        platform = self.platform(environment)
         return Terraform(binary, cli_config, terraform_log_dir(self.repo_root),
-                         self.platform(environment).terraform_env(),
-                         environment=environment, block=block)
+                         platform.terraform_env(), environment=environment, block=block,
+                         shared_providers=platform.shared_providers())
+
+    def close(self) -> None:
+        """Stop what the workspace started for its Terraform runs (the platforms' shared
+        provider processes). Commands run through doit need not call it: the command layer
+        stops every shared provider when the command ends."""
+        with self._lock:
+            platforms = list(self._platforms.values())
+        for platform in platforms:
+            for shared in platform.shared_providers():
+                shared.stop()
 
     def _terraform_setup(self) -> tuple[TerraformBinary, Path]:
         with self._lock:

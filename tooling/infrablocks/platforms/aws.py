@@ -23,6 +23,7 @@ from infrablocks.errors import ConfigError, InfrablocksError
 if TYPE_CHECKING:
     from infrablocks.cloud.aws.ops import AwsCloudOps
     from infrablocks.platforms.base import SweepReport
+    from infrablocks.terraform.reattach import SharedProvider
 
 __all__ = ["MODULE_FOLDER", "AwsPlatform"]
 
@@ -84,6 +85,10 @@ class AwsPlatform:
     def terraform_env(self) -> dict[str, str]:
         """Region, profile and endpoint overrides as ``AWS_*`` variables (no credentials)."""
         return self.settings.environment()
+
+    def shared_providers(self) -> Sequence[SharedProvider]:
+        """None: Terraform starts hashicorp/aws itself (a Go binary, quick to start)."""
+        return ()
 
     def block_module(self, version_dir: Path) -> Path:
         """``VERSION_DIR/aws``: the block version's module for the hashicorp/aws provider."""

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from infrablocks.cloud.ops import CloudOps
+    from infrablocks.terraform.reattach import SharedProvider
 
 __all__ = ["Platform", "SweepReport"]
 
@@ -57,6 +58,13 @@ class Platform(Protocol):
         """The environment's subnet (CIDR) where the platform owns the network (AWS: a subnet
         of its VPC, created when missing; ``configured`` is blocks.toml's ``subnet``); None
         where the workspace allocates one (local: a /24 of 127.42.0.0/16)."""
+        ...
+
+    def shared_providers(self) -> Sequence[SharedProvider]:
+        """Providers served once per run for every Terraform command on this platform,
+        instead of Terraform starting them per command (``infrablocks.terraform.reattach``);
+        empty when Terraform starts them all itself (registry providers such as hashicorp/aws).
+        Each is started on first use and stopped when the run ends."""
         ...
 
     def ensure_images(self, images: Sequence[str], *,

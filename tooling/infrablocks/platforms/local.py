@@ -7,6 +7,7 @@ Instances are processes on 127.42.x.y, volumes directories, images packer artifa
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -18,6 +19,7 @@ from infrablocks.platforms.base import SweepReport
 
 if TYPE_CHECKING:
     from infrablocks.cloud.local.control import LocalCloud
+    from infrablocks.terraform.reattach import SharedProvider
 
 __all__ = ["LocalPlatform"]
 
@@ -31,6 +33,7 @@ class LocalPlatform:
         self.repo_root = repo_root
         self.cloud = cloud
         self._ops: LocalCloudOps | None = None
+        self._shared: list[SharedProvider] | None = None
 
     @classmethod
     def open(cls, repo_root: Path) -> LocalPlatform:
@@ -56,6 +59,21 @@ class LocalPlatform:
 
     def environment_subnet(self, environment: str, configured: str | None) -> None:
         return None  # the workspace's allocator: a /24 of 127.42.0.0/16
+
+    def shared_providers(self) -> list[SharedProvider]:
+        """The local-cloud provider, served for this cloud by one process per run
+        (docs/localcloud.md "The Terraform provider")."""
+        if self._shared is None:
+            from infrablocks.cloud.local.mirror import PROVIDER_SOURCE, serve_argv
+            from infrablocks.terraform.reattach import SharedProvider
+            from infrablocks.terraform.toolchain import terraform_log_dir
+
+            env = {k: v for k, v in os.environ.items()
+                   if not k.startswith(("TF_", "LOCALCLOUD_"))}
+            env.update(self.terraform_env())
+            self._shared = [SharedProvider(PROVIDER_SOURCE, serve_argv(), env,
+                                           terraform_log_dir(self.repo_root))]
+        return self._shared
 
     def ensure_images(self, images: Sequence[str], *,
                       before_each: Callable[[str], None] | None = None) -> list[str]:

@@ -105,6 +105,8 @@ class UnitFacts:
     #                        removed the old instance already)
     down: bool = False     # its member was down when the roll started (a repair)
     stopped: bool = False  # its instance is stopped (observed for down members only)
+    instance_made: bool = False  # the plan leaves its instance as it is and only creates
+    #                              its attachment: an interrupted apply made the new instance
 
 
 def unit_steps(facts: UnitFacts, journaled: Collection[str], *, gate_first: bool,
@@ -114,7 +116,9 @@ def unit_steps(facts: UnitFacts, journaled: Collection[str], *, gate_first: bool
     - a member the plan replaces: the cluster gate (only before a unit's first step, unless
       ``gate_first`` is off: a rollback, a down member), moving leadership off it (order
       ``leader-last``; not for a down member), then stopping it — repeated on resume, a
-      no-op once stopped;
+      no-op once stopped; not when the plan leaves the instance as it is and only creates the
+      attachment: the member in the state is then the new instance an interrupted apply
+      made, and stopping it would leave it stopped (the apply only attaches its volume);
     - the targeted apply whenever the plan changes the unit (Terraform knows whether the
       replacement happened; an interrupted apply may have deleted the old instance only);
     - a down member with nothing to replace whose instance is stopped: started again, with its
@@ -122,7 +126,7 @@ def unit_steps(facts: UnitFacts, journaled: Collection[str], *, gate_first: bool
     - then each gate not passed yet: running, volume, rejoin, healthy.
     """
     steps: list[UnitStep] = []
-    if facts.changes and facts.present:
+    if facts.changes and facts.present and not facts.instance_made:
         if gate_first and not facts.down and not journaled:
             steps.append(Gate.CLUSTER)
         if leader_last and not facts.down and Action.MOVE_LEADER not in journaled:

@@ -224,8 +224,10 @@ class RollingDriver(Deployment):
                 return member
         raise InfrablocksError(f"{self.subject.block} has no member {index} in its state")
 
-    def unit_facts(self, index: int, *, changes: bool, down: bool = False) -> UnitFacts:
-        """What the decider needs about unit ``index`` (``changes``: the plan changes it)."""
+    def unit_facts(self, index: int, *, changes: bool, down: bool = False,
+                   instance_made: bool = False) -> UnitFacts:
+        """What the decider needs about unit ``index`` (``changes``: the plan changes it;
+        ``instance_made``: it keeps the instance and only creates the attachment)."""
         old = next((m for m in self.members(with_logs=False) if m.index == index), None)
         stopped = False
         if down and old is not None:
@@ -234,7 +236,7 @@ class RollingDriver(Deployment):
             except CloudOpsError:
                 stopped = False
         return UnitFacts(index, changes=changes, present=old is not None, down=down,
-                         stopped=stopped)
+                         stopped=stopped, instance_made=instance_made)
 
     def targets(self, index: int) -> list[str]:
         """The unit's resource addresses: ``instances[i]``, ``attachments[i]`` and, where the

@@ -308,7 +308,11 @@ class RollingEngine:
 
         def facts(index: int) -> UnitFacts:
             unit = units.get(index) or unit_for_index(plan, driver.declaration, index)
-            return driver.unit_facts(index, changes=unit is not None, down=index in down)
+            instance_made = unit is not None and bool(unit.actions) and (
+                driver.declaration.instance_address(index) not in unit.actions
+                and all(action == "create" for action in unit.actions.values()))
+            return driver.unit_facts(index, changes=unit is not None, down=index in down,
+                                     instance_made=instance_made)
 
         dependents = driver.drive(journal, facts, digest_before)
         outcome = self.outcome(Mode.ROLLING, driver.subject, plan=rolling,

@@ -225,6 +225,8 @@ def run_command(command: Command, positional: list[str] | None,
 
             make_console(stderr=True).print("[yellow]interrupted[/]")
             rc = 130
+        finally:
+            _stop_shared_providers()
     if output.closed and not rc:
         from infrablocks.tasks._console import finish_closed_output
 
@@ -232,6 +234,14 @@ def run_command(command: Command, positional: list[str] | None,
     exit_status = int(rc or 0)
     if rc:
         sys.exit(int(rc))
+
+
+def _stop_shared_providers() -> None:
+    """The run is over: stop the provider processes it served Terraform from, if any
+    (``infrablocks.terraform.reattach``; not even imported by commands that started none)."""
+    reattach = sys.modules.get("infrablocks.terraform.reattach")
+    if reattach is not None:
+        reattach.stop_all()
 
 
 def _print_error(exc: InfrablocksError) -> None:

@@ -15,6 +15,11 @@ attribute derived from a sensitive value.
 
 Cancellation is graceful: ``stop()`` (or setting the ``cancel`` event) sends SIGINT, which makes
 Terraform finish the resource operations in flight, write its state and exit.
+
+Providers served once per run (``shared_providers``, :mod:`infrablocks.terraform.reattach`)
+reach the commands that talk to providers through ``TF_REATTACH_PROVIDERS``; ``init`` installs
+them from the mirror as usual. A command during which such a provider process died fails with
+a line saying so (the next command starts a new one).
 """
 
 from __future__ import annotations
@@ -38,6 +43,13 @@ from infrablocks.private_files import open_private, private_dir
 from infrablocks.terraform.binary import TerraformBinary
 from infrablocks.terraform.diagnostics import summarize_errors
 from infrablocks.terraform.plan import Plan
+from infrablocks.terraform.reattach import (
+    PROVIDER_COMMANDS,
+    Lease,
+    SharedProvider,
+    SharedProviderError,
+    reattach_environment,
+)
 from infrablocks.terraform.workdir import (
     BACKEND_CONFIG_FILE,
     init_reason,
@@ -50,7 +62,7 @@ DEFAULT_PLAN_FILE = ".infrablocks.tfplan"
 # Variables that would redirect or alter what the driver relies on; the driver sets its own.
 _DROPPED_ENV_PREFIXES = ("TF_CLI_ARGS",)
 _DROPPED_ENV = {"TF_CLI_CONFIG_FILE", "TERRAFORM_CONFIG", "TF_DATA_DIR", "TF_INPUT",
-                "TF_IN_AUTOMATION", "CHECKPOINT_DISABLE"}
+                "TF_IN_AUTOMATION", "CHECKPOINT_DISABLE", "TF_REATTACH_PROVIDERS"}
 _POLL = 0.1
 _READER_GRACE = 10.0
 
@@ -93,12 +105,17 @@ class Terraform:
     ``on_output``: called with each output line (without newline) of non-JSON commands.
     ``cancel``: when set, the running command is stopped gracefully and no new one starts.
     ``timeout``: seconds per command; past it the command is stopped like a cancel.
+    ``shared_providers``: providers served once for the whole run
+    (:class:`~infrablocks.terraform.reattach.SharedProvider`); the commands that talk to
+    providers get them in ``TF_REATTACH_PROVIDERS`` in every working directory whose lock file
+    names them, instead of Terraform starting them.
     """
 
     def __init__(self, binary: TerraformBinary | Path | str, cli_config: Path, log_dir: Path,
                  env_extra: Mapping[str, str] | None = None, *, block: str | None = None,
                  environment: str | None = None, on_output: ProgressCallback | None = None,
-                 cancel: threading.Event | None = None, timeout: float | None = None) -> None:
+                 cancel: threading.Event | None = None, timeout: float | None = None,
+                 shared_providers: Sequence[SharedProvider] = ()) -> None:
         self.executable = Path(binary.path if isinstance(binary, TerraformBinary) else binary)
         self.cli_config = Path(cli_config)
         self.log_dir = Path(log_dir)
@@ -108,6 +125,7 @@ class Terraform:
         self.on_output = on_output
         self.cancel = cancel if cancel is not None else threading.Event()
         self.timeout = timeout
+        self.shared_providers = tuple(shared_providers)
         self._running: set[_Process] = set()
         self._lock = threading.Lock()
 
@@ -117,7 +135,8 @@ class Terraform:
         clone = Terraform(self.executable, self.cli_config, self.log_dir, self.env_extra,
                           block=block, environment=environment,
                           on_output=on_output if on_output is not None else self.on_output,
-                          cancel=self.cancel, timeout=self.timeout)
+                          cancel=self.cancel, timeout=self.timeout,
+                          shared_providers=self.shared_providers)
         return clone
 
     # -- commands ---------------------------------------------------------------------------
@@ -142,6 +161,9 @@ class Terraform:
         for key, value in (backend_config or {}).items():
             if key not in structured:
                 args.append(f"-backend-config={key}={_scalar(value)}")
+        for shared in self.shared_providers:
+            if shared.may_use(workdir):
+                shared.prestart()   # it gets ready while init runs
         try:
             if structured:
                 from infrablocks.terraform.hcl import hcl_attributes
@@ -288,6 +310,7 @@ class Terraform:
         if self.cancel.is_set():
             raise TerraformCancelled(f"{self._describe(command)} not started: cancelled",
                                      command=command)
+        leases = self._attach_shared(command, workdir)
         private_dir(self.log_dir, base=self.log_dir.parent)
         log_path, log = self._open_log(command)
         redact = Redactor(sensitive_strings(workdir))
@@ -297,11 +320,14 @@ class Terraform:
         with log:
             log.write(f"# {self.executable} {' '.join(_masked(args))}\n# cwd: {workdir}\n"
                       f"# started: {datetime.now(UTC).isoformat()}\n")
+            for lease in leases:
+                log.write(f"# provider {lease.provider.source}: shared process, pid "
+                          f"{lease.process.pid}\n")
             log.flush()
             try:
                 process = subprocess.Popen(
                     [str(self.executable), *args], cwd=workdir,
-                    env=self.environment_for(workdir),
+                    env={**self.environment_for(workdir), **reattach_environment(leases)},
                     stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                     # Own session: a Ctrl-C on the terminal reaches the tool, which forwards
                     # one graceful SIGINT (a second one would make Terraform abort hard).
@@ -336,6 +362,9 @@ class Terraform:
                     reader.join(timeout=_READER_GRACE)
             duration = time.monotonic() - started
             why_stopped = running.stopped_because
+            provider_notes = [note for note in (lease.ended() for lease in leases) if note]
+            for note in provider_notes:
+                log.write(f"# {note}\n")
             if why_stopped and running.terminate_leftovers():
                 log.write("# terminated processes the stopped Terraform left behind\n")
             log.write(f"# exit code {rc} after {duration:.2f}s"
@@ -344,8 +373,24 @@ class Terraform:
                            "".join(stderr_lines))
         # A command that completed despite a late stop request is a success.
         if rc not in tuple(ok_codes):
-            self._fail(result, why_stopped, stderr_lines)
+            self._fail(result, why_stopped, stderr_lines, provider_notes)
         return result
+
+    def _attach_shared(self, command: str, workdir: Path) -> list[Lease]:
+        """The shared providers this command in ``workdir`` reaches (started if needed)."""
+        if command not in PROVIDER_COMMANDS:
+            return []
+        leases = []
+        for shared in self.shared_providers:
+            if shared.uses(workdir):
+                try:
+                    lease = shared.attach()
+                except SharedProviderError as exc:
+                    raise TerraformError(f"{self._describe(command)} not started: {exc.message}",
+                                         command=command, hint=exc.hint) from None
+                if lease is not None:
+                    leases.append(lease)
+        return leases
 
     def _wait(self, running: _Process, started: float) -> int:
         """Wait for the process; forward cancel/timeout/Ctrl-C as one graceful SIGINT."""
@@ -408,7 +453,7 @@ class Terraform:
         raise TerraformError(f"cannot create a log file in {self.log_dir}")
 
     def _fail(self, result: RunResult, why_stopped: str | None,
-              stderr_lines: list[str]) -> None:
+              stderr_lines: list[str], notes: Sequence[str] = ()) -> None:
         errors = summarize_errors(stderr_lines)
         what = self._describe(result.command)
         if why_stopped == "cancelled":
@@ -420,7 +465,8 @@ class Terraform:
         else:
             head = f"{what} failed (exit code {result.exit_code})"
             error_cls = TerraformError
-        body = "\n".join(f"  {line}" if line else "" for line in errors.splitlines())
+        body = "\n".join(f"  {line}" if line else ""
+                         for line in [*errors.splitlines(), *notes])
         message = f"{head}\n{body}\n  log: {result.log_path}" if body else \
             f"{head}\n  log: {result.log_path}"
         raise error_cls(message, command=result.command, exit_code=result.exit_code,

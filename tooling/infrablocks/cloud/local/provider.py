@@ -1,8 +1,11 @@
 """The Terraform provider ``infrablocks.local/infrablocks/localcloud`` (``tf`` framework).
 
-Terraform starts it through the mirror's launcher (``python -m infrablocks.cloud.local.provider``)
-several times per command; every operation goes through ``LocalCloud``, which holds the cloud's
-file lock, so providers of concurrent Terraform runs can share one cloud.
+Run two ways (docs/localcloud.md "The Terraform provider"): by infrablocks, once per run, for
+every Terraform command it starts (``--serve``: :mod:`infrablocks.cloud.local.provider_serve`,
+Terraform re-attaches to it); or by Terraform itself, through the mirror's launcher
+(``python -m infrablocks.cloud.local.provider``), several times per command, when Terraform is
+run by hand. Every operation goes through ``LocalCloud``, which holds the cloud's file lock, so
+any number of provider processes and calls can share one cloud.
 
 Schema (docs/ARCHITECTURE.md "Provider schema"):
 
@@ -50,7 +53,9 @@ from infrablocks.cloud.local.provider_base import (
     map_like,
     reporting,
 )
+from infrablocks.cloud.local.provider_creates import CreateJournal
 from infrablocks.cloud.local.provider_jobs import JobResource
+from infrablocks.cloud.local.records import Instance
 
 # How long a new instance must survive before create reports success: catches entrypoints that
 # fail at once (bad script, missing binary) with their console output instead of a later drift.
@@ -110,9 +115,16 @@ class VolumeResource(CloudResource):
 
     def create(self, ctx: CreateContext, planned: Values) -> Values | None:
         with reporting(ctx.diagnostics, f"creating volume {planned.get('name')}"):
-            volume = self.cloud.create_volume(name=planned["name"],
-                                              size_gb=_whole(planned["size_gb"]),
-                                              tags=planned.get("tags") or {})
+            cloud = self.cloud
+            arguments = {"name": planned["name"], "size_gb": _whole(planned["size_gb"]),
+                         "tags": planned.get("tags") or {}}
+            creates = self.provider.creates
+            with cloud.locked():
+                claim = creates.begin("volume", arguments)
+                try:
+                    volume = cloud.create_volume(**arguments, client_token=claim.token)
+                finally:
+                    creates.done(claim.token)
             return self._state(volume, planned)
         return None
 
@@ -122,6 +134,7 @@ class VolumeResource(CloudResource):
                 volume = self.cloud.get_volume(current["id"])
             except NotFoundError:
                 return None
+            self.provider.creates.confirm(volume.client_token)
             return self._state(volume, current)
         return current
 
@@ -130,13 +143,17 @@ class VolumeResource(CloudResource):
             volume = self.cloud.modify_volume(current["id"], name=planned["name"],
                                               size_gb=_whole(planned["size_gb"]),
                                               tags=planned.get("tags") or {})
+            self.provider.creates.confirm(volume.client_token)
             return self._state(volume, planned)
         return current
 
     def delete(self, ctx: DeleteContext, current: Values) -> None:
         with (reporting(ctx.diagnostics, f"deleting volume {current.get('id')}"),
               contextlib.suppress(NotFoundError)):
-            self.cloud.delete_volume(current["id"])
+            cloud = self.cloud
+            token = cloud.get_volume(current["id"]).client_token
+            cloud.delete_volume(current["id"])
+            self.provider.creates.confirm(token)
         return None
 
     def plan(self, ctx: PlanContext, current: Values | None, planned: Values) -> Values:
@@ -147,7 +164,9 @@ class VolumeResource(CloudResource):
 
     def import_(self, ctx: ImportContext, id: str) -> Values | None:
         with reporting(ctx.diagnostics, f"importing volume {id}"):
-            return self._state(self.cloud.get_volume(id), {"tags": {}})
+            volume = self.cloud.get_volume(id)
+            self.provider.creates.confirm(volume.client_token)
+            return self._state(volume, {"tags": {}})
         return None
 
     @staticmethod
@@ -184,22 +203,45 @@ class InstanceResource(CloudResource):
 
     def create(self, ctx: CreateContext, planned: Values) -> Values | None:
         with reporting(ctx.diagnostics, f"creating instance {planned.get('name')}"):
-            cloud = self.cloud
-            instance = cloud.run_instance(
-                name=planned["name"], image_id=planned["image_id"],
-                private_ip=planned["private_ip"], user_data=planned.get("user_data") or {},
-                tags=planned.get("tags") or {})
-            time.sleep(STARTUP_CHECK_SECONDS)
-            instance = cloud.get_instance(instance.id)
+            cloud, creates = self.cloud, self.provider.creates
+            instance = self._launch(planned)
+            try:
+                time.sleep(STARTUP_CHECK_SECONDS)
+                instance = cloud.get_instance(instance.id)
+            finally:
+                creates.done(instance.client_token)
             if instance.state not in ("pending", "running"):
                 console = cloud.console_output(instance.id)
                 cloud.terminate_instance(instance.id, grace=0)
+                creates.confirm(instance.client_token)
                 ctx.diagnostics.add_error(
                     f"creating instance {planned['name']}: its entrypoint exited right after "
                     "start", f"console output:\n{console}")
                 return None
             return self._state(instance, planned)
         return None
+
+    def _launch(self, planned: Values) -> Instance:
+        """``run_instance`` through the create journal: a retry of a create whose result no
+        state received returns that instance (launched again if its process has died)."""
+        cloud, creates = self.cloud, self.provider.creates
+        arguments = {"name": planned["name"], "image_id": planned["image_id"],
+                     "private_ip": planned["private_ip"],
+                     "user_data": planned.get("user_data") or {},
+                     "tags": planned.get("tags") or {}}
+        with cloud.locked():
+            claim = creates.begin("instance", arguments)
+            try:
+                instance = cloud.run_instance(**arguments, client_token=claim.token)
+                if claim.retry and instance.state not in ("pending", "running"):
+                    cloud.terminate_instance(instance.id, grace=0)
+                    creates.confirm(claim.token)
+                    claim = creates.begin("instance", arguments)
+                    instance = cloud.run_instance(**arguments, client_token=claim.token)
+            except BaseException:
+                creates.done(claim.token)
+                raise
+        return instance
 
     def read(self, ctx: ReadContext, current: Values) -> Values | None:
         with reporting(ctx.diagnostics, f"reading instance {current.get('id')}"):
@@ -208,6 +250,7 @@ class InstanceResource(CloudResource):
                 instance = cloud.get_instance(current["id"])
             except NotFoundError:
                 return None
+            self.provider.creates.confirm(instance.client_token)
             if instance.crashed:
                 # Its process died without a stop: the instance is gone, as Terraform should
                 # see it (drift). Remove the record so its IP and volumes are free again.
@@ -220,13 +263,17 @@ class InstanceResource(CloudResource):
         with reporting(ctx.diagnostics, f"updating instance {current.get('id')}"):
             instance = self.cloud.modify_instance(current["id"], name=planned["name"],
                                                   tags=planned.get("tags") or {})
+            self.provider.creates.confirm(instance.client_token)
             return self._state(instance, planned)
         return current
 
     def delete(self, ctx: DeleteContext, current: Values) -> None:
         with (reporting(ctx.diagnostics, f"terminating instance {current.get('id')}"),
               contextlib.suppress(NotFoundError)):
-            self.cloud.terminate_instance(current["id"], grace=TERMINATE_GRACE_SECONDS)
+            cloud = self.cloud
+            token = cloud.get_instance(current["id"]).client_token
+            cloud.terminate_instance(current["id"], grace=TERMINATE_GRACE_SECONDS)
+            self.provider.creates.confirm(token)
         return None
 
     def plan(self, ctx: PlanContext, current: Values | None, planned: Values) -> Values:
@@ -238,7 +285,9 @@ class InstanceResource(CloudResource):
 
     def import_(self, ctx: ImportContext, id: str) -> Values | None:
         with reporting(ctx.diagnostics, f"importing instance {id}"):
-            return self._state(self.cloud.get_instance(id), {"tags": {}, "user_data": {}})
+            instance = self.cloud.get_instance(id)
+            self.provider.creates.confirm(instance.client_token)
+            return self._state(instance, {"tags": {}, "user_data": {}})
         return None
 
     @staticmethod
@@ -323,11 +372,27 @@ RESOURCES: list[type[CloudResource]] = [VolumeResource, InstanceResource,
 
 
 class LocalCloudProvider(Provider):
-    """The provider: configured with the cloud's root directory."""
+    """The provider: configured with the cloud's root directory.
 
-    def __init__(self) -> None:
+    ``shared``: one process serves every Terraform command of a run
+    (:mod:`infrablocks.cloud.local.provider_serve`). Its calls do not say which command's
+    configuration they belong to, so it serves exactly one cloud, its own ``LOCALCLOUD_ROOT``,
+    and refuses a configuration naming another ``root``.
+    """
+
+    def __init__(self, *, shared: bool = False) -> None:
         self.cloud: LocalCloud | None = None
-        self.configure_error: str | None = None
+        self.shared = shared
+        self._creates: CreateJournal | None = None
+
+    @property
+    def creates(self) -> CreateJournal:
+        """The journal of creates no state has confirmed yet (``provider_creates``)."""
+        cloud = self.require_cloud()
+        journal = self._creates
+        if journal is None or journal.directory.parent.parent != cloud.root:
+            journal = self._creates = CreateJournal(cloud)
+        return journal
 
     def get_model_prefix(self) -> str:
         return "localcloud_"
@@ -348,14 +413,26 @@ class LocalCloudProvider(Provider):
         root = config.get("root")
         if root is Unknown:
             root = None
-        root = root or os.environ.get(ENV_ROOT)
+        default = os.environ.get(ENV_ROOT)
+        root = root or default
         if not root:
             diags.add_error(
                 "localcloud provider: the local cloud's directory is not set",
                 f"set the environment variable {ENV_ROOT} (infrablocks does it for the "
                 "Terraform runs it starts) or the provider attribute `root`")
             return
-        self.cloud = LocalCloud(root)
+        if not self.shared:
+            self.cloud = LocalCloud(root)
+            return
+        assert default, "a shared provider is started with LOCALCLOUD_ROOT set"
+        if self.cloud is None:
+            self.cloud = LocalCloud(default)
+        if LocalCloud(root).root != self.cloud.root:
+            diags.add_error(
+                f"localcloud provider: root = {root!r} is not the local cloud this run uses",
+                f"infrablocks serves the provider once per run for the cloud at "
+                f"{self.cloud.root} ({ENV_ROOT}); remove the provider's `root` attribute, or "
+                f"set {ENV_ROOT} to that directory")
 
     def require_cloud(self) -> LocalCloud:
         if self.cloud is None:
@@ -416,11 +493,19 @@ def _finish_operations_on_stop() -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
+    argv = argv if argv is not None else sys.argv
+    if "--serve" in argv[1:]:
+        from infrablocks.cloud.local.provider_serve import serve
+
+        linger = argv[argv.index("--linger") + 1] if "--linger" in argv else None
+        serve(LocalCloudProvider(shared=True),
+              linger=float(linger) if linger is not None else None)
+        return
     from tf.runner import run_provider
 
     _redirect_cert_cache()
     _finish_operations_on_stop()
-    run_provider(LocalCloudProvider(), argv if argv is not None else sys.argv)
+    run_provider(LocalCloudProvider(), argv)
 
 
 if __name__ == "__main__":

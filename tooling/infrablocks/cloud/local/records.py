@@ -54,6 +54,7 @@ class Instance:
     devices: dict[str, str] = field(default_factory=dict)   # device name → volume id
     state_reason: str = ""      # why it is stopped: "user" (stop_instance) or "process exited"
     launched_at: str = ""
+    client_token: str = ""      # EC2's ClientToken of the launch ("" when none was given)
 
     @property
     def crashed(self) -> bool:
@@ -74,6 +75,7 @@ class Volume:
     tags: dict[str, str] = field(default_factory=dict)
     attachment: Attachment | None = None
     created_at: str = ""
+    client_token: str = ""      # as Instance.client_token
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
