@@ -180,15 +180,22 @@ class Workspace:
         """A fresh driver (a cancelled driver refuses new commands, so one per block run).
 
         The executable's version probe and the CLI config happen once per workspace; the
-        environment's platform adds what its provider needs (``Platform.terraform_env``).
+        environment's platform adds what its provider needs (``Platform.terraform_env``). Made
+        while this process holds the block's lock, its processes carry the lock's token
+        (``state.locks.worker_environment``): whoever takes over the lock after this process
+        died waits for them.
         """
+        from infrablocks.state.locks import worker_environment
         from infrablocks.terraform.driver import Terraform
         from infrablocks.terraform.toolchain import terraform_log_dir
 
         binary, cli_config = self._terraform_setup()
         platform = self.platform(environment)
-        return Terraform(binary, cli_config, terraform_log_dir(self.repo_root),
-                         platform.terraform_env(), environment=environment, block=block,
+        env = dict(platform.terraform_env())
+        if environment is not None and block is not None:
+            env.update(worker_environment(environment, block))
+        return Terraform(binary, cli_config, terraform_log_dir(self.repo_root), env,
+                         environment=environment, block=block,
                          shared_providers=platform.shared_providers())
 
     def close(self) -> None:

@@ -1,15 +1,20 @@
-"""After an upgrade changed a block's outputs: re-apply the deployed blocks that read them.
+"""After a block's outputs changed: re-apply the deployed blocks that read them.
 
-The re-apply walks the upgraded block's deployed descendants in dependency order. A block is
-planned when one of its dependencies' outputs changed (the upgraded block's, or those of a
-dependent re-applied before it), so a change travels as far as it reaches and no further.
+The mechanism `doit create` and `doit upgrade` share: the deployed descendants of the block
+(from the deployment records, ``orchestrate.deployed_graph``) are walked in dependency order,
+and each goes through ``block_ops.apply_block`` with ``only_if_stale``: it is planned only when
+its inputs now differ from those its record says it was applied with (a record older than input
+digests: when a dependency's outputs changed in this walk), so a change travels as far as it
+reaches and no further. `create` runs the same thing inside its DAG
+(``orchestrate.create_graph``); `upgrade` calls :func:`reapply_dependents` after its record.
 
 Replacing an instance that has a volume attached means detaching the volume, which a running
 instance refuses (as a mounted EBS volume does): the instances a re-apply replaces together
-with their attachments are stopped first, the pre-operation the rolling engine does per unit.
-A stateful dependent whose re-apply would replace instances is refused instead (it needs its
-own rolling upgrade); the other dependents are still re-applied, and the refusal is raised at
-the end, naming every refused block.
+with their attachments are stopped first. After `upgrade`, a stateful dependent whose re-apply
+would replace members is refused instead (``roll_stateful=False``: an upgrade does not start a
+second rolling procedure on another block); the other dependents are still re-applied, and the
+refusal is raised at the end, naming every refused block. `doit create` of that dependent rolls
+its members one at a time.
 """
 
 from __future__ import annotations
@@ -17,35 +22,34 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from infrablocks.deploy.replacements import instances_to_stop, stop_for_replacement
 from infrablocks.errors import InfrablocksError
 
 if TYPE_CHECKING:
     from infrablocks.cloud.ops import CloudOps
     from infrablocks.deploy.workspace import Workspace
 
+
 class DependentsRefused(InfrablocksError):
     """Stateful dependents were not re-applied: their instances would all be replaced."""
 
 
-
-
 def reapply_dependents(workspace: Workspace, environment: str, block: str,
-                       say: Callable[[str], None], ops: CloudOps | None = None) -> list[str]:
+                       say: Callable[[str], None], ops: CloudOps | None = None, *,
+                       roll_stateful: bool = False) -> list[str]:
     """Apply each deployed dependent of ``block`` whose inputs changed, at its deployed version.
 
-    Returns the blocks re-applied, in order. Raises ``DependentsRefused`` after the others when
-    a stateful dependent would have instances replaced (see the module docstring).
+    Returns the blocks re-applied, in order. With ``roll_stateful`` False, raises
+    ``DependentsRefused`` after the others when a stateful dependent would have members
+    replaced (see the module docstring). ``ops`` is accepted for the callers' sake; the
+    platform's own is used.
     """
     import networkx as nx
 
-    from infrablocks.deploy.block_ops import BlockRun
+    from infrablocks.deploy.block_ops import BlockRun, RollRequired, apply_block
     from infrablocks.deploy.orchestrate import deployed_graph
-    from infrablocks.state import new_record
-    from infrablocks.terraform.init import ensure_init
+    from infrablocks.deploy.sources import version_for_record
+    from infrablocks.runner import CancelToken
 
-    if ops is None:
-        ops = workspace.platform(environment).ops
     graph = deployed_graph(workspace, environment)
     if block not in graph:
         return []
@@ -61,32 +65,22 @@ def reapply_dependents(workspace: Workspace, environment: str, block: str,
         record = backend.get_record(environment, name)
         if record is None:
             continue
-        version = workspace.registry.block_version(name, record.version)
-        with backend.acquire_lock(environment, name, "re-apply"):
-            run = BlockRun(workspace, environment, version, workspace.subnet(environment))
-            workdir = run.prepare()
-            terraform = workspace.terraform(environment, name)
-            ensure_init(workspace.repo_root, terraform, workdir)
-            plan = terraform.plan(workdir)
-            if not plan.has_changes:
-                continue
-            replaced = plan.addresses("replace")
-            if workspace.registry.blocks[name].stateful and replaced:
-                refused.append((name, f"applying them to {version.label} would replace "
-                                      f"{', '.join(replaced)}"))
-                continue
-            say(f"re-apply {version.label} ({plan.summary()})")
-            for instance_id in instances_to_stop(plan):
-                say(f"re-apply {version.label}: stop {instance_id} (its volume must detach)")
-                stop_for_replacement(ops, instance_id)
-            terraform.apply(workdir, plan)
-            outputs = backend.read_outputs(environment, name)
-            backend.put_record(new_record(
-                environment, name, record.version, outputs=outputs,
-                terraform_version=workspace.terraform_binary().version))
-            if outputs.digest() != record.outputs_digest:
-                changed.add(name)
-            done.append(name)
+        version, _ = version_for_record(workspace, environment, record)
+        run = BlockRun(workspace, environment, version, workspace.subnet(environment))
+        try:
+            result = apply_block(run, CancelToken(), only_if_stale=True,
+                                 changed_upstream=frozenset(changed),
+                                 roll_stateful=roll_stateful)
+        except RollRequired as exc:
+            refused.append((name, f"applying them to {version.label} would replace "
+                                  f"{', '.join(exc.replaced)}"))
+            continue
+        if result.detail.get("action") in ("untouched", "unchanged"):
+            continue
+        say(f"re-apply {version.label} ({result.detail.get('plan', 'applied')})")
+        if result.detail.get("outputs_changed"):
+            changed.add(name)
+        done.append(name)
     if refused:
         names = ", ".join(name for name, _ in refused)
         raise DependentsRefused(
@@ -95,7 +89,8 @@ def reapply_dependents(workspace: Workspace, environment: str, block: str,
                 f"{name} reads {block}'s changed outputs; {why}" for name, why in refused)
             + (f"\nre-applied: {', '.join(done)}" if done else ""),
             hint=f"{names} keep{'s' if len(refused) == 1 else ''} running with {block}'s "
-                 "previous outputs until their instances are replaced one at a time: a new "
-                 "version of each, rolled with `doit upgrade NAME --env "
-                 f"{environment} --to VERSION`, applies the new inputs member by member")
+                 "previous outputs until their instances are replaced one at a time: "
+                 f"`doit create NAME --env {environment} --yes` rolls them member by member, "
+                 "as does a new version of each, rolled with `doit upgrade NAME --env "
+                 f"{environment} --to VERSION`")
     return done

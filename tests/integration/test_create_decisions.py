@@ -1,0 +1,140 @@
+"""What `doit create` decides, on small `terraform_data` monorepos (real Terraform, no cloud).
+
+- Stale outputs: `doit create net@1.1.0` changes net's outputs; its deployed dependents app
+  (reads net) and web (reads app) are re-applied in the same run, transitively, and say why.
+  A block with an empty plan is `unchanged`; one outside the run whose inputs did not change is
+  `untouched` (no plan).
+- The record of each deployment keeps what it was made from: the code digest, the input
+  digests, the dependencies' versions, and a copy of the code.
+- A persistent environment asks before applying: without a terminal and without `--yes` the
+  create is refused (exit 2) after showing what would change; nothing is applied.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.support.tfdata_repo import ENV, TfDataRepo, ok
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+NET = '''
+resource "terraform_data" "net" {{
+  input = "{cidr}"
+}}
+
+output "cidr" {{
+  value = terraform_data.net.output
+}}
+'''
+APP = '''
+resource "terraform_data" "app" {
+  input = "http://${var.net.cidr}/app"
+}
+
+output "url" {
+  value = terraform_data.app.output
+}
+'''
+APP_VARIABLES = '''
+variable "net" {
+  type = object({ cidr = string })
+}
+'''
+WEB = '''
+resource "terraform_data" "web" {
+  input = "web in front of ${var.app.url}"
+}
+
+output "seen" {
+  value = terraform_data.web.output
+}
+'''
+WEB_VARIABLES = '''
+variable "app" {
+  type = object({ url = string })
+}
+'''
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Iterator[TfDataRepo]:
+    repo = TfDataRepo(tmp_path)
+    repo.add("net", "1.0.0", NET.format(cidr="10.0.0.0/16"))
+    repo.add("net", "1.1.0", NET.format(cidr="10.1.0.0/16"))
+    repo.add("app", "1.0.0", APP, requires={"net": "~> 1.0"}, variables=APP_VARIABLES)
+    repo.add("web", "1.0.0", WEB, requires={"app": "~> 1.0"}, variables=WEB_VARIABLES)
+    try:
+        yield repo
+    finally:
+        repo.close()
+
+
+def nodes(report_file: Path) -> dict[str, dict]:
+    return {n["node"]: n for n in json.loads(report_file.read_text())["run"]["nodes"]}
+
+
+def test_changed_outputs_reapply_deployed_dependents_transitively(repo: TfDataRepo,
+                                                                 tmp_path: Path) -> None:
+    report = tmp_path / "report.json"
+    ok(repo.doit("create", "web", "net@1.0.0", "--env", ENV, "--yes"))
+    assert repo.outputs("web")["seen"] == "web in front of http://10.0.0.0/16/app"
+    before = {b: repo.record(b) for b in ("net", "app", "web")}
+    assert before["app"].applied_requires == {"net": "1.0.0"}
+    assert set(before["app"].input_digests) == {"environment", "subnet_cidr", "net"}
+    assert before["web"].code_digest["files"].keys() >= {"main.tf", "variables.tf"}
+    assert repo.backend().get_document(ENV, "web", "source")["files"].keys() >= {"main.tf"}
+
+    ok(repo.doit("create", "net@1.1.0", "--env", ENV, "--yes", "--report", str(report)))
+    run = nodes(report)
+    assert list(run) == ["net", "app", "web"]          # the dependents joined the run
+    assert {n: run[n]["detail"]["action"] for n in run} == {
+        "net": "updated", "app": "updated", "web": "updated"}
+    assert "version 1.0.0 → 1.1.0" in run["net"]["detail"]["why"]
+    assert run["app"]["detail"]["why"] == ["inputs changed: net"]
+    assert run["web"]["detail"]["why"] == ["inputs changed: app"]
+    assert run["app"]["started_at"] >= run["net"]["ended_at"]
+    assert repo.outputs("web")["seen"] == "web in front of http://10.1.0.0/16/app"
+    assert repo.record("app").applied_requires == {"net": "1.1.0"}
+    assert repo.record("app").version == "1.0.0"       # re-applied at its deployed version
+
+    # Everything converged: an empty plan is `unchanged`; nothing outside the run moves.
+    ok(repo.doit("create", "web", "--env", ENV, "--yes", "--report", str(report)))
+    assert {n: e["detail"]["action"] for n, e in nodes(report).items()} == {
+        "net": "unchanged", "app": "unchanged", "web": "unchanged"}
+    ok(repo.doit("create", "net", "--env", ENV, "--yes", "--report", str(report)))
+    run = nodes(report)
+    assert run["net"]["detail"]["action"] == "unchanged"
+    assert {run[n]["detail"]["action"] for n in ("app", "web")} == {"untouched"}
+    assert "plan" not in run["app"]["detail"]["phases"]   # decided from digests, no plan
+    status = json.loads(ok(repo.doit("status", "--env", ENV, "--json")).stdout)
+    assert {b["block"]: b["drift"] for b in status[0]["blocks"]} == {
+        "net": "none", "app": "none", "web": "none"}
+
+
+def test_persistent_environment_asks_and_refuses_without_a_terminal(repo: TfDataRepo,
+                                                                    tmp_path: Path) -> None:
+    ok(repo.doit("create", "web", "net@1.0.0", "--env", ENV, "--yes"))
+    refused = repo.doit("create", "net@1.1.0", "--env", ENV)
+    assert refused.returncode == 2, refused.stdout + refused.stderr
+    assert "refusing to create without confirmation" in refused.stderr
+    assert "--yes" in refused.stderr and "Traceback" not in refused.stderr
+    # the plan summary was shown first: per block what would change, and why
+    table = refused.stdout
+    assert "what would change" in table
+    net_row = next(line for line in table.splitlines() if line.startswith("│ net "))
+    assert "apply" in net_row and "version 1.0.0 → 1.1.0" in net_row
+    assert "│ 1 " in net_row                                   # 1 to replace
+    assert repo.record("net").version == "1.0.0"                 # nothing applied
+    assert repo.outputs("web")["seen"].endswith("10.0.0.0/16/app")
+
+    # nothing to change: nothing to confirm
+    unchanged = repo.doit("create", "web", "--env", ENV)
+    ok(unchanged)
+
+    # an ephemeral environment never asks
+    ok(repo.doit("env", "web"))
