@@ -8,8 +8,9 @@ drift of the infrastructure). Each deployed block is planned once, side by side;
 applies those saved plans when the block's inputs and code are still the ones planned with
 (``block_ops.PlannedBlock``), so confirming costs no extra Terraform command.
 
-A block whose lock another process holds is not planned here (its plan is made once the lock
-is free); a block not deployed yet is created with one ``apply`` (its dependencies' outputs
+Each plan is made under the block's lock; a block whose lock another process holds (or a dead
+one whose Terraform still runs) is not planned here: the run plans it once the lock is free. A
+block not deployed yet is created with one ``apply`` (its dependencies' outputs
 may not exist yet, so it cannot be planned ahead).
 """
 
@@ -117,11 +118,6 @@ def _entry(workspace: Workspace, environment: str, run: BlockRun,
         entry.why = [f"a stateful block at {record.version}: that is `doit upgrade "  # type: ignore[union-attr]
                      f"{block} --env {environment} --to {target}`"]
         return entry
-    holder = backend.lock_holder(environment, block)
-    if holder is not None:
-        entry.action = "locked"
-        entry.why = [f"locked by {holder.describe()}: planned once the lock is free"]
-        return entry
     if outside:
         try:
             digests = input_digests(run.inputs())
@@ -137,6 +133,34 @@ def _entry(workspace: Workspace, environment: str, run: BlockRun,
 
 def _plan(workspace: Workspace, environment: str, run: BlockRun, entry: PreviewEntry,
           lock_timeout: float, token: CancelToken) -> PlannedBlock | None:
+    """One plan under the block's lock, the entry filled in; not when the lock is held (by a
+    live process, or a dead one whose Terraform still runs): the run waits for it then."""
+    from infrablocks.state import LockHeldError
+    from infrablocks.state.locks import lock_workers
+
+    try:
+        lock = workspace.backend.acquire_lock(environment, run.block, "plan")
+    except LockHeldError as exc:
+        entry.action = "locked"
+        who = exc.holder.describe() if exc.holder else "another process"
+        entry.why = [f"locked by {who}: planned once the lock is free"]
+        return None
+    if lock.previous is not None and lock_workers(lock.previous.token):
+        lock.hand_back()
+        entry.action = "locked"
+        entry.why = [f"the `{lock.previous.operation}` of {lock.previous.holder} (pid "
+                     f"{lock.previous.pid}) died; the Terraform it started still runs: "
+                     "planned once it finished"]
+        return None
+    with lock:
+        planned = _plan_locked(workspace, environment, run, entry, lock_timeout, token)
+    if lock.note:
+        entry.why.append(lock.note)
+    return planned
+
+
+def _plan_locked(workspace: Workspace, environment: str, run: BlockRun, entry: PreviewEntry,
+                 lock_timeout: float, token: CancelToken) -> PlannedBlock | None:
     """One plan (images built if missing, working directory, init); the entry filled in."""
     from infrablocks.deploy import converge
     from infrablocks.deploy.block_ops import (
