@@ -138,3 +138,30 @@ def test_persistent_environment_asks_and_refuses_without_a_terminal(repo: TfData
 
     # an ephemeral environment never asks
     ok(repo.doit("env", "web"))
+
+
+def test_a_version_released_in_the_lock_file_is_frozen(repo: TfDataRepo) -> None:
+    released = ok(repo.doit("release", "net@1.1.0"))
+    assert "net 1.1.0: released" in released.stdout
+    lock = (repo.root / "blocks.lock").read_text()
+    assert '[net."1.1.0"]' in lock and '"main.tf" = ' in lock
+    ok(repo.doit("check"))
+    again = ok(repo.doit("release", "net@1.1.0"))
+    assert "already released, same code" in again.stdout
+
+    main = repo.root / "blocks" / "net" / "1.1.0" / "main.tf"
+    main.write_text(main.read_text().replace("10.1.0.0/16", "10.9.0.0/16"))
+    (main.parent / "extra.tf").write_text('locals {\n  extra = 1\n}\n')
+    checked = repo.doit("check")
+    assert checked.returncode == 2, checked.stdout + checked.stderr
+    text = " ".join(checked.stderr.split())
+    assert ("net 1.1.0 (released in blocks.lock) was edited: extra.tf (added), "
+            "main.tf (changed)") in text
+    refused = repo.doit("release", "net@1.1.0")
+    assert refused.returncode == 1 and "was released with other code" in refused.stderr
+
+    created = repo.doit("create", "net@1.1.0", "--env", ENV, "--yes")
+    assert created.returncode == 1, created.stdout + created.stderr
+    assert "refusing to apply edited code to stage" in " ".join(created.stderr.split())
+    assert repo.record("net") is None                                 # nothing applied
+    ok(repo.doit("env", "net@1.1.0"))          # an ephemeral environment may run edited code

@@ -557,8 +557,9 @@ def destroy_block(workspace: Workspace, environment: str, block: str,
             return Result.success(action="absent")
         run, recorded = _run_for_record(workspace, environment, block, record)
         if recorded:
-            notes.append(f"{block} {run.version.version} is no longer in blocks.toml: "
-                         "destroyed from the code kept with its deployment record")
+            notes.append(f"{block} {run.version.version} is no longer in blocks.toml (or was "
+                         "edited since it was applied): destroyed from the code kept with its "
+                         "deployment record")
         clock = PhaseTimer(token.phase)
         clock("stop instances")
         # volumes refuse to detach from running instances (as mounted EBS volumes do)
@@ -601,7 +602,7 @@ def _run_for_record(workspace: Workspace, environment: str, block: str,
         raise InfrablocksError(
             f"{block} has state in {environment} but no deployment record",
             hint=f"inspect {workspace.backend.describe(environment, block)}")
-    version, recorded = version_for_record(workspace, environment, record)
+    version, recorded = version_for_record(workspace, environment, record, as_applied=True)
     return BlockRun(workspace, environment, version, workspace.subnet(environment)), recorded
 
 

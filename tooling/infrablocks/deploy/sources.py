@@ -90,13 +90,25 @@ def recorded_version(workspace: Workspace, environment: str, record: DeploymentR
                         requires=requires, images=list(document.get("images") or []))
 
 
-def version_for_record(workspace: Workspace, environment: str, record: DeploymentRecord
-                       ) -> tuple[BlockVersion, bool]:
+def version_for_record(workspace: Workspace, environment: str, record: DeploymentRecord,
+                       *, as_applied: bool = False) -> tuple[BlockVersion, bool]:
     """The version a record names: from blocks.toml when it still declares it, else from the
-    code kept with the record. The flag says whether it came from the record."""
+    code kept with the record. The flag says whether it came from the record.
+
+    ``as_applied``: also take the kept code when blocks.toml's version was edited since it was
+    applied (what `destroy` needs: the edited code may no longer even plan).
+    """
     from infrablocks.errors import UsageError
+    from infrablocks.release.digest import module_digest
 
     try:
-        return workspace.registry.block_version(record.block, record.version), False
+        version = workspace.registry.block_version(record.block, record.version)
     except UsageError:
         return recorded_version(workspace, environment, record), True
+    applied = (record.code_digest or {}).get("digest")
+    if as_applied and applied and module_digest(version).digest != applied:
+        try:
+            return recorded_version(workspace, environment, record), True
+        except InfrablocksError:
+            return version, False
+    return version, False

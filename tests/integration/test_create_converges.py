@@ -1,0 +1,196 @@
+"""`doit create` tells the truth, end to end on the example blocks and the local cloud (issue 9).
+
+- An edited deployed version (base 1.0.0's cluster name changed in place) is reported by
+  `doit check` with the file that differs and the hint to cut a new version; `doit status` says
+  the drift comes from edited code; `create` refuses to apply it to the persistent environment;
+  `doit new-version` cuts the new version instead.
+- A block whose members die at boot fails, naming the instance and its console log; its
+  dependents are skipped.
+- Drift of the infrastructure (nomad's node killed) is repaired by `create`, which says why;
+  `status` says the drift comes from the infrastructure.
+- A deployed dependent whose version has left blocks.toml still protects its dependency from
+  `destroy` (the record says what it was applied with), and is destroyed from the code kept
+  with its record; `check` and `status` warn about it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.support.deploy_repo import DeployRepo, open_deploy_repo
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Iterator[DeployRepo]:
+    with open_deploy_repo(tmp_path).closing() as deployment:
+        yield deployment
+
+
+def ok(result) -> None:
+    assert result.returncode == 0, f"exit {result.returncode}\n{result.stdout}\n{result.stderr}"
+    assert "Traceback" not in result.stderr, result.stderr
+
+
+def flat(result) -> str:
+    """stdout + stderr with the console's line wrapping undone."""
+    return " ".join((result.stdout + "\n" + result.stderr).split())
+
+
+def nodes(report_file: Path) -> dict[str, dict]:
+    return {n["node"]: n for n in json.loads(report_file.read_text())["run"]["nodes"]}
+
+
+def members(repo: DeployRepo, environment: str, block: str = "base") -> dict[str, str]:
+    return {i.name: i.id for i in repo.instances(environment) if i.tags.get("block") == block}
+
+
+def test_an_edited_deployed_version_is_refused_by_check_and_create(repo: DeployRepo) -> None:
+    ok(repo.doit("create", "base", "--env", "prod", "--yes"))       # prod pins base 1.0.0
+    before = members(repo, "prod")
+    assert len(before) == 3
+    ok(repo.doit("check"))
+
+    main = repo.root / "blocks" / "base" / "1.0.0" / "main.tf"
+    original = main.read_text()
+    assert 'cluster_name = "base-${var.environment}"' in original
+    main.write_text(original.replace('cluster_name = "base-${var.environment}"',
+                                     'cluster_name = "base2-${var.environment}"'))
+
+    checked = repo.doit("check")
+    assert checked.returncode == 2, checked.stdout + checked.stderr
+    text = flat(checked)
+    assert "base 1.0.0 (deployed in prod) was edited: main.tf (changed)" in text
+    assert "doit new-version base" in text
+
+    status = repo.doit("status", "--env", "prod", "--json")
+    ok(status)
+    [prod] = json.loads(status.stdout)
+    [base] = prod["blocks"]
+    assert base["drift"] == "drifted: 6 to replace"
+    assert base["cause"] == ["edited code: main.tf (changed)"]
+    assert base["code_edited"] == ["main.tf (changed)"]
+
+    refused = repo.doit("create", "base", "--env", "prod", "--yes")
+    assert refused.returncode == 1, refused.stdout + refused.stderr
+    text = flat(refused)
+    assert "refusing to apply edited code to prod" in text
+    assert "base 1.0.0 (deployed in prod) was edited: main.tf (changed)" in text
+    assert "Traceback" not in refused.stderr
+    assert members(repo, "prod") == before                           # nothing replaced
+
+    # The easy path: restore the released version, cut a new one for the change.
+    main.write_text(original)
+    ok(repo.doit("check"))
+    cut = repo.doit("new-version", "base")
+    ok(cut)
+    assert (repo.root / "blocks" / "base" / "1.2.0" / "main.tf").is_file()
+    toml = (repo.root / "blocks.toml").read_text()
+    assert '[blocks.base.versions."1.2.0"]\nimages = ["etcd@1.1.0"]\n' in toml
+    assert "# the block registry" in toml.lower()                    # comments kept
+    ok(repo.doit("check"))
+    ok(repo.doit("destroy", "base", "--env", "prod", "--yes"))
+
+
+def add_base_dying_at_boot(repo: DeployRepo, version: str = "1.9.0") -> None:
+    """base VERSION on etcd@VERSION, an image whose members die while booting."""
+    image = repo.root / "images" / "etcd" / version
+    shutil.copytree(repo.root / "images" / "etcd" / "1.1.0", image)
+    shutil.copy(FIXTURES / "etcd-dies-at-boot" / "entrypoint", image / "files" / "entrypoint")
+    template = image / "etcd.pkr.hcl"
+    template.write_text(template.read_text().replace('"1.1.0"', f'"{version}"'))
+    block = repo.root / "blocks" / "base" / version
+    shutil.copytree(repo.root / "blocks" / "base" / "1.1.0", block)
+    main = block / "main.tf"
+    main.write_text(main.read_text().replace('image_version = "1.1.0"',
+                                             f'image_version = "{version}"'))
+    toml = repo.root / "blocks.toml"
+    toml.write_text(toml.read_text().replace(
+        '[blocks.nomad]', f'[blocks.base.versions."{version}"]\nimages = ["etcd@{version}"]\n'
+        'rolling = { timeouts = { running = 20, healthy = 20 } }\n\n[blocks.nomad]', 1))
+
+
+def test_members_dying_at_boot_fail_the_block(repo: DeployRepo, tmp_path: Path) -> None:
+    add_base_dying_at_boot(repo)
+    report = tmp_path / "report.json"
+    failed = repo.doit("create", "nomad", "base@1.9.0", "--env", "staging", "--yes",
+                       "--report", str(report))
+    assert failed.returncode == 1, failed.stdout + failed.stderr
+    assert "Traceback" not in failed.stderr
+    run = nodes(report)
+    assert run["base"]["status"] == "failed"
+    assert run["nomad"]["status"] == "skipped" and run["nomad"]["reason"] == "base failed"
+    error = run["base"]["error"]
+    assert "died while booting" in error
+    instance = next(i for i in repo.instances("staging") if i.name in error)
+    console_log = Path(instance.path) / "console.log"
+    assert f"console log of {instance.name}: {console_log}" in error
+    assert "this image dies at boot" in error                        # the console's tail
+    assert repo.backend().get_record("staging", "base").status == "failed"
+    assert repo.backend().get_record("staging", "nomad") is None
+
+
+def test_drift_is_repaired_and_a_dependent_out_of_blocks_toml_protects_its_dependency(
+        repo: DeployRepo, tmp_path: Path) -> None:
+    report = tmp_path / "report.json"
+    ok(repo.doit("create", "nomad", "--env", "staging", "--yes"))
+    [node] = [i for i in repo.instances("staging") if i.tags["block"] == "nomad"]
+
+    # -- drift of the infrastructure: the scheduler node's process is killed ----------------
+    os.kill(node.pid, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while repo.cloud().get_instance(node.id).state != "stopped":
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    status = repo.doit("status", "--env", "staging", "--json")
+    ok(status)
+    nomad = {b["block"]: b for b in json.loads(status.stdout)[0]["blocks"]}["nomad"]
+    assert nomad["drift"].startswith("drifted: ") and "to create" in nomad["drift"]
+    assert nomad["cause"] == ["the infrastructure (the code and inputs are those applied)"]
+    ok(repo.doit("create", "nomad", "--env", "staging", "--yes", "--report", str(report)))
+    run = nodes(report)
+    assert run["base"]["detail"]["action"] == "unchanged"
+    assert run["nomad"]["detail"]["action"] == "updated"
+    assert run["nomad"]["detail"]["why"] == ["drift: the infrastructure differs from its state"]
+    [again] = [i for i in repo.instances("staging") if i.tags["block"] == "nomad"]
+    assert again.state == "running" and again.ready and again.id != node.id
+
+    # -- nomad 1.0.0 leaves blocks.toml (a 1.1.0 takes its place) -----------------------------
+    shutil.copytree(repo.root / "blocks" / "nomad" / "1.0.0",
+                    repo.root / "blocks" / "nomad" / "1.1.0")
+    shutil.rmtree(repo.root / "blocks" / "nomad" / "1.0.0")
+    toml = repo.root / "blocks.toml"
+    toml.write_text(toml.read_text().replace('[blocks.nomad.versions."1.0.0"]',
+                                             '[blocks.nomad.versions."1.1.0"]'))
+    checked = repo.doit("check")
+    ok(checked)
+    assert "warning: nomad 1.0.0 in staging is deployed but blocks.toml no longer declares" \
+        in flat(checked)
+    status = repo.doit("status", "--env", "staging")
+    ok(status)
+    assert "nomad 1.0.0 in staging: blocks.toml no longer declares this version" in flat(status)
+
+    refused = repo.doit("destroy", "base", "--env", "staging", "--yes")
+    assert refused.returncode == 2, refused.stdout + refused.stderr
+    assert "deployed blocks depend on it: nomad" in flat(refused)
+    assert len(members(repo, "staging")) == 3                        # base untouched
+
+    ok(repo.doit("destroy", "nomad", "--env", "staging", "--yes", "--report", str(report)))
+    [gone] = nodes(report).values()
+    assert gone["detail"]["action"] == "destroyed" and gone["detail"]["version"] == "1.0.0"
+    assert any("destroyed from the code kept with its deployment record" in note
+               for note in gone["detail"]["notes"])
+    assert not [i for i in repo.instances("staging") if i.tags["block"] == "nomad"]
+    assert repo.backend().get_record("staging", "nomad") is None
+    ok(repo.doit("destroy", "base", "--env", "staging", "--yes"))
+    assert repo.instances("staging") == [] and repo.volumes("staging") == []
