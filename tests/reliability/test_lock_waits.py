@@ -138,7 +138,7 @@ def test_create_killed_during_apply_the_next_create_waits_for_its_terraform(
         seen = watch.stop()
     ok(second)
     text = " ".join(second.stderr.split()) + " ".join(second.stdout.split())
-    assert f"died holding the lock of slow; waiting up to" in text
+    assert "died holding the lock of slow; waiting up to" in text
     assert "for the Terraform it left running (pid" in text
     assert not any(process_alive(pid) for pid in orphans)
     node = json.loads(report.read_text())["run"]["nodes"][0]
