@@ -11,6 +11,10 @@
 - A deployed dependent whose version has left blocks.toml still protects its dependency from
   `destroy` (the record says what it was applied with), and is destroyed from the code kept
   with its record; `check` and `status` warn about it.
+- A member of base killed with SIGKILL: `doit upgrade` refuses the degraded cluster and names
+  `doit create base --env prod`, which brings the member back through the rolling procedure on
+  its own volume (a marker file kept, etcd data served), while the other two keep quorum
+  (every write acknowledged).
 """
 
 from __future__ import annotations
@@ -194,3 +198,118 @@ def test_drift_is_repaired_and_a_dependent_out_of_blocks_toml_protects_its_depen
     assert repo.backend().get_record("staging", "nomad") is None
     ok(repo.doit("destroy", "base", "--env", "staging", "--yes"))
     assert repo.instances("staging") == [] and repo.volumes("staging") == []
+
+
+def etcd(ip: str, path: str, body: dict | None = None, timeout: float = 2.0) -> dict:
+    import urllib.request
+
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(f"http://{ip}:2379{path}", data=data,
+                                     method="GET" if body is None else "POST")
+    with urllib.request.urlopen(request, timeout=timeout) as response:
+        return json.loads(response.read() or b"{}")
+
+
+def b64(text: str) -> str:
+    import base64
+
+    return base64.b64encode(text.encode()).decode()
+
+
+def etcd_get(ip: str, key: str) -> str | None:
+    import base64
+
+    found = etcd(ip, "/v3/kv/range", {"key": b64(key)}).get("kvs") or []
+    return base64.b64decode(found[0]["value"]).decode() if found else None
+
+
+class Writer:
+    """Writes a key every 0.1 s to member 1, else member 3, while the create runs: how many
+    writes neither member acknowledged (the cluster lost quorum)."""
+
+    def __init__(self, ips: list[str]) -> None:
+        import threading
+
+        self.ips = ips
+        self.acknowledged: list[str] = []
+        self.lost: list[str] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        n = 0
+        while not self._stop.is_set():
+            key = f"/writer/{n}"
+            for ip in self.ips:
+                try:
+                    etcd(ip, "/v3/kv/put", {"key": b64(key), "value": b64(str(n))})
+                    self.acknowledged.append(key)
+                    break
+                except OSError:
+                    continue
+            else:
+                self.lost.append(key)
+            n += 1
+            time.sleep(0.1)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+
+def test_a_killed_member_is_brought_back_with_its_data_while_the_cluster_keeps_quorum(
+        repo: DeployRepo, tmp_path: Path) -> None:
+    report = tmp_path / "report.json"
+    ok(repo.doit("create", "base", "--env", "prod", "--yes"))       # waits until healthy
+    ips = [f"127.42.181.{11 + i}" for i in range(3)]
+    etcd(ips[0], "/v3/kv/put", {"key": b64("/kept"), "value": b64("before")})
+    instances = {i.tags["member"]: i for i in repo.instances("prod")}
+    volumes = {v.tags["member"]: v for v in repo.volumes("prod")}
+    victim = instances["2"]
+    marker = Path(volumes["2"].path) / "marker-from-the-test"
+    marker.write_text("member 2's data\n")
+    os.kill(victim.pid, signal.SIGKILL)
+    deadline = time.monotonic() + 20
+    while repo.cloud().get_instance(victim.id).state == "running":
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+
+    # `doit upgrade` refuses the degraded cluster and names the command that repairs it
+    refused = repo.doit("upgrade", "base", "--env", "prod", "--to", "1.1.0", "--yes")
+    assert refused.returncode != 0, refused.stdout + refused.stderr
+    assert "is degraded; nothing was changed" in flat(refused)
+    hinted = " ".join(flat(refused).split("`doit create ", 1)[1].split("`", 1)[0].split())
+    assert hinted == "base --env prod"
+
+    writer = Writer([ips[0], ips[2]])
+    try:
+        repaired = repo.doit("create", *hinted.split(), "--yes", "--report", str(report))
+    finally:
+        writer.stop()
+    ok(repaired)
+    [node] = nodes(report).values()
+    assert node["detail"]["action"] == "rolled"
+    assert node["detail"]["down"] == [1]
+    assert node["detail"]["why"] == ["drift: the infrastructure differs from its state"]
+    after = {i.tags["member"]: i for i in repo.instances("prod")}
+    assert after["2"].id != victim.id and after["2"].private_ip == victim.private_ip
+    assert [after[m].id for m in ("1", "3")] == [instances[m].id for m in ("1", "3")]
+    assert {m: v.id for m, v in (
+        (v.tags["member"], v) for v in repo.volumes("prod"))} == {
+        m: v.id for m, v in volumes.items()}
+    assert repo.cloud().describe_volumes(ids=[volumes["2"].id])[0].attachment.instance_id \
+        == after["2"].id
+    assert marker.read_text() == "member 2's data\n"               # its own volume, its data
+    assert etcd_get(ips[1], "/kept") == "before"                    # member 2 serves again
+    assert writer.lost == [] and len(writer.acknowledged) >= 10, (writer.lost,
+                                                                   len(writer.acknowledged))
+    for key in writer.acknowledged[-3:]:
+        assert etcd_get(ips[1], key) is not None
+    assert len(etcd(ips[0], "/v3/cluster/member/list", {})["members"]) == 3
+    status = repo.doit("status", "--env", "prod", "--json")
+    ok(status)
+    assert json.loads(status.stdout)[0]["blocks"][0]["drift"] == "none"
+    journal = repo.backend().get_document("prod", "base", "upgrade-journal")
+    assert journal["status"] == "completed" and journal["kind"] == "repair"
+    ok(repo.doit("destroy", "base", "--env", "prod", "--yes"))

@@ -307,7 +307,9 @@ class RollingDriver(Deployment):
             raise UpgradeRefused(
                 f"{subject.block} in {subject.environment} is degraded; nothing was changed: "
                 + "; ".join(r.summary for r in bad),
-                hint="bring every member back (or repair it with `doit create`) first")
+                hint=f"repair it first: `doit create {subject.block} --env "
+                     f"{subject.environment}` brings the members that are down back one at a "
+                     "time, on their own volumes; then upgrade")
         if down:
             self.say(f"members down, rolled first: {', '.join(map(str, sorted(down)))}")
             return
