@@ -279,7 +279,7 @@ def apply_block(run: BlockRun, token: CancelToken, *,
                                            or plan.addresses("create"))
                     elif decision == converge.ROLL:
                         return _roll(run, token, clock, units, plan, record, why, notes,
-                                     started, writer, stopped)
+                                     started, stopped)
                     else:
                         writer.write(CREATING)
                         _stop_replaced(run, plan, clock)
@@ -330,6 +330,23 @@ def _record_platform(workspace: Workspace, environment: str, block: str) -> None
     profile = workspace.platform_profile(environment)
     check_recorded_platform(workspace.backend, environment, block, profile)
     record_platform(workspace.backend, environment, block, profile)
+
+
+def write_deployed_record(workspace: Workspace, environment: str, version: BlockVersion, *,
+                          terraform_version: str) -> None:
+    """The ``deployed`` record of ``version`` as `create` writes it (code and input digests,
+    the dependencies' versions, a copy of the code): for other writers of deployment records
+    (the rolling engine after an upgrade or roll), so that every deployment is frozen, re-applied
+    when its inputs change and destroyable from its own code alike."""
+    from infrablocks.release.digest import input_digests, module_digest
+
+    backend = workspace.backend
+    record = backend.get_record(environment, version.block)
+    run = BlockRun(workspace, environment, version, workspace.subnet(environment))
+    writer = _RecordWriter(run, terraform_version, {}, module_digest(version),
+                           input_digests(run.inputs()),
+                           _applied_requires(workspace, environment, version), record)
+    writer.write(DEPLOYED, outputs=backend.read_outputs(environment, version.block))
 
 
 def _history(record: Any) -> dict[str, Any]:
@@ -453,7 +470,7 @@ def _stop_replaced(run: BlockRun, plan: Plan, clock: PhaseTimer) -> None:
 
 def _roll(run: BlockRun, token: CancelToken, clock: PhaseTimer, units: list[int], plan: Plan,
           record: Any, why: list[str], notes: list[str], started: float,
-          writer: _RecordWriter, stopped: list[int]) -> Result:
+          stopped: list[int]) -> Result:
     """Members to replace or re-create in a deployed stateful block: the rolling procedure
     (one unit at a time, gates, journal, ``--resume``), never all at once. ``stopped``:
     members whose instance is stopped while the plan is empty (started again)."""
@@ -472,10 +489,8 @@ def _roll(run: BlockRun, token: CancelToken, clock: PhaseTimer, units: list[int]
                    resume=_journal_active(run), hold_lock=False, say=say)
     clock("ready")
     readiness = wait_ready(run.workspace, run.environment, run.version, token, applied=True)
-    clock("record")
     outputs = run.workspace.backend.read_outputs(run.environment, run.block)
-    writer.before = run.workspace.backend.get_record(run.environment, run.block) or record
-    writer.write(DEPLOYED, outputs=outputs)
+    # the roll wrote the record as `create` does (write_deployed_record)
     return Result.success(action="rolled", version=str(run.version.version),
                           changes={"replace": len(units)}, why=why, notes=notes,
                           rolled=[outcome.members.get(i, str(i)) for i in outcome.order],

@@ -512,7 +512,13 @@ class _Wiring:
                 workspace, self.environment, self.block, self.say, ops=self.ops),
             terraform_version=lambda: workspace.terraform_binary().version,
             log_dir=str(terraform_log_dir(workspace.repo_root)), timer=self.timer,
-            say=self._say)
+            say=self._say, write_record=self._write_record)
+
+    def _write_record(self, version: str) -> None:
+        from infrablocks.deploy.block_ops import write_deployed_record
+
+        write_deployed_record(self.workspace, self.environment, self.version(version),
+                              terraform_version=self.workspace.terraform_binary().version)
 
     def rolling_driver(self, subject: Subject, declaration: RollingDeclaration,
                        terraform: BlockTerraform) -> RollingDriver:
