@@ -95,6 +95,9 @@ def test_changed_outputs_reapply_deployed_dependents_transitively(repo: TfDataRe
     assert {n: run[n]["detail"]["action"] for n in run} == {
         "net": "updated", "app": "updated", "web": "updated"}
     assert "version 1.0.0 → 1.1.0" in run["net"]["detail"]["why"]
+    # one plan per deployed block: the one shown before the run is the one applied
+    assert "plan" not in run["net"]["detail"]["phases"]
+    assert {"plan", "apply"} <= set(run["app"]["detail"]["phases"])   # re-planned: new inputs
     assert run["app"]["detail"]["why"] == ["inputs changed: net"]
     assert run["web"]["detail"]["why"] == ["inputs changed: app"]
     assert run["app"]["started_at"] >= run["net"]["ended_at"]

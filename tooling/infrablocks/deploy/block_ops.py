@@ -202,7 +202,8 @@ def apply_block(run: BlockRun, token: CancelToken, *,
     is planned only when its inputs differ from those its record says it was applied with.
     Afterwards the block must be ready (:mod:`infrablocks.deploy.readiness`). Holds the block's
     lock throughout, waiting up to ``lock_timeout`` seconds for it. ``roll_stateful`` False:
-    :class:`RollRequired` instead of rolling (nothing changed then).
+    :class:`RollRequired` instead of rolling or replacing instances of a stateful block
+    (nothing changed then).
     """
     from infrablocks.deploy import converge
     from infrablocks.release.digest import input_digests, module_digest
@@ -273,9 +274,10 @@ def apply_block(run: BlockRun, token: CancelToken, *,
                         why = [*why, "members not running: " + ", ".join(map(str, stopped))]
                     if decision == converge.UNCHANGED:
                         action, changes = "unchanged", {}
-                    elif decision == converge.ROLL and not roll_stateful:
-                        raise RollRequired(f"{run.version.label} would roll members "
-                                           f"{units}", plan.addresses("replace")
+                    elif not roll_stateful and stateful and (
+                            decision == converge.ROLL or plan.addresses("replace")):
+                        raise RollRequired(f"{run.version.label} would replace members",
+                                           plan.addresses("replace")
                                            or plan.addresses("create"))
                     elif decision == converge.ROLL:
                         return _roll(run, token, clock, units, plan, record, why, notes,

@@ -72,9 +72,11 @@ def _new_version(targets: list[str], version: str | None, bump: str,
     cut = cut_version(registry, targets[0], version=version, bump=bump,
                       source=from_version)
     root = registry.path.parent
+    deploy = (f"doit upgrade {cut.block} --env ENV --to {cut.version}"
+              if registry.blocks[cut.block].stateful
+              else f"doit create {cut.block}@{cut.version} --env ENV")
     Console(highlight=False, soft_wrap=True).print(
         f"{cut.block} {cut.version}: {cut.path.relative_to(root)}/ copied from {cut.source}, "
-        f"registered in {registry.path.name} (same requires and images). Edit it, then try it "
-        f"with `doit env {cut.block}`; deploy it with `doit upgrade {cut.block} --to "
-        f"{cut.version}` (stateful) or `doit create {cut.block}@{cut.version}`")
+        f"registered in {registry.path.name} (same requires and images). Edit it, try it with "
+        f"`doit env {cut.block}@{cut.version}`, then deploy it: `{deploy}`")
     return None
