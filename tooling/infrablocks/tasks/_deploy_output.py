@@ -67,8 +67,8 @@ def print_run_summary(report: RunReport, title: str) -> None:
         if changes:
             detail = ", ".join(f"{n} {a}" for a, n in changes.items())
         if not entry.error:  # why it was applied (or left alone), what was taken over
-            detail = "\n".join(filter(None, [detail, *entry.detail.get("why", []),
-                                              *entry.detail.get("notes", [])]))
+            why = [] if entry.detail.get("action") == "created" else entry.detail.get("why", [])
+            detail = "\n".join(filter(None, [detail, *why, *entry.detail.get("notes", [])]))
         table.add_row(str(node), f"[{style}]{status}[/]" if style else status,
                       entry.detail.get("action", ""), entry.detail.get("version", ""),
                       f"{entry.duration:.1f}s" if entry.duration is not None else "",
