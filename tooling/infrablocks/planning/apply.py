@@ -334,10 +334,10 @@ def _recorded_apply(run: BlockRun, terraform: Terraform, clock: Any, started: fl
                                       terraform_version=tf_version, status=FAILED,
                                       extra=history))
         raise
-    clock("record")
-    outputs = backend.read_outputs(environment, block)
-    backend.put_record(new_record(environment, block, target, outputs=outputs,
-                                  terraform_version=tf_version))
+    clock("record")  # as `create` writes it: code and input digests, a copy of the code
+    from infrablocks.deploy.block_ops import write_deployed_record
+
+    write_deployed_record(workspace, environment, run.version, terraform_version=tf_version)
     return Result.success(action="created" if record is None else "updated", version=target,
                           changes=applied_changes(applied.log_path) if applied else {},
                           seconds=round(time.monotonic() - started, 2), phases=clock.done())
