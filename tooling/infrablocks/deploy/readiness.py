@@ -11,6 +11,9 @@ and the service's ``ServiceCheck``; nothing here knows a particular cloud or ser
   booting fails the block at once, naming the instance and where its console log is.
 - Timeouts: the rolling declaration's ``running`` and ``healthy`` timeouts (docs/upgrades.md),
   else :data:`DEFAULT_READY_TIMEOUT` for the instances.
+- A declared instance group none of whose members is an instance of the platform (a rolling
+  declaration over other resources) has nothing for the check to ask: the check is skipped and
+  the readiness says so.
 """
 
 from __future__ import annotations
@@ -93,6 +96,7 @@ def wait_ready(workspace: Workspace, environment: str, version: BlockVersion,
                    if i.state != "running" or not platform.ops.instance_ready(i.id)]
         if not waiting:
             readiness.instances = sorted(names[i.id] for i in instances)
+            running = {i.id for i in instances}
             break
         if time.monotonic() >= deadline:
             raise BlockNotReady(
@@ -105,13 +109,17 @@ def wait_ready(workspace: Workspace, environment: str, version: BlockVersion,
         token.raise_if_cancelled()
     if declaration is not None:
         token.phase("health check")
-        readiness.health = _health(workspace, environment, version, declaration, state)
+        readiness.health = _health(workspace, environment, version, declaration, state,
+                                   running)
     readiness.seconds = round(time.monotonic() - started, 2)
     return readiness
 
 
 def _health(workspace: Workspace, environment: str, version: BlockVersion, declaration: Any,
-            state: dict[str, Any] | None) -> str:
+            state: dict[str, Any] | None, running: set[str]) -> str:
+    """The check's ``cluster_health`` of the declared instance group, polled up to the
+    ``healthy`` timeout. A group none of whose members is an instance of the platform (a
+    declaration over other resources) has nothing the check could ask: skipped, said so."""
     from infrablocks.cloud.ops import CloudNotFoundError
     from infrablocks.health import build_check
     from infrablocks.health.base import CheckContext
@@ -123,6 +131,9 @@ def _health(workspace: Workspace, environment: str, version: BlockVersion, decla
         block=version.block, environment=environment, options=dict(declaration.check_options),
         outputs=outputs.unmasked(), block_dir=str(version.path)))
     members = members_from_state(state, declaration)
+    if not any(member.instance_id in running for member in members):
+        return (f"{declaration.instances} has no instance on the platform: "
+                f"health check ({declaration.check}) skipped")
     ops = workspace.platform(environment).ops
     for member in members:
         try:
