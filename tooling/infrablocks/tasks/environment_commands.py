@@ -19,7 +19,7 @@ _REPORT = option("report", help="write the run report (per-block status, duratio
 _PLATFORM = option("platform", help="platform of the throwaway environment: a name from "
                                     "blocks.toml [platforms], or local (default: "
                                     "defaults.platform, else local)")
-_LOCK_TIMEOUT = option("lock_timeout", type=float, default=300.0,
+_LOCK_TIMEOUT = option("lock_timeout", type=float, default=300.0, min=0,
                        help="seconds to wait for a block's lock another command holds "
                             "(default 300; 0: refuse at once)")
 _YES = flag("yes", help="do not ask for confirmation")
