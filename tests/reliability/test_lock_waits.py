@@ -63,20 +63,24 @@ class RecordWatch:
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
 
+    def _poll(self) -> None:
+        try:
+            record = self.backend.get_record(ENV, self.block)
+        except Exception:   # half-written: the next poll sees it
+            return
+        status = record.status if record else "none"
+        if not self.seen or self.seen[-1] != status:
+            self.seen.append(status)
+
     def _run(self) -> None:
         while not self._stop.is_set():
-            try:
-                record = self.backend.get_record(ENV, self.block)
-            except Exception:   # half-written: the next poll sees it
-                record = None
-            status = record.status if record else "none"
-            if not self.seen or self.seen[-1] != status:
-                self.seen.append(status)
+            self._poll()
             time.sleep(0.05)
 
     def stop(self) -> list[str]:
         self._stop.set()
         self._thread.join(timeout=5)
+        self._poll()                 # the last status, written just before the command ended
         return self.seen
 
 
