@@ -262,7 +262,7 @@ def test_a_killed_member_is_brought_back_with_its_data_while_the_cluster_keeps_q
         repo: DeployRepo, tmp_path: Path) -> None:
     report = tmp_path / "report.json"
     ok(repo.doit("create", "base", "--env", "prod", "--yes"))       # waits until healthy
-    ips = [f"127.42.181.{11 + i}" for i in range(3)]
+    ips = [repo.address("prod", 11 + i) for i in range(3)]
     etcd(ips[0], "/v3/kv/put", {"key": b64("/kept"), "value": b64("before")})
     instances = {i.tags["member"]: i for i in repo.instances("prod")}
     volumes = {v.tags["member"]: v for v in repo.volumes("prod")}

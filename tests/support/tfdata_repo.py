@@ -1,7 +1,8 @@
 """Small monorepos of ``terraform_data`` blocks (Terraform's built-in provider: no cloud, no
 download), for the tests of what `create` decides, the lock waits and the released-version rules.
 
-``TfDataRepo(base)`` writes ``blocks.toml`` with one persistent environment ``stage`` and the
+``TfDataRepo(base)`` writes ``blocks.toml`` with one persistent environment ``stage`` (its subnet
+from the machine-wide table, given back by ``close()``) and the
 blocks given to :meth:`TfDataRepo.add` (each version a ``main.tf`` of ``terraform_data``
 resources, the standard variables declared), runs the real ``doit`` in it, and reads records
 and state back. It starts no instance: ``close()`` removes the directories.
@@ -40,8 +41,7 @@ class TfDataRepo:
         (self.root / "dodo.py").write_text(DODO)
         self.cloud_root = self.parent / "cloud"
         self.toml_blocks: list[str] = []
-        self.environments = environments or (
-            f'[environments.{ENV}]\nsubnet = "127.42.241.0/24"\n')
+        self.environments = environments or f"[environments.{ENV}]\n"
         self._write_toml()
 
     # -- the repository ----------------------------------------------------------------------
@@ -109,7 +109,16 @@ class TfDataRepo:
         return self.backend().read_outputs(environment, block).unmasked()
 
     def close(self) -> None:
-        shutil.rmtree(self.parent, ignore_errors=True)
+        """Give the checkout's subnets back (machine-wide table) and remove the directories."""
+        try:
+            if self.root.exists():
+                from infrablocks.environments import SubnetAllocator
+
+                subnets = SubnetAllocator(self.root)
+                for environment in subnets.allocations():
+                    subnets.release(environment)
+        finally:
+            shutil.rmtree(self.parent, ignore_errors=True)
 
 
 def ok(result: subprocess.CompletedProcess[str]) -> subprocess.CompletedProcess[str]:

@@ -62,8 +62,8 @@ def recorded_version(workspace: Workspace, environment: str, record: DeploymentR
 
     ``InfrablocksError`` when the record keeps no code (deployed before infrablocks kept it).
     """
+    from infrablocks.private_files import private_dir, write_private_file
     from infrablocks.registry import BlockVersion
-    from infrablocks.state._files import private_dir, write_private_file
     from infrablocks.versions import parse_constraint, parse_version
 
     block = record.block
