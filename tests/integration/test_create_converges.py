@@ -288,6 +288,11 @@ def test_a_killed_member_is_brought_back_with_its_data_while_the_cluster_keeps_q
     finally:
         writer.stop()
     ok(repaired)
+    # the preview said so before anything ran: base rolls member index 1, one at a time
+    shown = flat(repaired)
+    assert "roll (members 1, one at a time)" in shown
+    assert ("stateful blocks that roll (the rolling procedure: one member at a time, gates "
+            "between): base") in shown
     [node] = nodes(report).values()
     assert node["detail"]["action"] == "rolled"
     assert node["detail"]["down"] == [1]

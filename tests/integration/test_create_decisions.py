@@ -168,3 +168,83 @@ def test_a_version_released_in_the_lock_file_is_frozen(repo: TfDataRepo) -> None
     assert "refusing to apply edited code to stage" in " ".join(created.stderr.split())
     assert repo.record("net") is None                                 # nothing applied
     ok(repo.doit("env", "net@1.1.0"))          # an ephemeral environment may run edited code
+
+
+DB = '''
+resource "terraform_data" "member" {{
+  count = 3
+  input = "db member ${{count.index}} {tag}"
+}}
+
+output "members" {{
+  value = terraform_data.member[*].output
+}}
+'''
+
+
+def test_every_command_that_applies_refuses_an_edited_released_version_and_waits_for_locks(
+        repo: TfDataRepo, tmp_path: Path) -> None:
+    """`doit upgrade` and `doit apply` refuse an edited released version as `create` does, and
+    wait for a held lock as `create` does (`--lock-timeout 0`: refused at once)."""
+    import threading
+
+    repo.add("db", "1.0.0", DB.format(tag="one"), stateful=True)
+    repo.add("db", "1.1.0", DB.format(tag="two"), stateful=True)
+    repo.toml_blocks.append('[blocks.db.rolling]\ninstances = "terraform_data.member"\n'
+                            'check = "etcd"\n')
+    repo._write_toml()
+    ok(repo.doit("check"))
+    ok(repo.doit("create", "db@1.0.0", "net@1.0.0", "--env", ENV, "--yes"))
+
+    # -- `doit apply` of a reviewed plan: a held lock ---------------------------------------
+    reviewed = tmp_path / "net.plan"
+    ok(repo.doit("plan", "net@1.1.0", "--env", ENV, "--out", str(reviewed)))
+    backend = repo.backend()
+    with backend.acquire_lock(ENV, "net", "upgrade"):
+        refused = repo.doit("apply", str(reviewed), "--lock-timeout", "0",
+                            "--report", str(tmp_path / "refused.json"))
+    assert refused.returncode == 1, refused.stdout + refused.stderr
+    assert "Traceback" not in refused.stderr
+    [node] = json.loads((tmp_path / "refused.json").read_text())["run"]["nodes"]
+    assert "block 'net' in environment 'stage' is locked by" in node["error"]
+    assert "running `upgrade`" in node["error"]
+    assert repo.record("net").version == "1.0.0"
+
+    held = backend.acquire_lock(ENV, "net", "upgrade")
+    releaser = threading.Timer(3.0, held.release)
+    releaser.start()
+    try:
+        waited = repo.doit("apply", str(reviewed), "--lock-timeout", "120")
+    finally:
+        releaser.cancel()
+        held.release()
+    ok(waited)
+    assert "waiting up to 120s for the lock of net: held by" in " ".join(waited.stderr.split())
+    assert repo.record("net").version == "1.1.0"
+
+    # -- released, then edited: refused by upgrade and apply, nothing applied -----------------
+    ok(repo.doit("release", "db@1.1.0"))
+    ok(repo.doit("release", "net@1.0.0"))
+    for block, version, old, new in (("db", "1.1.0", "} two", "} three"),
+                                     ("net", "1.0.0", "10.0.0.0/16", "10.7.0.0/16")):
+        main = repo.root / "blocks" / block / version / "main.tf"
+        main.write_text(main.read_text().replace(old, new))
+
+    upgraded = repo.doit("upgrade", "db", "--env", ENV, "--to", "1.1.0", "--yes")
+    assert upgraded.returncode == 1, upgraded.stdout + upgraded.stderr
+    text = " ".join(upgraded.stderr.split())
+    assert "refusing to apply edited code to stage" in text and "Traceback" not in text
+    assert "db 1.1.0 (released in blocks.lock) was edited: main.tf (changed)" in text
+    assert "doit new-version db" in text
+    assert repo.record("db").version == "1.0.0"
+    assert repo.backend().get_document(ENV, "db", "upgrade-journal") is None
+
+    edited = tmp_path / "edited.plan"
+    ok(repo.doit("plan", "net@1.0.0", "--env", ENV, "--out", str(edited)))
+    applied = repo.doit("apply", str(edited))
+    assert applied.returncode == 1, applied.stdout + applied.stderr
+    text = " ".join(applied.stderr.split())
+    assert "refusing to apply edited code to stage" in text and "Traceback" not in text
+    assert "net 1.0.0 (released in blocks.lock) was edited: main.tf (changed)" in text
+    assert repo.record("net").version == "1.1.0"
+    assert repo.outputs("net")["cidr"] == "10.1.0.0/16"

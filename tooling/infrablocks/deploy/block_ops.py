@@ -203,7 +203,9 @@ def apply_block(run: BlockRun, token: CancelToken, *,
     Afterwards the block must be ready (:mod:`infrablocks.deploy.readiness`). Holds the block's
     lock throughout, waiting up to ``lock_timeout`` seconds for it. ``roll_stateful`` False:
     :class:`RollRequired` instead of rolling or replacing instances of a stateful block
-    (nothing changed then).
+    (nothing changed then). A stale block outside the run whose code was edited since it was
+    released or deployed is refused in a persistent environment
+    (``release.frozen.EditedVersionError``; the blocks of the run are checked before it starts).
     """
     from infrablocks.deploy import converge
     from infrablocks.release.digest import input_digests, module_digest
@@ -236,6 +238,10 @@ def apply_block(run: BlockRun, token: CancelToken, *,
             return Result.success(action="untouched", version=target,
                                   why=["outside the run; its inputs did not change"],
                                   phases=clock.done())
+        if only_if_stale:   # about to be planned: its code must be the one deployed
+            from infrablocks.release.frozen import refuse_edited
+
+            refuse_edited(workspace.registry, backend, env, [run.version])
         code = module_digest(run.version)
         why = converge.reasons(record, has_state, target, code, digests)
         requires = _applied_requires(workspace, env, run.version)

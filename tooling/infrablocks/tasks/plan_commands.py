@@ -12,6 +12,9 @@ from infrablocks.tasks._command import command_task, flag, option
 DEFAULT_JOBS = 4
 _JOBS = option("jobs", type=int, default=DEFAULT_JOBS, min=1,
                help=f"blocks planned (--out) or applied at once (default {DEFAULT_JOBS})")
+_LOCK_TIMEOUT = option("lock_timeout", type=float, default=300.0, min=0,
+                       help="seconds to wait for a block's lock another command holds "
+                            "(default 300; 0: refuse at once)")
 
 
 def task_plan() -> dict[str, Any]:
@@ -31,7 +34,8 @@ def task_apply() -> dict[str, Any]:
         doc="apply a plan saved by `doit plan --out FILE`, exactly as reviewed",
         params=[_JOBS,
                 flag("keep_going", help="after a failure, still apply everything not downstream"),
-                option("report", help="write the run report (per-block status) as JSON")])
+                option("report", help="write the run report (per-block status) as JSON"),
+                _LOCK_TIMEOUT])
 
 
 def _plan(targets: list[str], env: str | None, json: bool, out: str | None, jobs: int) -> None:
@@ -53,7 +57,8 @@ def _plan(targets: list[str], env: str | None, json: bool, out: str | None, jobs
     print_environment_plan(result, as_json=json)
 
 
-def _apply(plan_file: list[str], jobs: int, keep_going: bool, report: str | None) -> int:
+def _apply(plan_file: list[str], jobs: int, keep_going: bool, report: str | None,
+           lock_timeout: float) -> int:
     from pathlib import Path
 
     from infrablocks.deploy.workspace import open_workspace
@@ -79,7 +84,8 @@ def _apply(plan_file: list[str], jobs: int, keep_going: bool, report: str | None
     workspace = open_workspace()
     with progress_for(f"apply {path.name}") as progress:
         reviewed, run = apply_plan_file(workspace, path, jobs=int(jobs), keep_going=keep_going,
-                                        on_event=progress, on_open=announce_apply)
+                                        on_event=progress, on_open=announce_apply,
+                                        lock_timeout=float(lock_timeout))
     environment = reviewed.environment
     print_run_summary(run, f"apply {path.name} in {environment}")
     print_left_behind(workspace, environment, run)

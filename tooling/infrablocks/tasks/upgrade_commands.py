@@ -34,7 +34,10 @@ def task_upgrade() -> dict[str, Any]:
                 flag("rollback_failed", help="put the unit whose gate failed back on the old "
                                              "version"),
                 flag("yes", help="do not ask for confirmation"),
-                flag("json", help="print the outcome as JSON")])
+                flag("json", help="print the outcome as JSON"),
+                option("lock_timeout", type=float, default=300.0, min=0,
+                       help="seconds to wait for the block's lock another command holds "
+                            "(default 300; 0: refuse at once)")])
 
 
 def task_test_create() -> dict[str, Any]:
@@ -74,7 +77,8 @@ def _one_block(targets: list[str], command: str) -> str:
 
 
 def _upgrade(targets: list[str], env: str | None, to: str | None, dry_run: bool,
-             resume: bool, rollback_failed: bool, yes: bool, json: bool) -> int:
+             resume: bool, rollback_failed: bool, yes: bool, json: bool,
+             lock_timeout: float) -> int:
     import sys
 
     from infrablocks.deploy.workspace import open_workspace
@@ -105,6 +109,7 @@ def _upgrade(targets: list[str], env: str | None, to: str | None, dry_run: bool,
     try:
         outcome = upgrade(workspace, block, environment, to=to, dry_run=dry_run,
                           resume=resume, rollback_failed=rollback_failed, say=printer.say,
+                          lock_timeout=float(lock_timeout),
                           fault=FaultHook.from_environ())  # the test hook, read here only
     except UpgradeHalted as exc:
         printer.halted(exc)
