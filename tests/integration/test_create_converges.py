@@ -317,4 +317,17 @@ def test_a_killed_member_is_brought_back_with_its_data_while_the_cluster_keeps_q
     assert json.loads(status.stdout)[0]["blocks"][0]["drift"] == "none"
     journal = repo.backend().get_document("prod", "base", "upgrade-journal")
     assert journal["status"] == "completed" and journal["kind"] == "repair"
+
+    # A member stopped (not crashed): Terraform's plan is empty — the instance is the one it
+    # created — yet it does not serve. `create` starts it again through the rolling procedure.
+    stopped = after["3"]
+    repo.cloud().stop_instance(stopped.id, grace=15)
+    ok(repo.doit("create", "base", "--env", "prod", "--yes", "--report", str(report)))
+    [node] = nodes(report).values()
+    assert node["detail"]["action"] == "rolled" and node["detail"]["down"] == [2]
+    assert node["detail"]["why"] == ["members not running: 2"]
+    again = {i.tags["member"]: i for i in repo.instances("prod")}
+    assert again["3"].id == stopped.id and again["3"].state == "running"
+    assert etcd_get(ips[2], "/kept") == "before"
+    assert len(etcd(ips[0], "/v3/cluster/member/list", {})["members"]) == 3
     ok(repo.doit("destroy", "base", "--env", "prod", "--yes"))
