@@ -310,6 +310,7 @@ def run_test_environment(workspace: Workspace, targets: list[str], *, keep: bool
         say("create", f"environment {name} ({workspace.subnet(name)})")
         outcome.resolution, outcome.create_report = create(
             workspace, targets, name, jobs=jobs, keep_going=keep_going, on_event=sink("create"))
+        assert outcome.create_report is not None   # no confirm: always a report
         if outcome.create_report.ok:
             for target in outcome.resolution.targets:
                 version = outcome.resolution.selected[target]

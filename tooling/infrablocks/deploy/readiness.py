@@ -59,7 +59,8 @@ def state_names(state: dict[str, Any] | None) -> dict[str, str]:
             attributes = instance.get("attributes") or {}
             value = attributes.get("id")
             if value:
-                tags = attributes.get("tags") if isinstance(attributes.get("tags"), dict) else {}
+                raw_tags = attributes.get("tags")
+                tags = raw_tags if isinstance(raw_tags, dict) else {}
                 names[str(value)] = str(attributes.get("name") or tags.get("Name") or value)
     return names
 

@@ -87,19 +87,19 @@ def _register(registry_file: Path, block: str, source: str, new: str) -> None:
     text = registry_file.read_text(encoding="utf-8")
     document = tomlkit.parse(text)
     try:
-        versions = document["blocks"][block]["versions"]  # type: ignore[index]
-        original = versions[source]                         # type: ignore[index]
+        versions = document["blocks"][block]["versions"]
+        original = versions[source]
     except (KeyError, TypeError):
         raise ConfigError(f"{registry_file.name}: no blocks.{block}.versions.\"{source}\" "
                           "table to copy") from None
     inline = isinstance(versions, InlineTable) or isinstance(original, InlineTable)
     entry = tomlkit.inline_table() if inline else tomlkit.table()
-    for key, value in original.items():                   # type: ignore[union-attr]
+    for key, value in original.items():
         if key != "path":
             entry[key] = copy.deepcopy(value)
     if not inline:
         entry.add(tomlkit.nl())
-    versions[new] = entry                                   # type: ignore[index]
+    versions[new] = entry
     tmp = registry_file.with_name(f".{registry_file.name}.{os.getpid()}.tmp")
     tmp.write_text(tomlkit.dumps(document), encoding="utf-8")
     os.replace(tmp, registry_file)

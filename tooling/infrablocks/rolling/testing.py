@@ -137,6 +137,7 @@ def run_test_upgrade(workspace: Workspace, block: str, *, from_version: str | No
         targets = [f"{start.block}@{start.version}",
                    *(f"{n}@{v}" for n, v in dependencies.items())]
         _resolution, report = create(workspace, targets, name)
+        assert report is not None   # no confirm: always a report
         if not report.ok:
             raise InfrablocksError(f"creating {start.label} in {name} failed: "
                                    + "; ".join(f"{n}: {r.error}" for n, r in

@@ -21,16 +21,13 @@ import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from infrablocks.errors import InfrablocksError
 from infrablocks.private_files import private_dir, write_private_file
 from infrablocks.processes import is_alive, start_time
 from infrablocks.state.records import current_identity, utc_now_iso
 from infrablocks.waiting import retry
-
-if TYPE_CHECKING:
-    from infrablocks.state.backends import StateBackend
 
 LOCK_POLL_SECONDS = 0.2
 DEFAULT_LOCK_TIMEOUT = 300.0
@@ -215,7 +212,15 @@ class LockBusyError(LockHeldError):
         self.workers = workers
 
 
-def acquire_waiting(backend: StateBackend, environment: str, block: str, operation: str, *,
+class LockSource(Protocol):
+    """What :func:`acquire_waiting` needs of a state backend (``StateBackend.acquire_lock``;
+    a protocol here, so that this module does not import the backends that import it)."""
+
+    def acquire_lock(self, environment: str, block: str, operation: str, *,
+                     wait: float = 0.0) -> Lock: ...
+
+
+def acquire_waiting(backend: LockSource, environment: str, block: str, operation: str, *,
                     timeout: float = DEFAULT_LOCK_TIMEOUT,
                     say: Callable[[str], None] | None = None,
                     cancelled: Callable[[], bool] | None = None) -> Lock:

@@ -48,9 +48,9 @@ def _release(targets: list[str]) -> int | None:
                                   f"{registry.block(name).newest_first()[0].version}")
         versions.append(registry.block_version(name, version))
     console = Console(highlight=False, soft_wrap=True)
-    for version in versions:
-        release, new = record_release(root, version)
-        console.print(f"{version.label}: " + (f"released ({release.code.digest[:19]}…)"
+    for chosen in versions:
+        release, new = record_release(root, chosen)
+        console.print(f"{chosen.label}: " + (f"released ({release.code.digest[:19]}…)"
                                               if new else "already released, same code"))
     console.print(f"commit {LOCK_FILE} with the repository")
     return None
