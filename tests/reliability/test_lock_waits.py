@@ -23,7 +23,8 @@ from pathlib import Path
 
 import pytest
 
-from infrablocks.state.locks import LockInfo, lock_workers, process_alive
+from infrablocks.processes import is_alive
+from infrablocks.state.locks import LockInfo, lock_workers
 from tests.support.tfdata_repo import ENV, TfDataRepo, ok
 
 pytestmark = [pytest.mark.reliability, pytest.mark.integration, pytest.mark.slow]
@@ -133,7 +134,7 @@ def test_create_killed_during_apply_the_next_create_waits_for_its_terraform(
         assert f"(pid {holder.pid}, since {holder.since}) died" in text
         assert "the Terraform it started still runs (pid" in text
         assert "nothing was changed" in text
-        assert any(process_alive(pid) for pid in orphans)    # it gave up while they ran
+        assert any(is_alive(pid) for pid in orphans)    # it gave up while they ran
         assert repo.record("slow").status == "creating"       # and wrote nothing
 
         report = tmp_path / "second.json"
@@ -144,7 +145,7 @@ def test_create_killed_during_apply_the_next_create_waits_for_its_terraform(
     text = " ".join(second.stderr.split()) + " ".join(second.stdout.split())
     assert "died holding the lock of slow; waiting up to" in text
     assert "for the Terraform it left running (pid" in text
-    assert not any(process_alive(pid) for pid in orphans)
+    assert not any(is_alive(pid) for pid in orphans)
     node = json.loads(report.read_text())["run"]["nodes"][0]
     assert node["status"] == "succeeded"
     assert any("took over the lock" in note for note in node["detail"]["notes"])
