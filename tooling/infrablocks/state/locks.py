@@ -16,7 +16,6 @@ import json
 import os
 import socket
 import threading
-import time
 import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -27,7 +26,7 @@ from infrablocks.errors import InfrablocksError
 from infrablocks.private_files import private_dir, write_private_file
 from infrablocks.processes import is_alive, start_time
 from infrablocks.state.records import current_identity, utc_now_iso
-from infrablocks.waiting import retry
+from infrablocks.waiting import Deadline, poll, retry
 
 LOCK_POLL_SECONDS = 0.2
 DEFAULT_LOCK_TIMEOUT = 300.0
@@ -234,37 +233,44 @@ def acquire_waiting(backend: LockSource, environment: str, block: str, operation
     ``timeout``. ``cancelled()`` is polled: True ends the wait with the last error.
     """
     say = say or (lambda text: None)
-    deadline = time.monotonic() + max(0.0, timeout)
-    announced: LockInfo | None = None
-    while True:
+    deadline = Deadline(max(0.0, timeout))
+    announced: list[LockInfo] = []
+    refused: list[LockHeldError] = []
+
+    def attempt() -> Lock | None:
         try:
-            lock = backend.acquire_lock(environment, block, operation)
-            break
+            return backend.acquire_lock(environment, block, operation)
         except LockHeldError as exc:
-            if time.monotonic() >= deadline or (cancelled is not None and cancelled()):
-                raise
+            refused[:] = [exc]
             holder = exc.holder
-            if holder is not None and holder != announced:
-                announced = holder
+            if holder is not None and holder not in announced and not deadline.expired():
+                announced.append(holder)
                 say(f"waiting up to {timeout:.0f}s for the lock of {block}: held by "
                     f"{holder.describe()}")
-            time.sleep(LOCK_POLL_SECONDS)
+            return None
+
+    def stop_waiting() -> bool:
+        return cancelled is not None and cancelled()
+
+    taken = poll(attempt, lambda got: got is not None or stop_waiting(), timeout=deadline,
+                 interval=LOCK_POLL_SECONDS).value
+    if taken is None:
+        raise refused[0]
+    lock = taken
     previous = lock.previous
     if previous is None or previous.host != socket.gethostname():
         return lock
-    started = time.monotonic()
     workers = lock_workers(previous.token)
-    if workers:
-        say(f"the `{previous.operation}` of {previous.holder} (pid {previous.pid}) died holding "
-            f"the lock of {block}; waiting up to {max(0.0, deadline - started):.0f}s for the "
-            f"Terraform it left running (pid {', '.join(map(str, workers))})")
-    while workers:
-        if time.monotonic() >= deadline or (cancelled is not None and cancelled()):
-            lock.hand_back()
-            raise LockBusyError(environment, block, previous, workers,
-                                waited=time.monotonic() - started)
-        time.sleep(LOCK_POLL_SECONDS)
-        workers = lock_workers(previous.token)
+    if not workers:
+        return lock
+    say(f"the `{previous.operation}` of {previous.holder} (pid {previous.pid}) died holding "
+        f"the lock of {block}; waiting up to {deadline.remaining():.0f}s for the "
+        f"Terraform it left running (pid {', '.join(map(str, workers))})")
+    left = poll(lambda: lock_workers(previous.token), lambda pids: not pids or stop_waiting(),
+                timeout=deadline, interval=LOCK_POLL_SECONDS)
+    if left.value:
+        lock.hand_back()
+        raise LockBusyError(environment, block, previous, left.value, waited=left.elapsed)
     return lock
 
 
