@@ -19,7 +19,6 @@ and the service's ``ServiceCheck``; nothing here knows a particular cloud or ser
 from __future__ import annotations
 
 import json
-import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -71,8 +70,8 @@ def wait_ready(workspace: Workspace, environment: str, version: BlockVersion,
     passes; :class:`BlockNotReady` naming the instance and its console log otherwise.
     ``applied``: the block was just applied (an instance that stops "died while booting")."""
     from infrablocks.rolling.declaration import declaration_for
+    from infrablocks.waiting import Deadline, poll
 
-    started = time.monotonic()
     block = version.block
     state = workspace.backend.read_state(environment, block)
     names = state_names(state)
@@ -80,9 +79,11 @@ def wait_ready(workspace: Workspace, environment: str, version: BlockVersion,
     declaration = (declaration_for(workspace.registry, version)
                    if workspace.registry.blocks[block].stateful else None)
     timeout = declaration.timeout("running") if declaration else DEFAULT_READY_TIMEOUT
-    deadline = started + timeout
+    deadline = Deadline(timeout)
     readiness = Readiness()
-    while True:
+
+    def probe() -> tuple[list[InstanceInfo], list[InstanceInfo]]:
+        """The block's instances and those not ready yet; one that died fails the block."""
         instances = [i for i in platform.block_instances(environment, block) if i.id in names]
         dead = [i for i in instances if i.state in DEAD_STATES]
         if dead:
@@ -93,26 +94,26 @@ def wait_ready(workspace: Workspace, environment: str, version: BlockVersion,
                             + f" (it is {i.state})" for i in dead) + _consoles(dead, names),
                 hint="see the console log; a broken image or wrong user data is the usual "
                      "cause. Fix it (a new version), then run the same `doit create` again")
-        waiting = [i for i in instances
-                   if i.state != "running" or not platform.ops.instance_ready(i.id)]
-        if not waiting:
-            readiness.instances = sorted(names[i.id] for i in instances)
-            running = {i.id for i in instances}
-            break
-        if time.monotonic() >= deadline:
-            raise BlockNotReady(
-                f"{version.label} in {environment}: not ready after {timeout:g}s: "
-                + ", ".join(f"{names[i.id]} ({i.id}, {i.state})" for i in waiting)
-                + _consoles(waiting, names),
-                hint="see the console log; raise the block's rolling `timeouts.running` if it "
-                     "only boots slowly")
-        token.wait(POLL_SECONDS)
-        token.raise_if_cancelled()
+        return instances, [i for i in instances
+                           if i.state != "running" or not platform.ops.instance_ready(i.id)]
+
+    polled = poll(probe, lambda seen: not seen[1], timeout=deadline, interval=POLL_SECONDS,
+                  cancel=token.event)
+    instances, waiting = polled.value
+    if waiting:
+        raise BlockNotReady(
+            f"{version.label} in {environment}: not ready after {timeout:g}s: "
+            + ", ".join(f"{names[i.id]} ({i.id}, {i.state})" for i in waiting)
+            + _consoles(waiting, names),
+            hint="see the console log; raise the block's rolling `timeouts.running` if it "
+                 "only boots slowly")
+    readiness.instances = sorted(names[i.id] for i in instances)
+    running = {i.id for i in instances}
     if declaration is not None:
         token.phase("health check")
         readiness.health = _health(workspace, environment, version, declaration, state,
                                    running)
-    readiness.seconds = round(time.monotonic() - started, 2)
+    readiness.seconds = round(deadline.elapsed(), 2)
     return readiness
 
 
