@@ -77,7 +77,7 @@ def restart_rejoin_seconds(workspace: Any, environment: str) -> float:
 def one_run(root: Path, environment: str) -> dict[str, Any]:
     from infrablocks.deploy.orchestrate import create, teardown_environment
     from infrablocks.deploy.workspace import open_workspace
-    from infrablocks.rolling.engine import upgrade
+    from infrablocks.upgrade.engine import upgrade
 
     workspace = open_workspace(root)
     try:

@@ -1,4 +1,4 @@
-"""`rolling.engine.roll` for real: a member of base killed with SIGKILL is replaced on its own
+"""`upgrade.engine.roll` for real: a member of base killed with SIGKILL is replaced on its own
 volume by the rolling procedure (the API `doit create` uses for a crashed member, issue 9)."""
 
 from __future__ import annotations
@@ -8,8 +8,8 @@ import signal
 
 import pytest
 
-from infrablocks.rolling.engine import roll
 from infrablocks.rolling.states import Mode
+from infrablocks.upgrade.engine import roll
 from infrablocks.waiting import poll
 from tests.support.upgrade_env import ENV, UpgradeRepo
 

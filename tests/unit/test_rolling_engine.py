@@ -13,13 +13,13 @@ from __future__ import annotations
 import pytest
 
 from infrablocks.errors import InfrablocksError, UsageError
-from infrablocks.rolling.dependents import DependentsRefused
-from infrablocks.rolling.engine import RollingEngine
 from infrablocks.rolling.faults import FaultHook
 from infrablocks.rolling.journal import Journal
 from infrablocks.rolling.outcome import UpgradeHalted
 from infrablocks.rolling.states import JournalStatus, Mode, RollKind
-from infrablocks.rolling.target import UpgradeRefused
+from infrablocks.upgrade.dependents import DependentsRefused
+from infrablocks.upgrade.engine import RollingEngine
+from infrablocks.upgrade.target import UpgradeRefused
 from tests.support.rolling_fakes import (
     BLOCK,
     ENV,

@@ -482,7 +482,7 @@ def _roll(run: BlockRun, token: CancelToken, clock: PhaseTimer, units: list[int]
     """Members to replace or re-create in a deployed stateful block: the rolling procedure
     (one unit at a time, gates, journal, ``--resume``), never all at once. ``stopped``:
     members whose instance is stopped while the plan is empty (started again)."""
-    from infrablocks.rolling.engine import roll
+    from infrablocks.upgrade.engine import roll
 
     down = sorted(set(_down_members(run, plan, units)) | set(stopped))
     clock("roll")

@@ -4,7 +4,7 @@ The driver touches the world only through interfaces: the platform's
 :class:`~infrablocks.cloud.ops.CloudOps` (stop, start, describe, wait), a
 :class:`BlockTerraform` (plan and apply of the block's working directory), the service's
 :class:`~infrablocks.health.base.ServiceCheck`, and the state backend (the block's state, its
-record, the journal). Unit tests run it on in-memory fakes of each; ``rolling.engine`` wires
+record, the journal). Unit tests run it on in-memory fakes of each; ``upgrade.engine`` wires
 the real ones from a workspace.
 
 Two paths, one per kind of block:
@@ -43,10 +43,9 @@ from infrablocks.rolling.decide import (
 )
 from infrablocks.rolling.faults import NO_FAULTS, FaultHook
 from infrablocks.rolling.gates import poll_gate
-from infrablocks.rolling.outcome import UpgradeHalted
+from infrablocks.rolling.outcome import DependentsRefused, UpgradeHalted, UpgradeRefused
 from infrablocks.rolling.plan import members_from_state
 from infrablocks.rolling.states import Action, Gate, Phase, Step, UnitStep
-from infrablocks.rolling.target import UpgradeRefused
 from infrablocks.state import new_record
 from infrablocks.waiting import poll
 
@@ -151,8 +150,6 @@ class Deployment:
         """
         if self.outputs_digest() == digest_before:
             return []
-        from infrablocks.rolling.dependents import DependentsRefused
-
         subject = self.subject
         try:
             return self.ports.reapply_dependents()

@@ -83,9 +83,9 @@ def _upgrade(targets: list[str], env: str | None, to: str | None, dry_run: bool,
 
     from infrablocks.deploy.workspace import open_workspace
     from infrablocks.errors import UsageError
-    from infrablocks.rolling.engine import UpgradeHalted, upgrade
     from infrablocks.rolling.faults import FaultHook
     from infrablocks.tasks._upgrade_output import Printer
+    from infrablocks.upgrade.engine import UpgradeHalted, upgrade
 
     block = _one_block(targets, "upgrade")
     workspace = open_workspace()
@@ -147,8 +147,8 @@ def _test_create(targets: list[str], jobs: int, report: str | None, env: str | N
 def _test_upgrade(targets: list[str], to: str | None, env: str | None, platform: str | None,
                   json: bool, **values: Any) -> int:
     from infrablocks.deploy.workspace import open_workspace
-    from infrablocks.rolling.testing import run_test_upgrade
     from infrablocks.tasks._upgrade_output import Printer
+    from infrablocks.upgrade.testing import run_test_upgrade
 
     block = _one_block(targets, "test-upgrade")
     workspace = open_workspace()

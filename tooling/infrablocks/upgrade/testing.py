@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from infrablocks.deploy.workspace import Workspace
     from infrablocks.health.base import GateResult
     from infrablocks.registry import BlockVersion
-    from infrablocks.rolling.engine import UpgradeOutcome
+    from infrablocks.upgrade.engine import UpgradeOutcome
 
 
 @dataclass
@@ -148,7 +148,7 @@ def run_test_upgrade(workspace: Workspace, block: str, *, from_version: str | No
             check, members = probe_check
             result.probe = check.write_probe(members)
             say(f"data written: {result.probe}")
-        from infrablocks.rolling.engine import upgrade
+        from infrablocks.upgrade.engine import upgrade
 
         result.upgrade = upgrade(workspace, block, name, to=str(target.version), say=say)
         from infrablocks.deploy.blocktests import run_block_tests

@@ -52,9 +52,9 @@ from infrablocks.rolling.plan import (
     unit_for_index,
 )
 from infrablocks.rolling.states import JournalStatus, Mode, RollKind
-from infrablocks.rolling.target import UpgradeRefused, choose_target, deployed_version
 from infrablocks.state.locks import DEFAULT_LOCK_TIMEOUT
 from infrablocks.timing import PhaseTimer
+from infrablocks.upgrade.target import UpgradeRefused, choose_target, deployed_version
 
 if TYPE_CHECKING:
     from infrablocks.cloud.ops import CloudOps
@@ -532,8 +532,8 @@ class _Wiring:
         return _WorkdirTerraform(self.terraform(), workdir)
 
     def ports(self, terraform: BlockTerraform) -> Ports:
-        from infrablocks.rolling.dependents import reapply_dependents
         from infrablocks.terraform.toolchain import terraform_log_dir
+        from infrablocks.upgrade.dependents import reapply_dependents
 
         workspace = self.workspace
         return Ports(

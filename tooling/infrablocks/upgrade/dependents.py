@@ -22,15 +22,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from infrablocks.errors import InfrablocksError
+from infrablocks.rolling.outcome import DependentsRefused
 
 if TYPE_CHECKING:
     from infrablocks.cloud.ops import CloudOps
     from infrablocks.deploy.workspace import Workspace
-
-
-class DependentsRefused(InfrablocksError):
-    """Stateful dependents were not re-applied: their instances would all be replaced."""
 
 
 def reapply_dependents(workspace: Workspace, environment: str, block: str,
