@@ -168,9 +168,10 @@ class Repo:
 
     def workspace(self):  # -> Workspace
         from infrablocks.deploy.workspace import open_workspace
+        from infrablocks.upgrade.engine import roll
 
         os.environ["LOCALCLOUD_ROOT"] = str(self.cloud)
-        return open_workspace(self.root)
+        return open_workspace(self.root, roller=roll)   # as the commands open it
 
     @property
     def state_dir(self) -> Path:

@@ -1,8 +1,11 @@
 """`upgrade.engine.roll` for real: a member of base killed with SIGKILL is replaced on its own
-volume by the rolling procedure (the API `doit create` uses for a crashed member, issue 9)."""
+volume by the rolling procedure (the API `doit create` uses for a crashed member, issue 9).
+A create whose workspace was opened without that procedure (no ``roller``) refuses the
+repair with a clear error and changes nothing."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 
@@ -35,6 +38,18 @@ def test_a_killed_member_is_replaced_on_its_volume_and_rejoins(repo):
     assert poll(lambda: repo.cloud().get_instance(victim.id).state != "running", timeout=30,
                 interval=0.1).ok, "the killed member still reads as running"
     assert not repo.plan_is_empty()                   # Terraform would create it again
+
+    from infrablocks.deploy.orchestrate import create
+    from infrablocks.deploy.workspace import open_workspace
+
+    _, refused = create(open_workspace(repo.root), ["base@1.0.0"], ENV)   # no roller given
+    assert refused is not None and not refused.ok
+    text = json.dumps(refused.to_json())
+    assert "base in up: members 1 must be rolled" in text, text
+    assert "opened without the rolling procedure" in text and "Traceback" not in text
+    assert {n: i.id for n, i in repo.instances().items()} == {n: i.id for n, i in before.items()}
+    assert not repo.plan_is_empty() and repo.record_version() == "1.0.0"
+    assert repo.journal() is None
 
     said: list[str] = []
     outcome = roll(repo.workspace(), "base", ENV, down=[1], say=said.append)

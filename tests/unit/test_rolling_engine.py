@@ -15,11 +15,9 @@ import pytest
 from infrablocks.errors import InfrablocksError, UsageError
 from infrablocks.rolling.faults import FaultHook
 from infrablocks.rolling.journal import Journal
-from infrablocks.rolling.outcome import UpgradeHalted
+from infrablocks.rolling.outcome import DependentsRefused, UpgradeHalted, UpgradeRefused
 from infrablocks.rolling.states import JournalStatus, Mode, RollKind
-from infrablocks.upgrade.dependents import DependentsRefused
 from infrablocks.upgrade.engine import RollingEngine
-from infrablocks.upgrade.target import UpgradeRefused
 from tests.support.rolling_fakes import (
     BLOCK,
     ENV,

@@ -189,6 +189,11 @@ class RollRequired(InfrablocksError):
         self.replaced = replaced
 
 
+class NoRoller(InfrablocksError):
+    """Members of a deployed stateful block must be rolled and the workspace has no
+    ``roller`` (:class:`~infrablocks.deploy.workspace.Roller`): nothing was changed."""
+
+
 def apply_block(run: BlockRun, token: CancelToken, *,
                 lock_timeout: float = DEFAULT_LOCK_TIMEOUT, planned: PlannedBlock | None = None,
                 only_if_stale: bool = False, changed_upstream: frozenset[str] = frozenset(),
@@ -481,9 +486,17 @@ def _roll(run: BlockRun, token: CancelToken, clock: PhaseTimer, units: list[int]
           stopped: list[int]) -> Result:
     """Members to replace or re-create in a deployed stateful block: the rolling procedure
     (one unit at a time, gates, journal, ``--resume``), never all at once. ``stopped``:
-    members whose instance is stopped while the plan is empty (started again)."""
-    from infrablocks.upgrade.engine import roll
-
+    members whose instance is stopped while the plan is empty (started again). The roll is
+    the workspace's ``roller`` (:class:`~infrablocks.deploy.workspace.Roller`): without one,
+    a ``NoRoller`` names the members and changes nothing."""
+    roll = run.workspace.roller
+    if roll is None:
+        raise NoRoller(
+            f"{run.block} in {run.environment}: members {', '.join(map(str, units))} must be "
+            "rolled (one at a time, with gates), and this command was opened without the "
+            "rolling procedure",
+            hint=f"run `doit create --env {run.environment}`, which rolls them; or "
+                 f"`doit upgrade {run.block} --env {run.environment}`")
     down = sorted(set(_down_members(run, plan, units)) | set(stopped))
     clock("roll")
     said: list[str] = []

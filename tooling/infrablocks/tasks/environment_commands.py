@@ -80,7 +80,6 @@ def _one_target(targets: list[str], command: str) -> str:
 def _create(targets: list[str], env: str | None, jobs: int, keep_going: bool,
             report: str | None, lock_timeout: float, yes: bool) -> int:
     from infrablocks.deploy.orchestrate import create
-    from infrablocks.deploy.workspace import open_workspace
     from infrablocks.environments import is_ephemeral
     from infrablocks.tasks._deploy_output import (
         err_console,
@@ -90,8 +89,9 @@ def _create(targets: list[str], env: str | None, jobs: int, keep_going: bool,
         progress_for,
         write_report,
     )
+    from infrablocks.tasks._workspace import command_workspace
 
-    workspace = open_workspace()
+    workspace = command_workspace()
     environment = workspace.environment_name(env)
     workspace.check_known_environment(environment)
     shown: dict[str, Any] = {}
@@ -139,7 +139,6 @@ def _destroy(targets: list[str], env: str | None, jobs: int, keep_going: bool,
              report: str | None, lock_timeout: float, with_dependents: bool,
              yes: bool) -> int:
     from infrablocks.deploy.orchestrate import destroy
-    from infrablocks.deploy.workspace import open_workspace
     from infrablocks.errors import UsageError
     from infrablocks.tasks._console import make_console
     from infrablocks.tasks._deploy_output import (
@@ -148,10 +147,11 @@ def _destroy(targets: list[str], env: str | None, jobs: int, keep_going: bool,
         progress_for,
         write_report,
     )
+    from infrablocks.tasks._workspace import command_workspace
 
     if not targets:
         raise UsageError("name the blocks to destroy", hint="e.g. doit destroy nomad --env prod")
-    workspace = open_workspace()
+    workspace = command_workspace()
     environment = workspace.environment_name(env)
     workspace.check_known_environment(environment)
     console = make_console(soft_wrap=False)
@@ -180,13 +180,13 @@ def _destroy(targets: list[str], env: str | None, jobs: int, keep_going: bool,
 def _env(targets: list[str], jobs: int, keep_going: bool, report: str | None,
          platform: str | None, keep: bool) -> int:
     from infrablocks.deploy.orchestrate import run_test_environment
-    from infrablocks.deploy.workspace import open_workspace
     from infrablocks.errors import UsageError
     from infrablocks.tasks._deploy_output import TestEnvironmentPrinter, write_report
+    from infrablocks.tasks._workspace import command_workspace
 
     if not targets:
         raise UsageError("name the blocks to test", hint="e.g. doit env microservice01")
-    workspace = open_workspace()
+    workspace = command_workspace()
     workspace.choose_platform(platform)
     # Resolve before creating anything: bad targets fail here, with nothing to clean up.
     from infrablocks.resolve import resolve
@@ -203,10 +203,10 @@ def _env(targets: list[str], jobs: int, keep_going: bool, report: str | None,
 
 def _status(env: str | None, json: bool, no_drift: bool) -> int | None:
     from infrablocks.deploy.status import environment_status
-    from infrablocks.deploy.workspace import open_workspace
     from infrablocks.tasks._deploy_output import print_status
+    from infrablocks.tasks._workspace import command_workspace
 
-    workspace = open_workspace()
+    workspace = command_workspace()
     environments = [env] if env else sorted(set(workspace.backend.list_environments())
                                             | set(workspace.registry.environments))
     if env:
@@ -218,11 +218,11 @@ def _status(env: str | None, json: bool, no_drift: bool) -> int | None:
 
 def _outputs(targets: list[str], env: str | None, json: bool) -> int | None:
     from infrablocks.deploy.block_ops import read_block_outputs
-    from infrablocks.deploy.workspace import open_workspace
     from infrablocks.tasks._deploy_output import print_outputs
+    from infrablocks.tasks._workspace import command_workspace
 
     block = _one_target(targets, "outputs")
-    workspace = open_workspace()
+    workspace = command_workspace()
     workspace.registry.block(block)
     environment = workspace.environment_name(env)
     workspace.check_known_environment(environment)

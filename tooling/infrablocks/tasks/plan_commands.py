@@ -41,15 +41,15 @@ def task_apply() -> dict[str, Any]:
 def _plan(targets: list[str], env: str | None, json: bool, out: str | None, jobs: int) -> None:
     from pathlib import Path
 
-    from infrablocks.deploy.workspace import open_workspace
     from infrablocks.errors import UsageError
     from infrablocks.planning.crossplan import plan_environment
     from infrablocks.tasks._plan_output import print_environment_plan
+    from infrablocks.tasks._workspace import command_workspace
 
     if not targets:
         raise UsageError("name the blocks to plan", hint="e.g. doit plan microservice01 --env "
                                                          "staging")
-    workspace = open_workspace()
+    workspace = command_workspace()
     environment = workspace.environment_name(env)
     workspace.check_known_environment(environment)
     result = plan_environment(workspace, targets, environment, out=Path(out) if out else None,
@@ -61,7 +61,6 @@ def _apply(plan_file: list[str], jobs: int, keep_going: bool, report: str | None
            lock_timeout: float) -> int:
     from pathlib import Path
 
-    from infrablocks.deploy.workspace import open_workspace
     from infrablocks.errors import UsageError
     from infrablocks.planning.apply import apply_plan_file
     from infrablocks.tasks._deploy_output import (
@@ -75,13 +74,14 @@ def _apply(plan_file: list[str], jobs: int, keep_going: bool, report: str | None
         print_not_planned,
         warn_if_readable,
     )
+    from infrablocks.tasks._workspace import command_workspace
 
     if len(plan_file) != 1:
         raise UsageError(f"doit apply takes exactly one plan file, got {len(plan_file)}",
                          hint="save one with doit plan TARGET --env ENV --out FILE")
     path = Path(plan_file[0])
     warn_if_readable(path)
-    workspace = open_workspace()
+    workspace = command_workspace()
     with progress_for(f"apply {path.name}") as progress:
         reviewed, run = apply_plan_file(workspace, path, jobs=int(jobs), keep_going=keep_going,
                                         on_event=progress, on_open=announce_apply,

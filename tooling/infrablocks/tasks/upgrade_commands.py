@@ -81,14 +81,14 @@ def _upgrade(targets: list[str], env: str | None, to: str | None, dry_run: bool,
              lock_timeout: float) -> int:
     import sys
 
-    from infrablocks.deploy.workspace import open_workspace
     from infrablocks.errors import UsageError
     from infrablocks.rolling.faults import FaultHook
     from infrablocks.tasks._upgrade_output import Printer
+    from infrablocks.tasks._workspace import command_workspace
     from infrablocks.upgrade.engine import UpgradeHalted, upgrade
 
     block = _one_block(targets, "upgrade")
-    workspace = open_workspace()
+    workspace = command_workspace()
     environment = workspace.environment_name(env)
     workspace.check_known_environment(environment)
     printer = Printer(as_json=json)
@@ -122,18 +122,18 @@ def _test_create(targets: list[str], jobs: int, report: str | None, env: str | N
                  platform: str | None) -> int:
     """What `doit env` does (reusing its printer), with an optional environment name."""
     from infrablocks.deploy.orchestrate import run_test_environment
-    from infrablocks.deploy.workspace import open_workspace
     from infrablocks.environments import is_ephemeral
     from infrablocks.errors import UsageError
     from infrablocks.resolve import resolve
     from infrablocks.tasks._deploy_output import TestEnvironmentPrinter, write_report
+    from infrablocks.tasks._workspace import command_workspace
 
     if not targets:
         raise UsageError("name the blocks to test", hint="e.g. doit test-create microservice01")
     if env is not None and not is_ephemeral(env):
         raise UsageError(f"test-create runs in a throwaway environment; {env!r} does not start "
                          "with t-")
-    workspace = open_workspace()
+    workspace = command_workspace()
     workspace.choose_platform(platform)
     resolve(workspace.registry, targets)  # bad targets fail here, with nothing to clean up
     printer = TestEnvironmentPrinter(targets)
@@ -146,12 +146,12 @@ def _test_create(targets: list[str], jobs: int, report: str | None, env: str | N
 
 def _test_upgrade(targets: list[str], to: str | None, env: str | None, platform: str | None,
                   json: bool, **values: Any) -> int:
-    from infrablocks.deploy.workspace import open_workspace
     from infrablocks.tasks._upgrade_output import Printer
+    from infrablocks.tasks._workspace import command_workspace
     from infrablocks.upgrade.testing import run_test_upgrade
 
     block = _one_block(targets, "test-upgrade")
-    workspace = open_workspace()
+    workspace = command_workspace()
     workspace.choose_platform(platform)
     printer = Printer(as_json=json)
     result = run_test_upgrade(workspace, block, from_version=values.get("from"),

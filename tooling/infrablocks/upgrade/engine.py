@@ -44,7 +44,7 @@ from infrablocks.rolling.driver import (
 )
 from infrablocks.rolling.faults import NO_FAULTS, FaultHook
 from infrablocks.rolling.journal import Journal
-from infrablocks.rolling.outcome import UpgradeHalted, UpgradeOutcome
+from infrablocks.rolling.outcome import UpgradeHalted, UpgradeOutcome, UpgradeRefused
 from infrablocks.rolling.plan import (
     RollingPlan,
     classify,
@@ -54,7 +54,7 @@ from infrablocks.rolling.plan import (
 from infrablocks.rolling.states import JournalStatus, Mode, RollKind
 from infrablocks.state.locks import DEFAULT_LOCK_TIMEOUT
 from infrablocks.timing import PhaseTimer
-from infrablocks.upgrade.target import UpgradeRefused, choose_target, deployed_version
+from infrablocks.upgrade.target import choose_target, deployed_version
 
 if TYPE_CHECKING:
     from infrablocks.cloud.ops import CloudOps
@@ -447,6 +447,8 @@ class _Wiring:
     def __init__(self, workspace: Workspace, environment: str, block: str,
                  ops: CloudOps | None, fault: FaultHook, say: Say | None,
                  lock_timeout: float = DEFAULT_LOCK_TIMEOUT) -> None:
+        if workspace.roller is None:   # the block's and its dependents' re-applies roll too
+            workspace.roller = roll
         self.workspace = workspace
         self.lock_timeout = lock_timeout
         self.environment = environment

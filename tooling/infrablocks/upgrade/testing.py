@@ -122,8 +122,11 @@ def run_test_upgrade(workspace: Workspace, block: str, *, from_version: str | No
                      echo_tests: bool = True) -> TestUpgradeResult:
     from infrablocks.deploy.orchestrate import create, teardown_environment
     from infrablocks.environments import is_ephemeral, new_ephemeral_name
+    from infrablocks.upgrade.engine import roll
 
     say = say or (lambda text: None)
+    if workspace.roller is None:   # the create repairs members as `doit create` does
+        workspace.roller = roll
     name = environment or new_ephemeral_name()
     if not is_ephemeral(name):
         raise UsageError(f"test-upgrade runs in a throwaway environment; {name!r} does not "
