@@ -42,7 +42,11 @@ def test_a_killed_member_is_replaced_on_its_volume_and_rejoins(repo):
     from infrablocks.deploy.orchestrate import create
     from infrablocks.deploy.workspace import open_workspace
 
-    _, refused = create(open_workspace(repo.root), ["base@1.0.0"], ENV)   # no roller given
+    bare = open_workspace(repo.root)   # no roller given
+    try:
+        _, refused = create(bare, ["base@1.0.0"], ENV)
+    finally:
+        bare.close()
     assert refused is not None and not refused.ok
     text = json.dumps(refused.to_json())
     assert "base in up: members 1 must be rolled" in text, text
@@ -52,7 +56,11 @@ def test_a_killed_member_is_replaced_on_its_volume_and_rejoins(repo):
     assert repo.journal() is None
 
     said: list[str] = []
-    outcome = roll(repo.workspace(), "base", ENV, down=[1], say=said.append)
+    workspace = repo.workspace()
+    try:
+        outcome = roll(workspace, "base", ENV, down=[1], say=said.append)
+    finally:
+        workspace.close()   # its shared provider process
     assert outcome.mode is Mode.ROLLING and outcome.order == [1]
     assert list(outcome.units[0]["steps"]) == ["stop", "apply", "running", "volume",
                                                "rejoin", "healthy"]
