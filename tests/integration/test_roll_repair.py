@@ -42,6 +42,7 @@ def test_a_killed_member_is_replaced_on_its_volume_and_rejoins(repo):
     from infrablocks.deploy.orchestrate import create
     from infrablocks.deploy.workspace import open_workspace
 
+    unchanged = {n: i.id for n, i in repo.instances().items()}
     bare = open_workspace(repo.root)   # no roller given
     try:
         _, refused = create(bare, ["base@1.0.0"], ENV)
@@ -51,7 +52,7 @@ def test_a_killed_member_is_replaced_on_its_volume_and_rejoins(repo):
     text = json.dumps(refused.to_json())
     assert "base in up: members 1 must be rolled" in text, text
     assert "opened without the rolling procedure" in text and "Traceback" not in text
-    assert {n: i.id for n, i in repo.instances().items()} == {n: i.id for n, i in before.items()}
+    assert {n: i.id for n, i in repo.instances().items()} == unchanged   # nothing made
     assert not repo.plan_is_empty() and repo.record_version() == "1.0.0"
     assert repo.journal() is None
 
