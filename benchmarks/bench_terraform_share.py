@@ -123,11 +123,11 @@ class Bench:
 def child_upgrade(repo: Path, environment: str) -> dict[str, Any]:
     from infrablocks.deploy.orchestrate import create, teardown_environment
     from infrablocks.deploy.workspace import open_workspace
-    from infrablocks.rolling.engine import upgrade
     from infrablocks.terraform.toolchain import terraform_log_dir
+    from infrablocks.upgrade.engine import roll, upgrade
 
     logs = terraform_log_dir(repo)
-    workspace = open_workspace(repo)
+    workspace = open_workspace(repo, roller=roll)   # as the commands open it
     try:
         _, report = create(workspace, ["base@1.0.0"], environment)
         assert report.ok, report.to_json()

@@ -156,8 +156,8 @@ def bench_overhead(bench: Bench, block: str, repeat: int) -> dict[str, Any]:
     version = str(resolution.selected[block].version)
     dependencies = sorted(set(resolution.selected) - {block})
     if dependencies:  # deployed once, kept: both runs use them
-        bench.doit("create", *dependencies, "--env", "bench")
-    bench.doit("create", block, "--env", "bench")           # warm-up: builds the images
+        bench.doit("create", *dependencies, "--env", "bench", "--yes")
+    bench.doit("create", block, "--env", "bench", "--yes")    # warm-up: builds the images
     bench.doit("destroy", block, "--env", "bench", "--yes")
     inputs = bench.bare_inputs(block, version)
     doit_times, bare_times = [], []
@@ -166,7 +166,7 @@ def bench_overhead(bench: Bench, block: str, repeat: int) -> dict[str, Any]:
             if which == "doit":
                 shutil.rmtree(bench.repo / ".infrablocks" / "work" / "bench",
                               ignore_errors=True)
-                doit_times.append(bench.doit("create", block, "--env", "bench"))
+                doit_times.append(bench.doit("create", block, "--env", "bench", "--yes"))
                 bench.doit("destroy", block, "--env", "bench", "--yes")
             else:
                 seconds, workdir = bench.bare_apply(block, version, run, inputs)

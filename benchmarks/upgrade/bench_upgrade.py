@@ -77,9 +77,9 @@ def restart_rejoin_seconds(workspace: Any, environment: str) -> float:
 def one_run(root: Path, environment: str) -> dict[str, Any]:
     from infrablocks.deploy.orchestrate import create, teardown_environment
     from infrablocks.deploy.workspace import open_workspace
-    from infrablocks.rolling.engine import upgrade
+    from infrablocks.upgrade.engine import roll, upgrade
 
-    workspace = open_workspace(root)
+    workspace = open_workspace(root, roller=roll)   # as the commands open it
     try:
         _, report = create(workspace, ["base@1.0.0"], environment)
         assert report.ok, report.to_json()

@@ -69,7 +69,7 @@ def _deployed(repo: Path) -> str:
     return register_long_tagged_image(repo)
 
 
-_CREATE = ("create", TINY, "--env", LONG_ENV)
+_CREATE = ("create", TINY, "--env", LONG_ENV, "--yes")   # a persistent environment asks
 INVOCATIONS: dict[str, Invocation] = {
     "check": Invocation(("check",)),
     "resolve": Invocation(("resolve", TINY, IMAGE_USER, "microservice01")),
@@ -89,7 +89,7 @@ INVOCATIONS: dict[str, Invocation] = {
     "destroy": Invocation(("destroy", TINY, "--env", LONG_ENV, "--yes"), setup=(_CREATE,),
                           terraform=True),
     "upgrade": Invocation(("upgrade", TINY, "--env", LONG_ENV, "--dry-run"),
-                          setup=(("create", f"{TINY}@1.0.0", "--env", LONG_ENV),),
+                          setup=(("create", f"{TINY}@1.0.0", "--env", LONG_ENV, "--yes"),),
                           terraform=True),
     "env": Invocation(("env", TINY), terraform=True),
     "test-create": Invocation(("test-create", TINY), terraform=True),

@@ -168,9 +168,10 @@ class Repo:
 
     def workspace(self):  # -> Workspace
         from infrablocks.deploy.workspace import open_workspace
+        from infrablocks.upgrade.engine import roll
 
         os.environ["LOCALCLOUD_ROOT"] = str(self.cloud)
-        return open_workspace(self.root)
+        return open_workspace(self.root, roller=roll)   # as the commands open it
 
     @property
     def state_dir(self) -> Path:
@@ -263,7 +264,7 @@ def test_empty_environment_is_planned_whole_and_nothing_is_left_behind(repo: Rep
 
 def test_dependency_change_shows_dependents_update_and_stateful_replacement_is_refused(
         repo: Repo) -> None:
-    repo.ok("create", "app", "web", "--env", ENV)
+    repo.ok("create", "app", "web", "--env", ENV, "--yes")
     repo.pin("1.1.0")
     out = repo.root.parent / "upgrade.plan"
     deployed = repo.stored()
@@ -297,7 +298,7 @@ def test_dependency_change_shows_dependents_update_and_stateful_replacement_is_r
 
 
 def test_a_stale_plan_is_refused(repo: Repo) -> None:
-    repo.ok("create", "web", "--env", ENV)
+    repo.ok("create", "web", "--env", ENV, "--yes")
     repo.pin("1.1.0")
     out = repo.root.parent / "stale.plan"
     repo.ok("plan", "web", "--env", ENV, "--out", str(out))
@@ -309,7 +310,7 @@ def test_a_stale_plan_is_refused(repo: Repo) -> None:
     assert "web: its state is gone, its deployment record is gone" in refused.stderr
     assert repo.stored() == before
     # a block whose code changed since is refused as well
-    repo.ok("create", "web", "--env", ENV)
+    repo.ok("create", "web", "--env", ENV, "--yes")
     fresh = repo.root.parent / "fresh.plan"
     repo.ok("plan", "web", "--env", ENV, "--out", str(fresh))
     main = repo.root / "blocks" / "web" / "1.0.0" / "main.tf"
@@ -325,12 +326,12 @@ def test_terraform_refusing_a_stale_saved_plan_is_reported_as_such(repo: Repo) -
     from infrablocks.planning.planfile import StalePlan, environment_fingerprint, read_plan_file
     from infrablocks.runner import CancelToken
 
-    repo.ok("create", "net", "--env", ENV)
+    repo.ok("create", "net", "--env", ENV, "--yes")
     repo.pin("1.1.0")
     out = repo.root.parent / "race.plan"
     repo.ok("plan", "net", "--env", ENV, "--out", str(out))
     repo.pin("1.2.0")
-    repo.ok("create", "net", "--env", ENV)                 # net 1.0.0 is stateless: updated
+    repo.ok("create", "net", "--env", ENV, "--yes")          # net 1.0.0 is stateless: updated
     workspace = repo.workspace()
     extract = repo.root.parent / "extract"
     extract.mkdir(mode=0o700)
@@ -345,7 +346,7 @@ def test_terraform_refusing_a_stale_saved_plan_is_reported_as_such(repo: Repo) -
 
 
 def test_a_diverging_plan_stops_and_shows_the_difference(repo: Repo) -> None:
-    repo.ok("create", "web", "--env", ENV)
+    repo.ok("create", "web", "--env", ENV, "--yes")
     repo.pin("1.2.0")                     # replaces net's resource; its name comes back equal
     out = repo.root.parent / "diverge.plan"
     blocks = _blocks(json.loads(repo.ok("plan", "web", "--env", ENV, "--json", "--out",
@@ -412,7 +413,7 @@ secret_key = "test"
         return sorted(o["Key"] for o in s3.list_objects_v2(Bucket=bucket).get("Contents", []))
 
     try:
-        repo.ok("create", "net", "--env", ENV)
+        repo.ok("create", "net", "--env", ENV, "--yes")
         before = {k: s3.get_object(Bucket=bucket, Key=k)["Body"].read() for k in keys()}
         out = repo.root.parent / "s3.plan"
         blocks = _blocks(json.loads(repo.ok("plan", "app", "web", "--env", ENV, "--json",

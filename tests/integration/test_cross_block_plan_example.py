@@ -70,7 +70,7 @@ def test_empty_environment_planned_whole_then_create_does_what_was_planned(
     _nothing_left(repo, "staging")
 
     report_file = tmp_path / "create.json"
-    _ok(repo.doit("create", "microservice01", "--env", "staging", "--report",
+    _ok(repo.doit("create", "microservice01", "--env", "staging", "--yes", "--report",
                   str(report_file)))
     run = json.loads(report_file.read_text())["run"]
     created = {n["node"]: n["detail"]["changes"] for n in run["nodes"]}

@@ -44,7 +44,8 @@ def _nodes(report: dict) -> dict[str, dict]:
 
 def test_create_status_outputs_plan_graph_destroy(repo: DeployRepo, tmp_path: Path) -> None:
     report_file = tmp_path / "create.json"
-    _ok(repo.doit("create", "microservice02", "--env", "staging", "--report", str(report_file)))
+    _ok(repo.doit("create", "microservice02", "--env", "staging", "--yes", "--report",
+                  str(report_file)))
 
     run = json.loads(report_file.read_text())["run"]
     nodes = _nodes(run)
@@ -74,7 +75,7 @@ def test_create_status_outputs_plan_graph_destroy(repo: DeployRepo, tmp_path: Pa
     with socket.create_connection((repo.address("staging", 31), 8082), timeout=10):
         pass
 
-    again = repo.doit("create", "microservice02", "--env", "staging", "--report",
+    again = repo.doit("create", "microservice02", "--env", "staging", "--yes", "--report",
                       str(report_file))
     _ok(again)
     assert {n["detail"]["action"] for n in json.loads(report_file.read_text())["run"]["nodes"]
@@ -140,7 +141,7 @@ def test_doit_env_microservice01_creates_tests_and_destroys(repo: DeployRepo,
 
 def test_sensitive_outputs_never_printed_or_logged(repo: DeployRepo, tmp_path: Path) -> None:
     report_file = tmp_path / "create.json"
-    created = repo.doit("create", "microservice01", "--env", "prod", "--report",
+    created = repo.doit("create", "microservice01", "--env", "prod", "--yes", "--report",
                         str(report_file))
     _ok(created)
     backend = repo.backend()
@@ -198,7 +199,7 @@ access_key = "test"
 secret_key = "test"
 ''')
     with repo.closing():
-        _ok(repo.doit("create", "nomad", "--env", "staging"))
+        _ok(repo.doit("create", "nomad", "--env", "staging", "--yes"))
 
         keys = {o["Key"] for o in s3.list_objects_v2(Bucket="envtest-state")["Contents"]}
         for block in ("base", "nomad"):
@@ -308,11 +309,11 @@ def test_update_replacing_an_instance_with_a_volume_stops_it_first(tmp_path: Pat
         (target / "main.tf").write_text(main.replace(
             "    node_name      = local.node_name\n",
             "    node_name      = local.node_name\n    release        = \"1.1.0\"\n"))
-        _ok(repo.doit("create", "nomad@1.0.0", "--env", "staging"))
+        _ok(repo.doit("create", "nomad@1.0.0", "--env", "staging", "--yes"))
         before = {i.name: i for i in repo.instances("staging") if i.tags.get("block") == "nomad"}
         volumes = {v.id for v in repo.volumes("staging") if v.tags.get("block") == "nomad"}
 
-        _ok(repo.doit("create", "nomad@1.1.0", "--env", "staging"))
+        _ok(repo.doit("create", "nomad@1.1.0", "--env", "staging", "--yes"))
 
         after = {i.name: i for i in repo.instances("staging") if i.tags.get("block") == "nomad"}
         assert before.keys() == after.keys()

@@ -1,15 +1,18 @@
-"""`rolling.engine.roll` for real: a member of base killed with SIGKILL is replaced on its own
-volume by the rolling procedure (the API `doit create` uses for a crashed member, issue 9)."""
+"""`upgrade.engine.roll` for real: a member of base killed with SIGKILL is replaced on its own
+volume by the rolling procedure (the API `doit create` uses for a crashed member, issue 9).
+A create whose workspace was opened without that procedure (no ``roller``) refuses the
+repair with a clear error and changes nothing."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 
 import pytest
 
-from infrablocks.rolling.engine import roll
 from infrablocks.rolling.states import Mode
+from infrablocks.upgrade.engine import roll
 from infrablocks.waiting import poll
 from tests.support.upgrade_env import ENV, UpgradeRepo
 
@@ -36,8 +39,29 @@ def test_a_killed_member_is_replaced_on_its_volume_and_rejoins(repo):
                 interval=0.1).ok, "the killed member still reads as running"
     assert not repo.plan_is_empty()                   # Terraform would create it again
 
+    from infrablocks.deploy.orchestrate import create
+    from infrablocks.deploy.workspace import open_workspace
+
+    unchanged = {n: i.id for n, i in repo.instances().items()}
+    bare = open_workspace(repo.root)   # no roller given
+    try:
+        _, refused = create(bare, ["base@1.0.0"], ENV)
+    finally:
+        bare.close()
+    assert refused is not None and not refused.ok
+    text = json.dumps(refused.to_json())
+    assert "base in up: members 1 must be rolled" in text, text
+    assert "opened without the rolling procedure" in text and "Traceback" not in text
+    assert {n: i.id for n, i in repo.instances().items()} == unchanged   # nothing made
+    assert not repo.plan_is_empty() and repo.record_version() == "1.0.0"
+    assert repo.journal() is None
+
     said: list[str] = []
-    outcome = roll(repo.workspace(), "base", ENV, down=[1], say=said.append)
+    workspace = repo.workspace()
+    try:
+        outcome = roll(workspace, "base", ENV, down=[1], say=said.append)
+    finally:
+        workspace.close()   # its shared provider process
     assert outcome.mode is Mode.ROLLING and outcome.order == [1]
     assert list(outcome.units[0]["steps"]) == ["stop", "apply", "running", "volume",
                                                "rejoin", "healthy"]

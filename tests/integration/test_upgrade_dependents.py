@@ -77,7 +77,7 @@ def nomad_instance(repo: UpgradeRepo):
 @pytest.mark.slow
 @pytest.mark.integration
 def test_upgrade_with_changed_outputs_reapplies_dependents(repo):
-    created = repo.doit("create", "nomad", "--env", ENV)
+    created = repo.doit("create", "nomad", "--env", ENV, "--yes")
     assert created.returncode == 0, created.stdout + created.stderr
     repo.wait_healthy()
     backend = repo.workspace().backend
@@ -148,7 +148,7 @@ def test_changed_outputs_reach_a_service_on_the_replaced_scheduler(repo):
     """microservice02 reads base (its etcd key) and nomad (where it runs): after the upgrade,
     nomad's node is replaced first, then the service's job is re-applied and serves again,
     registered under base's new cluster name; every plan is empty."""
-    created = repo.doit("create", "microservice02", "--env", ENV)
+    created = repo.doit("create", "microservice02", "--env", ENV, "--yes")
     assert created.returncode == 0, created.stdout + created.stderr
     repo.wait_healthy()
     url = f"http://{repo.address(31)}:8082"
@@ -195,7 +195,7 @@ def test_a_plain_upgrade_with_changed_outputs_reapplies_dependents(repo):
     toml = repo.root / "blocks.toml"
     toml.write_text(toml.read_text().replace('pins = { base = "1.0.0" }',
                                              'pins = { base = "1.1.0" }'))
-    created = repo.doit("create", "nomad", "--env", ENV)
+    created = repo.doit("create", "nomad", "--env", ENV, "--yes")
     assert created.returncode == 0, created.stdout + created.stderr
     repo.wait_healthy()
     wait_registered(repo, f"base-{ENV}")
@@ -218,7 +218,7 @@ def test_a_plain_upgrade_with_changed_outputs_reapplies_dependents(repo):
 def test_a_crash_before_the_reapply_is_resumed_into_it(repo):
     """Killed (the fault hook) right after base's record: nomad still reads the old outputs,
     the journal is not completed, and `--resume` re-applies nomad."""
-    created = repo.doit("create", "nomad", "--env", ENV)
+    created = repo.doit("create", "nomad", "--env", ENV, "--yes")
     assert created.returncode == 0, created.stdout + created.stderr
     repo.wait_healthy()
     node_before = nomad_instance(repo)

@@ -136,7 +136,7 @@ def stolon_instances(repo: DeployRepo) -> dict[str, object]:
 
 
 def test_stolon_rolls_replicas_first_switchover_old_primary_last(repo: DeployRepo) -> None:
-    ok(repo.doit("create", "stolon", "--env", ENVIRONMENT))
+    ok(repo.doit("create", "stolon", "--env", ENVIRONMENT, "--yes"))
     backend = repo.backend()
     assert backend.get_record(ENVIRONMENT, "stolon").version == "1.0.0"
     password = backend.read_outputs(ENVIRONMENT, "stolon").unmasked()["superuser_password"]

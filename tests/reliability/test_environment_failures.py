@@ -38,7 +38,7 @@ def test_fail_fast_then_keep_going(broken_repo: DeployRepo, tmp_path: Path) -> N
     repo = broken_repo
     report_file = tmp_path / "run.json"
 
-    result = repo.doit("create", "microservice01", "--env", "staging", "--jobs", "1",
+    result = repo.doit("create", "microservice01", "--env", "staging", "--jobs", "1", "--yes",
                        "--report", str(report_file))
     assert result.returncode == 1, result.stdout + result.stderr
     assert "Traceback" not in result.stderr
@@ -52,7 +52,7 @@ def test_fail_fast_then_keep_going(broken_repo: DeployRepo, tmp_path: Path) -> N
     assert nodes["microservice01"]["reason"] == "nomad failed"
     assert "left behind:" in result.stderr and "nomad: record `failed` at 1.0.0" in result.stderr
 
-    result = repo.doit("create", "microservice01", "--env", "staging", "--keep-going",
+    result = repo.doit("create", "microservice01", "--env", "staging", "--keep-going", "--yes",
                        "--report", str(report_file))
     assert result.returncode == 1, result.stdout + result.stderr
     nodes = _nodes(json.loads(report_file.read_text())["run"])
@@ -121,10 +121,10 @@ images = ["nomad@1.0.0"]
                         repo.root / "blocks" / "nomad" / "1.1.0")
         break_block(repo, "nomad", "1.1.0", BROKEN)
         pin_nomad("1.0.0")
-        _succeeds(repo.doit("create", "nomad", "--env", "staging"))
+        _succeeds(repo.doit("create", "nomad", "--env", "staging", "--yes"))
         pin_nomad("1.1.0")
 
-        failed = repo.doit("create", "nomad", "--env", "staging")
+        failed = repo.doit("create", "nomad", "--env", "staging", "--yes")
         assert failed.returncode == 1 and BROKEN in failed.stdout + failed.stderr
         record = repo.backend().get_record("staging", "nomad")
         assert (record.version, record.status) == ("1.1.0", "failed")

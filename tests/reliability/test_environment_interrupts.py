@@ -82,7 +82,7 @@ class Watched:
 def test_ctrl_c_during_create_leaves_valid_state_and_a_second_create_completes(
         repo: DeployRepo, tmp_path: Path) -> None:
     report_file = tmp_path / "interrupted.json"
-    run = Watched(repo.popen("create", "microservice01", "--env", "staging",
+    run = Watched(repo.popen("create", "microservice01", "--env", "staging", "--yes",
                              "--report", str(report_file)))
     try:
         run.wait_for("stolon: apply")
@@ -120,7 +120,7 @@ def test_ctrl_c_during_create_leaves_valid_state_and_a_second_create_completes(
     # Nothing runs that Terraform does not know about (it would block the next create).
     assert {i.id for i in repo.instances("staging")} <= in_states
 
-    again = repo.doit("create", "microservice01", "--env", "staging", "--report",
+    again = repo.doit("create", "microservice01", "--env", "staging", "--yes", "--report",
                       str(report_file))
     assert again.returncode == 0, again.stdout + again.stderr
     assert all(n["status"] == "succeeded"
@@ -156,11 +156,12 @@ def test_ctrl_c_during_doit_env_still_destroys_everything(repo: DeployRepo,
 
 def test_two_creates_at_once_the_second_is_refused_with_the_holder(
         repo: DeployRepo, tmp_path: Path) -> None:
-    first = Watched(repo.popen("create", "microservice02", "--env", "staging"))
+    first = Watched(repo.popen("create", "microservice02", "--env", "staging", "--yes"))
     try:
         first.wait_for("base: init")               # the first holds base's lock now
         report_file = tmp_path / "second.json"
-        second = repo.doit("create", "microservice02", "--env", "staging",
+        second = repo.doit("create", "microservice02", "--env", "staging", "--yes",
+                           "--lock-timeout", "0",
                            "--report", str(report_file))
         code = first.finish()
     finally:
@@ -175,7 +176,7 @@ def test_two_creates_at_once_the_second_is_refused_with_the_holder(
     assert f"(pid {first.process.pid}, running `create`) since 20" in error
     assert nodes["nomad"]["status"] == "skipped"
 
-    third = repo.doit("create", "microservice02", "--env", "staging", "--report",
+    third = repo.doit("create", "microservice02", "--env", "staging", "--yes", "--report",
                       str(report_file))
     assert third.returncode == 0, third.stdout + third.stderr
     assert {n["detail"]["action"] for n in json.loads(report_file.read_text())["run"]["nodes"]

@@ -56,14 +56,33 @@ def test_degraded_cluster_is_refused_before_any_change(make_repo):
     assert repo.record_version() == "1.0.0"
 
 
-def test_a_second_upgrade_of_the_same_block_is_refused(make_repo):
+def test_a_second_upgrade_of_the_same_block_is_refused_or_waits(make_repo):
+    """A held lock: refused at once with `--lock-timeout 0` (naming the holder); with a
+    timeout, the upgrade says who holds the lock and goes on once it is released."""
+    import threading
+
     repo = make_repo()
     repo.create("1.0.0")
-    with repo.workspace().backend.acquire_lock(ENV, "base", "upgrade"):
-        second = repo.upgrade()
+    backend = repo.workspace().backend
+    with backend.acquire_lock(ENV, "base", "upgrade"):
+        second = repo.upgrade("--lock-timeout", "0")
     assert second.returncode == 1
     assert "is locked by" in second.stderr and "running `upgrade`" in second.stderr
     assert repo.journal() is None
+
+    held = backend.acquire_lock(ENV, "base", "upgrade")
+    releaser = threading.Timer(3.0, held.release)
+    releaser.start()
+    try:
+        waited = repo.upgrade("--to", "1.0.0", "--lock-timeout", "120")
+    finally:
+        releaser.cancel()
+        held.release()
+    text = " ".join((waited.stdout + waited.stderr).split())
+    assert waited.returncode == 0, text
+    assert "waiting up to 120s for the lock of base: held by" in text
+    assert "running `upgrade`" in text
+    assert repo.journal() is None and repo.record_version() == "1.0.0"
 
 
 def test_broken_image_halts_after_the_first_unit_and_rollback_restores_it(make_repo):

@@ -189,8 +189,9 @@ class AwsRepo:
         """The copy's workspace in this process (its boto3 calls need the dummy credentials in
         this process's environment: :func:`dummy_credentials`)."""
         from infrablocks.deploy.workspace import open_workspace
+        from infrablocks.upgrade.engine import roll
 
-        return open_workspace(self.root)
+        return open_workspace(self.root, roller=roll)   # as the commands open it
 
     # -- EC2 as the tests see it ------------------------------------------------------------
 

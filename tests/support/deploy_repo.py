@@ -100,9 +100,10 @@ class DeployRepo:
 
     def workspace(self) -> Any:
         from infrablocks.deploy.workspace import open_workspace
+        from infrablocks.upgrade.engine import roll
 
         with self.environment_variables():
-            return open_workspace(self.root)
+            return open_workspace(self.root, roller=roll)   # as the commands open it
 
     def subnet(self, environment: str) -> str:
         """The environment's subnet (claimed from the machine-wide table if it has none yet)."""

@@ -2,7 +2,7 @@
 
 A small world — a cloud (``CloudOps`` plus the volume inspection the local cloud offers),
 Terraform over an instance group of N members with one volume each, a service check, a state
-backend — and a ``Connection`` wiring them into ``rolling.engine.RollingEngine``. The fakes keep
+backend — and a ``Connection`` wiring them into ``upgrade.engine.RollingEngine``. The fakes keep
 the rules the engine relies on: a volume does not detach from a running instance (Terraform
 fails as the real provider does), a replaced instance gets a new id and the same volume, a
 member serves when its instance runs an image the service accepts.
@@ -438,7 +438,7 @@ def declaration(**overrides: Any) -> RollingDeclaration:
 
 
 class FakeConnection:
-    """``rolling.engine.Connection`` on a :class:`World` (one per "process")."""
+    """``upgrade.engine.Connection`` on a :class:`World` (one per "process")."""
 
     block, environment = BLOCK, ENV
 

@@ -76,8 +76,9 @@ class UpgradeRepo:
 
     def workspace(self):  # -> Workspace
         from infrablocks.deploy.workspace import open_workspace
+        from infrablocks.upgrade.engine import roll
 
-        return open_workspace(self.root)
+        return open_workspace(self.root, roller=roll)   # as the commands open it
 
     def environ(self, **extra: str) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items()

@@ -90,8 +90,8 @@ def test_deploy_jobs_get_one_concurrency_group_per_environment(repo: Path) -> No
                                   "create-nomad-1-0-0", "create-app-1-0-0"}
     script = prod["steps"][-2]["run"].splitlines()
     assert script == [".venv/bin/doit upgrade base --env prod --to 1.1.0 --yes",
-                      ".venv/bin/doit create nomad@1.0.0 --env prod",
-                      ".venv/bin/doit create app@1.0.0 --env prod"]
+                      ".venv/bin/doit create nomad@1.0.0 --env prod --yes",
+                      ".venv/bin/doit create app@1.0.0 --env prod --yes"]
 
 
 def test_nothing_affected_still_makes_a_valid_workflow(repo: Path, actionlint,  # noqa: F811

@@ -13,13 +13,11 @@ from __future__ import annotations
 import pytest
 
 from infrablocks.errors import InfrablocksError, UsageError
-from infrablocks.rolling.dependents import DependentsRefused
-from infrablocks.rolling.engine import RollingEngine
 from infrablocks.rolling.faults import FaultHook
 from infrablocks.rolling.journal import Journal
-from infrablocks.rolling.outcome import UpgradeHalted
+from infrablocks.rolling.outcome import DependentsRefused, UpgradeHalted, UpgradeRefused
 from infrablocks.rolling.states import JournalStatus, Mode, RollKind
-from infrablocks.rolling.target import UpgradeRefused
+from infrablocks.upgrade.engine import RollingEngine
 from tests.support.rolling_fakes import (
     BLOCK,
     ENV,

@@ -10,8 +10,9 @@ import pytest
 from infrablocks.deploy.workspace import open_workspace
 from infrablocks.errors import UsageError
 from infrablocks.rolling.journal import Journal
-from infrablocks.rolling.target import UpgradeRefused, choose_target
+from infrablocks.rolling.outcome import UpgradeRefused
 from infrablocks.state import new_record
+from infrablocks.upgrade.target import choose_target
 from tests.support.registry_repo import make_repo
 
 TOML = """

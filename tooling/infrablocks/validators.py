@@ -38,6 +38,7 @@ Validator = Callable[["Registry"], "ValidationOutcome | Iterable[str]"]
 VALIDATORS: list[tuple[str, Validator | str]] = [
     ("terraform", "infrablocks.terraform.binary:terraform_check"),
     ("contracts", "infrablocks.contracts:contract_check"),
+    ("released", "infrablocks.release.frozen:released_check"),
 ]
 
 

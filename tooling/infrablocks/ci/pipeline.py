@@ -120,7 +120,7 @@ def plan_jobs(affected: Affected, options: PipelineOptions | None = None) -> lis
             break
         commands = tuple(
             f"{DOIT} upgrade {block} --env {env} --to {version} --yes" if stateful
-            else f"{DOIT} create {block}@{version} --env {env}"
+            else f"{DOIT} create {block}@{version} --env {env} --yes"
             for block, version, stateful in newest)
         jobs.append(Job(job_id("deploy", env), f"deploy to {env}", commands,
                         tuple(test_jobs + list(image_jobs.values())), environment=env))

@@ -16,9 +16,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from infrablocks.deploy.readiness import wait_ready
 from infrablocks.errors import InfrablocksError, UsageError
 from infrablocks.runner import Cancelled, CancelToken, Result
 from infrablocks.state import CREATING, DEPLOYED, DESTROYING, FAILED, Outputs, new_record
+from infrablocks.state.locks import DEFAULT_LOCK_TIMEOUT
+from infrablocks.terraform.applylog import applied_changes
 from infrablocks.timing import PhaseTimer
 
 if TYPE_CHECKING:
@@ -32,6 +35,9 @@ DESTROY_STOP_GRACE = 1.0  # before a destroy: the volumes go right after, so the
 #                           a graceful stop would protect, and etcd members whose peers stop
 #                           with them never exit on SIGTERM (with 15 s this was most of
 #                           `doit env`'s teardown: etcd ~8 s, Patroni ~6 s)
+
+
+DRIFT = "drift: the infrastructure differs from its state"
 
 
 class DependencyNotDeployed(InfrablocksError):
@@ -150,63 +156,182 @@ def _init(run: BlockRun, terraform: Terraform, workdir: Path) -> bool:
     return ensure_init(run.workspace.repo_root, terraform, workdir)
 
 
-def apply_block(run: BlockRun, token: CancelToken) -> Result:
-    """Create or update the block to ``run.version``; a no-op when already there."""
+@dataclass
+class PlannedBlock:
+    """A plan made before the run (the confirmation of a persistent environment's create),
+    reused by :func:`apply_block` when the block's inputs and code are still the ones it was
+    made with: one plan per deployed block."""
+
+    plan: Plan
+    inputs: dict[str, str]      # input digests it was planned with
+    code: str                   # code digest it was planned with
+    units: list[int]            # members it would roll
+
+
+def _lock_timeout_args(terraform: Terraform, seconds: float) -> None:
+    """Terraform waits for its own state lock as long as we waited for ours: an apply left
+    running by a process that died (it runs in its own session) finishes first."""
+    terraform.env_extra.update({f"TF_CLI_ARGS_{command}": f"-lock-timeout={int(seconds)}s"
+                                for command in ("plan", "apply", "destroy")})
+
+
+def state_lock_error(exc: BaseException) -> bool:
+    """Whether a Terraform failure is Terraform's own state lock, held by another process."""
+    text = f"{getattr(exc, 'errors', '')}\n{exc}"
+    return "Error acquiring the state lock" in text
+
+
+class RollRequired(InfrablocksError):
+    """A stateful block's plan replaces members and the caller does not roll them."""
+
+    def __init__(self, message: str, replaced: list[str]) -> None:
+        super().__init__(message)
+        self.replaced = replaced
+
+
+class NoRoller(InfrablocksError):
+    """Members of a deployed stateful block must be rolled and the workspace has no
+    ``roller`` (:class:`~infrablocks.deploy.workspace.Roller`): nothing was changed."""
+
+
+def apply_block(run: BlockRun, token: CancelToken, *,
+                lock_timeout: float = DEFAULT_LOCK_TIMEOUT, planned: PlannedBlock | None = None,
+                only_if_stale: bool = False, changed_upstream: frozenset[str] = frozenset(),
+                roll_stateful: bool = True) -> Result:
+    """Converge the block to ``run.version``, deciding from what Terraform would do.
+
+    See :mod:`infrablocks.deploy.converge` for the decision: a fresh block is one ``apply``; a
+    deployed one is planned once, and the saved plan applied (or its members rolled one at a
+    time, for a stateful block with a rolling declaration); ``unchanged`` only when the plan is
+    empty. ``only_if_stale``: a deployed block outside the run (a dependent of a block in it)
+    is planned only when its inputs differ from those its record says it was applied with.
+    Afterwards the block must be ready (:mod:`infrablocks.deploy.readiness`). Holds the block's
+    lock throughout, waiting up to ``lock_timeout`` seconds for it. ``roll_stateful`` False:
+    :class:`RollRequired` instead of rolling or replacing instances of a stateful block
+    (nothing changed then). A stale block outside the run whose code was edited since it was
+    released or deployed is refused in a persistent environment
+    (``release.frozen.EditedVersionError``; the blocks of the run are checked before it starts).
+    """
+    from infrablocks.deploy import converge
+    from infrablocks.release.digest import input_digests, module_digest
+    from infrablocks.state.locks import acquire_waiting
+
     workspace, env, block = run.workspace, run.environment, run.block
     backend = workspace.backend
-    with backend.acquire_lock(env, block, "create"):
+    target = str(run.version.version)
+    with acquire_waiting(backend, env, block, "create", timeout=lock_timeout, say=token.phase,
+                         cancelled=lambda: token.cancelled) as lock:
+        notes = [lock.note] if lock.note else []
         record = backend.get_record(env, block)
-        if record and record.status == DEPLOYED and record.version == str(run.version.version):
-            return Result.success(action="unchanged", version=record.version)
-        if (record and record.status == DEPLOYED and workspace.registry.blocks[block].stateful
-                and record.version != str(run.version.version)):
+        state = backend.read_state(env, block)
+        has_state = bool((state or {}).get("resources"))
+        declared = workspace.registry.blocks.get(block)
+        stateful = bool(declared and declared.stateful)
+        step = converge.first_step(record, has_state, target, stateful)
+        if step == converge.REFUSE:
             raise InfrablocksError(
-                f"{block} is deployed at {record.version} in {env}; moving a stateful block to "
-                f"{run.version.version} is a rolling upgrade",
-                hint=f"run: doit upgrade {block} --env {env} --to {run.version.version}")
+                f"{block} is deployed at {record.version} in {env}; moving a stateful block "  # type: ignore[union-attr]
+                f"to {target} is a rolling upgrade",
+                hint=f"run: doit upgrade {block} --env {env} --to {target}")
         started = time.monotonic()
         clock = PhaseTimer(token.phase)
+        clock("inputs")
+        inputs = run.inputs()
+        digests = input_digests(inputs)
+        if only_if_stale and not converge.stale_inputs(record, digests, set(changed_upstream),
+                                                      set(run.version.requires)):
+            return Result.success(action="untouched", version=target,
+                                  why=["outside the run; its inputs did not change"],
+                                  phases=clock.done())
+        if only_if_stale:   # about to be planned: its code must be the one deployed
+            from infrablocks.release.frozen import refuse_edited
+
+            refuse_edited(workspace.registry, backend, env, [run.version])
+        code = module_digest(run.version)
+        why = converge.reasons(record, has_state, target, code, digests)
+        requires = _applied_requires(workspace, env, run.version)
         _record_platform(workspace, env, block)
         clock("terraform probe")
         tf_version = workspace.terraform_binary().version
         clock("images")
         ensure_images(run, token)
-        clock("inputs")
-        workdir = run.prepare()
+        clock("prepare")
+        workdir = run.prepare(inputs)
         terraform = _terraform_for(run, token)
-        # An update that fails must not lose what was deployed before it.
-        previous = (record.version if record and record.status == DEPLOYED
-                    else record.extra.get("previous_version") if record else None)
-        history = {"previous_version": previous} if previous else {}
-        backend.put_record(new_record(env, block, str(run.version.version), outputs=None,
-                                      terraform_version=tf_version,
-                                      status=CREATING, extra=history))
+        _lock_timeout_args(terraform, lock_timeout)
+        history = _history(record)
+        writer = _RecordWriter(run, tf_version, history, code, digests, requires, record)
         try:
             with _interruptible(terraform, token):
                 clock("init")
                 _init(run, terraform, workdir)
-                # One `apply -auto-approve` (plans and applies in one process): a separate
-                # plan + `show -json` + apply of the saved plan cost ~0.8 s more per block, and
-                # nobody reviews a create's plan (that is what `doit plan` is for).
-                if record is None:
+                if step == converge.FRESH:
                     clock("apply")
+                    writer.write(CREATING)
                     applied = terraform.apply(workdir)
+                    action, changes = "created", applied_changes(applied.log_path)
+                    summary = "fresh"
                 else:
-                    applied = _update(run, terraform, workdir, clock)
+                    plan = _reuse(planned, digests, code)
+                    if plan is None:
+                        clock("plan")
+                        plan = terraform.plan(workdir)
+                    summary = plan.summary()
+                    units = _rolling_units(run, plan, record, state)
+                    stopped = [] if units else _stopped_members(run, record, state)
+                    decision = converge.after_plan(plan, units)
+                    if stopped:   # nothing for Terraform to do, but members do not run
+                        decision, units = converge.ROLL, stopped
+                        why = [*why, "members not running: " + ", ".join(map(str, stopped))]
+                    if decision == converge.UNCHANGED:
+                        action, changes = "unchanged", {}
+                    elif not roll_stateful and stateful and (
+                            decision == converge.ROLL or plan.addresses("replace")):
+                        raise RollRequired(f"{run.version.label} would replace members",
+                                           plan.addresses("replace")
+                                           or plan.addresses("create"))
+                    elif decision == converge.ROLL:
+                        return _roll(run, token, clock, units, plan, record, why, notes,
+                                     started, stopped)
+                    else:
+                        writer.write(CREATING)
+                        _stop_replaced(run, plan, clock)
+                        clock("apply")
+                        applied = terraform.apply(workdir, plan)
+                        action = "created" if record is None else "updated"
+                        changes = applied_changes(applied.log_path)
+        except RollRequired:
+            raise
+        except (InfrablocksError, Cancelled) as exc:
+            if writer.written and not state_lock_error(exc):
+                writer.write(FAILED)
+            elif writer.written:
+                writer.restore()
+            raise
+        try:
+            clock("ready")
+            readiness = wait_ready(workspace, env, run.version, token,
+                                   applied=action != "unchanged")
         except (InfrablocksError, Cancelled):
-            backend.put_record(new_record(env, block, str(run.version.version), outputs=None,
-                                          terraform_version=tf_version,
-                                          status=FAILED, extra=history))
+            if action != "unchanged":   # an unchanged deployment keeps its record
+                writer.write(FAILED)
             raise
         clock("record")
         outputs = backend.read_outputs(env, block)
-        backend.put_record(new_record(env, block, str(run.version.version), outputs=outputs,
-                                      terraform_version=tf_version))
-        from infrablocks.terraform.applylog import applied_changes
-
-        return Result.success(action="created" if record is None else "updated",
-                              version=str(run.version.version),
-                              changes=applied_changes(applied.log_path) if applied else {},
+        if action != "unchanged" or writer.stale(outputs):
+            writer.write(DEPLOYED, outputs=outputs,
+                         keep_stamp=action == "unchanged" and record is not None
+                         and record.status == DEPLOYED)
+        if action == "unchanged":
+            why = []
+        elif not why:
+            why = [DRIFT]
+        return Result.success(action=action, version=target, changes=changes, why=why,
+                              plan=summary,
+                              notes=notes, ready=readiness.instances,
+                              health=readiness.health,
+                              outputs_changed=record is None
+                              or outputs.digest() != record.outputs_digest,
                               seconds=round(time.monotonic() - started, 2),
                               phases=clock.done())
 
@@ -220,23 +345,223 @@ def _record_platform(workspace: Workspace, environment: str, block: str) -> None
     record_platform(workspace.backend, environment, block, profile)
 
 
-def _update(run: BlockRun, terraform: Terraform, workdir: Path, clock: PhaseTimer) -> Any:
-    """An update: plan, stop the instances it replaces together with their volume attachment
-    (a running instance refuses to let its volume go), then apply exactly that plan."""
+def write_deployed_record(workspace: Workspace, environment: str, version: BlockVersion, *,
+                          terraform_version: str) -> None:
+    """The ``deployed`` record of ``version`` as `create` writes it (code and input digests,
+    the dependencies' versions, a copy of the code): for other writers of deployment records
+    (the rolling engine after an upgrade or roll), so that every deployment is frozen, re-applied
+    when its inputs change and destroyable from its own code alike."""
+    from infrablocks.release.digest import input_digests, module_digest
+
+    backend = workspace.backend
+    record = backend.get_record(environment, version.block)
+    run = BlockRun(workspace, environment, version, workspace.subnet(environment))
+    writer = _RecordWriter(run, terraform_version, {}, module_digest(version),
+                           input_digests(run.inputs()),
+                           _applied_requires(workspace, environment, version), record)
+    writer.write(DEPLOYED, outputs=backend.read_outputs(environment, version.block))
+
+
+def _history(record: Any) -> dict[str, Any]:
+    """What a new record keeps of the previous one: the version deployed before an update
+    (a failed update must not lose it)."""
+    from infrablocks.state.records import EXTRA_PREVIOUS
+
+    if record is None:
+        return {}
+    previous = (record.version if record.status == DEPLOYED
+                else record.extra.get(EXTRA_PREVIOUS))
+    return {EXTRA_PREVIOUS: previous} if previous else {}
+
+
+def _applied_requires(workspace: Workspace, environment: str,
+                      version: BlockVersion) -> dict[str, str]:
+    """Each dependency → the version deployed now (what this deployment is applied with)."""
+    found = {}
+    for dependency in sorted(version.requires):
+        record = workspace.backend.get_record(environment, dependency)
+        found[dependency] = record.version if record is not None else ""
+    return found
+
+
+class _RecordWriter:
+    """Writes the block's deployment record: ``creating`` before Terraform changes anything,
+    then ``deployed`` (with what the deployment was made from) or ``failed``."""
+
+    def __init__(self, run: BlockRun, tf_version: str, history: dict[str, Any], code: Any,
+                 inputs: dict[str, str], requires: dict[str, str], record: Any) -> None:
+        self.run = run
+        self.tf_version = tf_version
+        self.history = history
+        self.code = code
+        self.inputs = inputs
+        self.requires = requires
+        self.before = record
+        self.written = False
+
+    def write(self, status: str, *, outputs: Outputs | None = None,
+              keep_stamp: bool = False) -> None:
+        from dataclasses import replace
+
+        from infrablocks.deploy.converge import record_extra
+        from infrablocks.deploy.sources import store_source
+
+        run = self.run
+        backend = run.workspace.backend
+        extra = dict(self.history)
+        if status == DEPLOYED:
+            source = store_source(backend, run.environment, run.block, run.version, self.code,
+                                  self.before)
+            extra = record_extra(self.code, self.inputs, self.requires, source, extra)
+        record = new_record(run.environment, run.block, str(run.version.version),
+                            outputs=outputs, terraform_version=self.tf_version, status=status,
+                            extra=extra)
+        if keep_stamp and self.before is not None:
+            record = replace(self.before, extra=extra, outputs_digest=record.outputs_digest)
+        backend.put_record(record)
+        self.written = True
+
+    def stale(self, outputs: Outputs) -> bool:
+        """Whether a deployed record must be rewritten although nothing was applied: it is
+        not ``deployed``, or lacks (or has other) digests of what the deployment is."""
+        from infrablocks.release.digest import inputs_digest
+
+        before = self.before
+        if before is None or before.status != DEPLOYED:
+            return True
+        return ((before.code_digest or {}).get("digest") != self.code.digest
+                or before.input_digests is None
+                or inputs_digest(before.input_digests) != inputs_digest(self.inputs)
+                or before.applied_requires != self.requires
+                or before.outputs_digest != outputs.digest())
+
+    def restore(self) -> None:
+        """Put back the record as it was (Terraform's state lock was held by someone else:
+        this run changed nothing)."""
+        backend = self.run.workspace.backend
+        if self.before is not None:
+            backend.put_record(self.before)
+        else:
+            backend.delete_record(self.run.environment, self.run.block)
+
+
+def _reuse(planned: PlannedBlock | None, inputs: dict[str, str], code: Any) -> Plan | None:
+    """The plan made before the run, when it was made with these inputs and this code."""
+    if planned is None or planned.inputs != inputs or planned.code != code.digest:
+        return None
+    plan_file = planned.plan.plan_file
+    return planned.plan if plan_file is not None and plan_file.is_file() else None
+
+
+def _rolling_units(run: BlockRun, plan: Plan, record: Any, state: Any) -> list[int]:
+    from infrablocks.deploy.converge import rolling_units
+    from infrablocks.rolling.declaration import declaration_for
+    from infrablocks.rolling.plan import members_from_state
+
+    declared = run.workspace.registry.blocks.get(run.block)
+    if declared is None or not declared.stateful:
+        return []
+    declaration = declaration_for(run.workspace.registry, run.version)
+    if declaration is None:
+        return []
+    members = [m.index for m in members_from_state(state, declaration)]
+    return rolling_units(plan, declaration, record, str(run.version.version), members)
+
+
+def _stop_replaced(run: BlockRun, plan: Plan, clock: PhaseTimer) -> None:
+    """Instances the plan replaces together with their volume attachment are stopped first
+    (a running instance refuses to let its volume go)."""
     from infrablocks.deploy.replacements import instances_to_stop, stop_for_replacement
 
-    clock("plan")
-    plan = terraform.plan(workdir)
-    if not plan.has_changes:
-        return None
     stopping = instances_to_stop(plan)
     if stopping:
         clock("stop replaced instances")
         ops = run.workspace.platform(run.environment).ops
         for instance_id in stopping:
             stop_for_replacement(ops, instance_id)
-    clock("apply")
-    return terraform.apply(workdir, plan)
+
+
+def _roll(run: BlockRun, token: CancelToken, clock: PhaseTimer, units: list[int], plan: Plan,
+          record: Any, why: list[str], notes: list[str], started: float,
+          stopped: list[int]) -> Result:
+    """Members to replace or re-create in a deployed stateful block: the rolling procedure
+    (one unit at a time, gates, journal, ``--resume``), never all at once. ``stopped``:
+    members whose instance is stopped while the plan is empty (started again). The roll is
+    the workspace's ``roller`` (:class:`~infrablocks.deploy.workspace.Roller`): without one,
+    a ``NoRoller`` names the members and changes nothing."""
+    roll = run.workspace.roller
+    if roll is None:
+        raise NoRoller(
+            f"{run.block} in {run.environment}: members {', '.join(map(str, units))} must be "
+            "rolled (one at a time, with gates), and this command was opened without the "
+            "rolling procedure",
+            hint=f"run `doit create --env {run.environment}`, which rolls them; or "
+                 f"`doit upgrade {run.block} --env {run.environment}`")
+    down = sorted(set(_down_members(run, plan, units)) | set(stopped))
+    clock("roll")
+    said: list[str] = []
+
+    def say(text: str) -> None:
+        said.append(text)
+        token.phase(f"roll: {text}")
+
+    why = why or [DRIFT]
+    outcome = roll(run.workspace, run.block, run.environment, units=units, down=down,
+                   resume=_journal_active(run), hold_lock=False, say=say)
+    clock("ready")
+    readiness = wait_ready(run.workspace, run.environment, run.version, token, applied=True)
+    outputs = run.workspace.backend.read_outputs(run.environment, run.block)
+    # the roll wrote the record as `create` does (write_deployed_record)
+    return Result.success(action="rolled", version=str(run.version.version),
+                          changes={"replace": len(units)}, why=why, notes=notes,
+                          rolled=[outcome.members.get(i, str(i)) for i in outcome.order],
+                          down=down, ready=readiness.instances, health=readiness.health,
+                          outputs_changed=outputs.digest() != record.outputs_digest,
+                          seconds=round(time.monotonic() - started, 2), phases=clock.done())
+
+
+def _down_members(run: BlockRun, plan: Plan, units: list[int]) -> list[int]:
+    """Units whose instance does not serve: Terraform plans to create it again (it crashed:
+    the provider reads a dead instance as gone) or the platform says it is not running."""
+    from infrablocks.rolling.declaration import declaration_for
+
+    declaration = declaration_for(run.workspace.registry, run.version)
+    assert declaration is not None
+    created = {c.index for c in plan.changes
+               if c.action == "create" and c.address.rsplit("[", 1)[0] == declaration.instances}
+    return sorted(i for i in units if i in created)
+
+
+def _stopped_members(run: BlockRun, record: Any, state: Any) -> list[int]:
+    """Members of a deployed stateful block whose instance exists but is stopped (Terraform
+    sees no change: a stopped instance is still the instance it created)."""
+    from infrablocks.cloud.ops import CloudNotFoundError
+    from infrablocks.rolling.declaration import declaration_for
+    from infrablocks.rolling.plan import members_from_state
+
+    declared = run.workspace.registry.blocks.get(run.block)
+    if (declared is None or not declared.stateful or record is None
+            or record.status != DEPLOYED or record.version != str(run.version.version)):
+        return []
+    declaration = declaration_for(run.workspace.registry, run.version)
+    if declaration is None:
+        return []
+    ops = run.workspace.platform(run.environment).ops
+    stopped = []
+    for member in members_from_state(state, declaration):
+        try:
+            if ops.describe_instance(member.instance_id).state in ("stopping", "stopped"):
+                stopped.append(member.index)
+        except CloudNotFoundError:
+            continue   # gone: Terraform's plan creates it again
+    return stopped
+
+
+def _journal_active(run: BlockRun) -> bool:
+    from infrablocks.rolling.journal import Journal
+
+    journal = Journal.load(run.workspace.backend, run.environment, run.block)
+    return journal is not None and journal.active
 
 
 def plan_block(run: BlockRun, token: CancelToken) -> Plan:
@@ -249,16 +574,28 @@ def plan_block(run: BlockRun, token: CancelToken) -> Plan:
 
 
 def destroy_block(workspace: Workspace, environment: str, block: str,
-                  token: CancelToken) -> Result:
-    """Destroy the block's resources in the environment, its state and record."""
+                  token: CancelToken, *, lock_timeout: float = DEFAULT_LOCK_TIMEOUT) -> Result:
+    """Destroy the block's resources in the environment, its state and record.
+
+    The code comes from blocks.toml when it still declares the deployed version, else from the
+    copy kept with the deployment (:mod:`infrablocks.deploy.sources`), which the result says.
+    """
+    from infrablocks.state.locks import acquire_waiting
+
     backend = workspace.backend
-    with backend.acquire_lock(environment, block, "destroy"):
+    with acquire_waiting(backend, environment, block, "destroy", timeout=lock_timeout,
+                         say=token.phase, cancelled=lambda: token.cancelled) as lock:
+        notes = [lock.note] if lock.note else []
         record = backend.get_record(environment, block)
         state = backend.read_state(environment, block)
         if record is None and not (state and state.get("resources")):
             backend.delete_record(environment, block)
             return Result.success(action="absent")
-        run = _run_for_record(workspace, environment, block, record)
+        run, recorded = _run_for_record(workspace, environment, block, record)
+        if recorded:
+            notes.append(f"{block} {run.version.version} is no longer in blocks.toml (or was "
+                         "edited since it was applied): destroyed from the code kept with its "
+                         "deployment record")
         clock = PhaseTimer(token.phase)
         clock("stop instances")
         # volumes refuse to detach from running instances (as mounted EBS volumes do)
@@ -273,6 +610,7 @@ def destroy_block(workspace: Workspace, environment: str, block: str,
         clock("inputs")
         workdir = run.prepare(inputs)
         terraform = _terraform_for(run, token)
+        _lock_timeout_args(terraform, lock_timeout)
         tf_version = workspace.terraform_binary().version
         if record is not None:
             backend.put_record(new_record(environment, block, record.version, outputs=None,
@@ -287,18 +625,21 @@ def destroy_block(workspace: Workspace, environment: str, block: str,
         backend.delete_record(environment, block)
         backend.purge(environment, block)
         forget_private_dir(workdir)   # its sensitive inputs and plans go with the state
-        return Result.success(action="destroyed", stopped=stopped, phases=clock.done())
+        return Result.success(action="destroyed", version=str(run.version.version),
+                              stopped=stopped, notes=notes, phases=clock.done())
 
 
 def _run_for_record(workspace: Workspace, environment: str, block: str,
-                    record: Any) -> BlockRun:
-    registry = workspace.registry
+                    record: Any) -> tuple[BlockRun, bool]:
+    """The run of the deployed version (and whether its code came from the record)."""
+    from infrablocks.deploy.sources import version_for_record
+
     if record is None:
         raise InfrablocksError(
             f"{block} has state in {environment} but no deployment record",
             hint=f"inspect {workspace.backend.describe(environment, block)}")
-    version = registry.block_version(block, record.version)
-    return BlockRun(workspace, environment, version, workspace.subnet(environment))
+    version, recorded = version_for_record(workspace, environment, record, as_applied=True)
+    return BlockRun(workspace, environment, version, workspace.subnet(environment)), recorded
 
 
 def read_block_outputs(workspace: Workspace, environment: str, block: str) -> Outputs:

@@ -11,7 +11,7 @@ import contextlib
 import shutil
 import signal
 import threading
-from collections.abc import Callable, Hashable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -19,11 +19,13 @@ from infrablocks.deploy.block_ops import BlockRun, apply_block, destroy_block
 from infrablocks.environments import is_ephemeral
 from infrablocks.errors import ConfigError, InfrablocksError, UsageError
 from infrablocks.runner import CancelToken, Dag, Result, RunEvent, RunReport, run_dag
+from infrablocks.state.locks import DEFAULT_LOCK_TIMEOUT
 
 if TYPE_CHECKING:
     import networkx as nx
 
     from infrablocks.deploy.blocktests import BlockTestResult
+    from infrablocks.deploy.preview import CreatePreview
     from infrablocks.deploy.workspace import Workspace
     from infrablocks.resolve import Resolution
 
@@ -63,19 +65,92 @@ def check_auto_create(workspace: Workspace, resolution: Resolution, environment:
 
 def create(workspace: Workspace, targets: list[str], environment: str, *, jobs: int = 4,
            keep_going: bool = False, on_event: EventSink | None = None,
-           token: CancelToken | None = None) -> tuple[Resolution, RunReport]:
-    """Create or update everything ``targets`` need in ``environment``, dependencies first."""
+           token: CancelToken | None = None,
+           confirm: Callable[[CreatePreview], bool] | None = None,
+           lock_timeout: float = DEFAULT_LOCK_TIMEOUT) -> tuple[Resolution, RunReport | None]:
+    """Converge everything ``targets`` need in ``environment``, dependencies first.
+
+    Each block is decided from what Terraform would do (``block_ops.apply_block``). The
+    deployed dependents of the blocks in the run (from the deployment records) join the run:
+    each is re-applied at its deployed version when its inputs changed, so that a change of
+    outputs reaches them in the same run, transitively.
+
+    A persistent environment's edited released or deployed versions are refused before
+    anything runs (``release.frozen.refuse_edited``). ``confirm`` is shown the plan of every
+    deployed block first (``deploy.preview``; the plans are reused by the run) and may refuse:
+    the run report is None then.
+    """
+    from infrablocks.release.frozen import refuse_edited
+
     resolution = resolve_for_environment(workspace, targets, environment)
     check_auto_create(workspace, resolution, environment)
+    refuse_edited(workspace.registry, workspace.backend, environment,
+                  resolution.selected.values())
     refuse_sensitive_leaks(workspace, resolution)
-    subnet = workspace.subnet(environment)
-    runs: dict[Hashable, BlockRun] = {name: BlockRun(workspace, environment, version, subnet)
-                                      for name, version in resolution.selected.items()}
-    # The runner's own Dag, not graph.dependency_graph: networkx is not worth its import here.
-    graph = Dag({name: sorted(version.requires) for name, version in resolution.selected.items()})
-    report = run_dag(graph, lambda node, tok: apply_block(runs[node], tok),
-                     jobs=jobs, keep_going=keep_going, on_event=on_event, token=token)
+    graph, runs, outside = create_graph(workspace, resolution, environment)
+    planned: dict[str, Any] = {}
+    if confirm is not None:
+        from infrablocks.deploy.preview import preview_create
+
+        preview = preview_create(workspace, environment, graph, runs, outside,
+                                 jobs=jobs, lock_timeout=lock_timeout, token=token)
+        planned = preview.planned
+        if not confirm(preview):
+            return resolution, None
+    changed: set[str] = set()
+    changed_lock = threading.Lock()
+
+    def work(node: Any, tok: CancelToken) -> Result:
+        with changed_lock:
+            upstream = frozenset(changed)
+        result = apply_block(runs[node], tok, lock_timeout=lock_timeout,
+                             planned=planned.get(node), only_if_stale=node in outside,
+                             changed_upstream=upstream)
+        if result.detail.get("outputs_changed"):
+            with changed_lock:
+                changed.add(node)
+        return result
+
+    report = run_dag(graph, work, jobs=jobs, keep_going=keep_going, on_event=on_event,
+                     token=token)
     return resolution, report
+
+
+def create_graph(workspace: Workspace, resolution: Resolution, environment: str
+                 ) -> tuple[Dag, dict[str, BlockRun], set[str]]:
+    """The DAG `create` runs: the resolution, plus the deployed dependents of its blocks that
+    are not in it (``outside``: re-applied only when their inputs changed), with edges from
+    blocks.toml and from the deployment records. Each node's ``BlockRun``. (The runner's own
+    ``Dag``: networkx is not worth its import here.)"""
+    from infrablocks.deploy.sources import version_for_record
+
+    subnet = workspace.subnet(environment)
+    dependencies: dict[str, set[str]] = {name: set(version.requires)
+                                         for name, version in resolution.selected.items()}
+    runs = {name: BlockRun(workspace, environment, version, subnet)
+            for name, version in resolution.selected.items()}
+    deployed = deployed_dependencies(workspace, environment)
+    dependents: dict[str, set[str]] = {}
+    for block, deps in deployed.items():
+        for dependency in deps:
+            dependents.setdefault(dependency, set()).add(block)
+    outside: set[str] = set()
+    frontier = [name for name in resolution.selected if name in deployed]
+    while frontier:                      # every deployed descendant of a block in the run
+        for dependent in dependents.get(frontier.pop(), ()):
+            if dependent not in outside and dependent not in runs:
+                outside.add(dependent)
+                frontier.append(dependent)
+    for name in sorted(outside):
+        record = workspace.backend.get_record(environment, name)
+        if record is None:   # state without a record: nothing to re-apply it with
+            continue
+        version, _ = version_for_record(workspace, environment, record)
+        runs[name] = BlockRun(workspace, environment, version, subnet)
+    outside &= set(runs)
+    for name in outside:
+        dependencies[name] = {d for d in deployed[name] if d in runs}
+    return Dag({name: sorted(dependencies[name]) for name in runs}), runs, outside
 
 
 def refuse_sensitive_leaks(workspace: Workspace, resolution: Resolution) -> None:
@@ -88,30 +163,47 @@ def refuse_sensitive_leaks(workspace: Workspace, resolution: Resolution) -> None
     refuse(resolution_pairs(resolution), work_dir(workspace.repo_root) / "cache" / "modules")
 
 
+def deployed_dependencies(workspace: Workspace, environment: str) -> dict[str, set[str]]:
+    """Each block deployed in ``environment`` (a record or a state) → the deployed blocks it
+    depends on: those its record says it was applied with, together with those blocks.toml
+    declares for its version (when it still does). A deployed dependent whose version has left
+    blocks.toml still protects what it was applied against."""
+    from infrablocks.deploy.sources import SOURCE_DOCUMENT
+
+    backend = workspace.backend
+    records = {r.block: r for r in backend.list_records(environment)}
+    blocks = sorted(set(records) | set(backend.list_blocks(environment)))
+    found: dict[str, set[str]] = {block: set() for block in blocks}
+    for block, record in records.items():
+        requires = set(record.applied_requires or {})
+        try:
+            requires |= set(workspace.registry.block_version(block, record.version).requires)
+        except UsageError:   # a version removed from blocks.toml: the code kept with it
+            if record.applied_requires is None:
+                source = backend.get_document(environment, block, SOURCE_DOCUMENT) or {}
+                requires |= set(source.get("requires") or {})
+        found[block] = {d for d in requires if d in found and d != block}
+    return found
+
+
 def deployed_graph(workspace: Workspace, environment: str) -> nx.DiGraph[str]:
-    """Dependency DAG of what is deployed in ``environment`` (edge dependency → dependent)."""
+    """Dependency DAG of what is deployed in ``environment`` (edge dependency → dependent),
+    from :func:`deployed_dependencies`."""
     import networkx as nx
 
     graph: nx.DiGraph[str] = nx.DiGraph()
-    records = {r.block: r for r in workspace.backend.list_records(environment)}
-    with_state = set(workspace.backend.list_blocks(environment))
-    for block in sorted(set(records) | with_state):
-        graph.add_node(block)
-    for block, record in records.items():
-        try:
-            requires = workspace.registry.block_version(block, record.version).requires
-        except UsageError:
-            continue  # a version removed from blocks.toml: no known edges
-        for dependency in requires:
-            if dependency in graph:
-                graph.add_edge(dependency, block)
+    dependencies = deployed_dependencies(workspace, environment)
+    graph.add_nodes_from(dependencies)
+    for block, deps in dependencies.items():
+        graph.add_edges_from((dependency, block) for dependency in deps)
     return graph
 
 
 def destroy(workspace: Workspace, targets: list[str], environment: str, *,
             with_dependents: bool = False, jobs: int = 4, keep_going: bool = False,
             on_event: EventSink | None = None, token: CancelToken | None = None,
-            confirm: Callable[[list[str]], bool] | None = None) -> RunReport | None:
+            confirm: Callable[[list[str]], bool] | None = None,
+            lock_timeout: float = DEFAULT_LOCK_TIMEOUT) -> RunReport | None:
     """Destroy ``targets`` (and, with ``with_dependents``, what depends on them), dependents first.
 
     ``confirm`` is shown the blocks that will go and may refuse (returns None then).
@@ -137,7 +229,8 @@ def destroy(workspace: Workspace, targets: list[str], environment: str, *,
     if confirm is not None and not confirm(order):
         return None
     report = _destroy_nodes(workspace, environment, graph.subgraph(doomed).copy(), jobs=jobs,
-                            keep_going=keep_going, on_event=on_event, token=token)
+                            keep_going=keep_going, on_event=on_event, token=token,
+                            lock_timeout=lock_timeout)
     if report.ok and is_ephemeral(environment) and not workspace.backend.list_blocks(environment):
         # a kept `doit env`, now gone entirely: what the platform holds for it goes too (AWS:
         # the environment's subnet)
@@ -167,9 +260,10 @@ def destroy_environment(workspace: Workspace, environment: str, *, jobs: int = 4
 
 def _destroy_nodes(workspace: Workspace, environment: str, graph: nx.DiGraph[str], *, jobs: int,
                    keep_going: bool, on_event: EventSink | None,
-                   token: CancelToken | None, handle_signals: bool = True) -> RunReport:
+                   token: CancelToken | None, handle_signals: bool = True,
+                   lock_timeout: float = DEFAULT_LOCK_TIMEOUT) -> RunReport:
     def work(node: Any, tok: CancelToken) -> Result:
-        return destroy_block(workspace, environment, node, tok)
+        return destroy_block(workspace, environment, node, tok, lock_timeout=lock_timeout)
 
     return run_dag(graph, work, jobs=jobs, keep_going=keep_going, reverse=True,
                    on_event=on_event, token=token, handle_signals=handle_signals)
@@ -216,6 +310,7 @@ def run_test_environment(workspace: Workspace, targets: list[str], *, keep: bool
         say("create", f"environment {name} ({workspace.subnet(name)})")
         outcome.resolution, outcome.create_report = create(
             workspace, targets, name, jobs=jobs, keep_going=keep_going, on_event=sink("create"))
+        assert outcome.create_report is not None   # no confirm: always a report
         if outcome.create_report.ok:
             for target in outcome.resolution.targets:
                 version = outcome.resolution.selected[target]

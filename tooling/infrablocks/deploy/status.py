@@ -25,6 +25,10 @@ class BlockStatus:
     terraform_version: str
     drift: str = "not checked"          # "none", "drifted: …", "error: …", "not checked"
     newer_allowed: list[str] = field(default_factory=list)
+    cause: list[str] = field(default_factory=list)  # where a drift comes from: "edited code:
+    #                          main.tf (changed)", "changed inputs: base", "the infrastructure"
+    code_edited: list[str] = field(default_factory=list)   # files differing from those applied
+    declared: bool = True               # blocks.toml still declares the version
 
 
 @dataclass
@@ -32,31 +36,57 @@ class EnvironmentStatus:
     environment: str
     declared: bool
     blocks: list[BlockStatus] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         return {"environment": self.environment, "declared": self.declared,
-                "blocks": [asdict(b) for b in self.blocks]}
+                "blocks": [asdict(b) for b in self.blocks], "warnings": list(self.warnings)}
 
 
 def environment_status(workspace: Workspace, environment: str, *,
                        drift: bool = True) -> EnvironmentStatus:
+    """Each deployment's record, its drift (one ``terraform plan`` per deployed block, side by
+    side) and where the drift comes from: code edited since it was applied (the record's code
+    digest), inputs that changed (the record's input digests: a dependency's outputs moved),
+    else the infrastructure itself. A deployment of a version blocks.toml no longer declares is
+    planned from the code kept with its record, and warned about."""
     from infrablocks.deploy.block_ops import BlockRun, plan_block
+    from infrablocks.deploy.sources import version_for_record
+    from infrablocks.release.digest import changed_inputs, input_digests
+    from infrablocks.release.frozen import code_changes, undeclared_deployments
 
     records = sorted(workspace.backend.list_records(environment), key=lambda r: r.block)
     status = EnvironmentStatus(environment, environment in workspace.registry.environments)
     deployed = {r.block: r.version for r in records}
+    by_block = {r.block: r for r in records}
+    undeclared = undeclared_deployments(workspace.registry, records)
+    for text in undeclared:
+        status.warnings.append(f"{text}: blocks.toml no longer declares this version; it can "
+                               "still be destroyed (from the code kept with its record)")
     for record in records:
         status.blocks.append(BlockStatus(
             record.block, record.version, record.status, record.applied_at, record.applied_by,
             record.terraform_version,
-            newer_allowed=newer_allowed(workspace, environment, record.block, deployed)))
+            newer_allowed=newer_allowed(workspace, environment, record.block, deployed),
+            declared=f"{record.block} {record.version} in {environment}" not in undeclared))
 
     def check_drift(entry: BlockStatus) -> None:
         try:
-            version = workspace.registry.block_version(entry.block, entry.version)
+            record = by_block[entry.block]
+            version, _ = version_for_record(workspace, environment, record)
+            edited = code_changes(version, record) or []
+            entry.code_edited = edited
             run = BlockRun(workspace, environment, version, workspace.subnet(environment))
+            recorded_inputs = record.input_digests
+            inputs = (changed_inputs(input_digests(run.inputs()), recorded_inputs)
+                      if recorded_inputs is not None else [])
             plan = plan_block(run, CancelToken())
             entry.drift = f"drifted: {plan.summary()}" if plan.has_changes else "none"
+            if plan.has_changes:
+                entry.cause = ([f"edited code: {', '.join(edited)}"] if edited else []) + \
+                    ([f"changed inputs: {', '.join(inputs)}"] if inputs else [])
+                if not entry.cause:
+                    entry.cause = ["the infrastructure (the code and inputs are those applied)"]
         except InfrablocksError as exc:
             entry.drift = f"error: {exc.message.splitlines()[0]}"
 
@@ -64,6 +94,15 @@ def environment_status(workspace: Workspace, environment: str, *,
     if checked:  # one `terraform plan` per block, side by side (each reads only its own state)
         with ThreadPoolExecutor(max_workers=min(DRIFT_JOBS, len(checked))) as pool:
             list(pool.map(check_drift, checked))
+    if not drift:
+        from infrablocks.deploy.sources import version_for_record as version_of
+
+        for entry in status.blocks:
+            try:
+                version, _ = version_of(workspace, environment, by_block[entry.block])
+                entry.code_edited = code_changes(version, by_block[entry.block]) or []
+            except InfrablocksError:
+                continue
     return status
 
 

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from infrablocks.environments import (
     SubnetAllocator,
@@ -25,13 +26,37 @@ if TYPE_CHECKING:
     from infrablocks.platforms import Platform
     from infrablocks.platforms.choice import PlatformProfile
     from infrablocks.registry import BlockVersion
+    from infrablocks.rolling.outcome import UpgradeOutcome
     from infrablocks.terraform.binary import TerraformBinary
     from infrablocks.terraform.driver import Terraform
 
 
+class Roller(Protocol):
+    """Rolls units of a deployed stateful block through the rolling procedure (one member at
+    a time, gates, journal, ``--resume``): what ``create`` / ``apply`` need to repair a crashed
+    or stopped member, or replace members, of a deployed stateful block.
+
+    The implementation is :func:`infrablocks.upgrade.engine.roll` (above this layer), given to
+    :func:`open_workspace` by the commands (``roller=``); ``deploy`` never imports it.
+    ``units``: unit indexes to roll; ``down``: those known not to serve (they go first);
+    ``resume``: continue the block's unfinished journal; ``hold_lock``: False when the caller
+    holds the block's lock; ``say``: progress lines. Returns the outcome (``order``: the units
+    rolled, ``members``: index → member name); raises ``UpgradeHalted`` when a gate fails.
+    """
+
+    def __call__(self, workspace: Workspace, block: str, environment: str, *,
+                 units: Iterable[int] | None = None, down: Iterable[int] = (),
+                 resume: bool = False, hold_lock: bool = True,
+                 say: Callable[[str], None] | None = None) -> UpgradeOutcome: ...
+
+
 @dataclass
 class Workspace:
-    """A repository's registry, state backend, platforms and Terraform, for one command."""
+    """A repository's registry, state backend, platforms and Terraform, for one command.
+
+    ``roller``: how this command rolls a deployed stateful block's members (:class:`Roller`);
+    None when the command was opened without one (a repair that needs it is refused).
+    """
 
     repo_root: Path
     registry: Registry
@@ -40,6 +65,7 @@ class Workspace:
     _terraform_setting: str | None = None
     _terraform_parts: tuple[TerraformBinary, Path] | None = field(default=None, repr=False)
     chosen_platform: str | None = None     # --platform: throwaway environments' platform
+    roller: Roller | None = None
     _platforms: dict[str, Platform] = field(default_factory=dict, repr=False)
     _profiles: dict[str, PlatformProfile] | None = field(default=None, repr=False)
     _environment_platforms: dict[str, str] = field(default_factory=dict, repr=False)
@@ -180,15 +206,22 @@ class Workspace:
         """A fresh driver (a cancelled driver refuses new commands, so one per block run).
 
         The executable's version probe and the CLI config happen once per workspace; the
-        environment's platform adds what its provider needs (``Platform.terraform_env``).
+        environment's platform adds what its provider needs (``Platform.terraform_env``). Made
+        while this process holds the block's lock, its processes carry the lock's token
+        (``state.locks.worker_environment``): whoever takes over the lock after this process
+        died waits for them.
         """
+        from infrablocks.state.locks import worker_environment
         from infrablocks.terraform.driver import Terraform
         from infrablocks.terraform.toolchain import terraform_log_dir
 
         binary, cli_config = self._terraform_setup()
         platform = self.platform(environment)
-        return Terraform(binary, cli_config, terraform_log_dir(self.repo_root),
-                         platform.terraform_env(), environment=environment, block=block,
+        env = dict(platform.terraform_env())
+        if environment is not None and block is not None:
+            env.update(worker_environment(environment, block))
+        return Terraform(binary, cli_config, terraform_log_dir(self.repo_root), env,
+                         environment=environment, block=block,
                          shared_providers=platform.shared_providers())
 
     def close(self) -> None:
@@ -227,8 +260,11 @@ class Workspace:
         return work_root(self.repo_root)
 
 
-def open_workspace(repo_root: Path | None = None) -> Workspace:
+def open_workspace(repo_root: Path | None = None, *, roller: Roller | None = None) -> Workspace:
     """The workspace of ``repo_root`` (default: the repository around the working directory).
+
+    ``roller``: the rolling procedure's entry point for repairs of stateful blocks
+    (:class:`Roller`; the commands pass :func:`infrablocks.upgrade.engine.roll`).
 
     The local platform is opened here, so that what it reads from the process environment
     (``LOCALCLOUD_ROOT``) is read once, when the command starts; the platform settings of
@@ -246,6 +282,7 @@ def open_workspace(repo_root: Path | None = None) -> Workspace:
                                 has_state=lambda env: bool(backend.list_blocks(env)),
                                 reserved=pinned_subnets(registry)),
         _terraform_setting=terraform_settings.get("binary"),
+        roller=roller,
     )
     from infrablocks.platforms import DEFAULT_PLATFORM
 

@@ -6,9 +6,13 @@ Before anything runs, the whole file is checked, and refused when:
   record differs: :func:`~infrablocks.planning.planfile.fingerprint_changes`), a block's code
   or image list changed, the subnet or the Terraform version is not the one planned with;
 - it would replace instances of a stateful block in one apply, or move a stateful block to
-  another version (those go through `doit upgrade` / the rolling procedure).
+  another version (those go through `doit upgrade` / the rolling procedure);
+- it would apply a released or deployed version whose code was edited since, to a persistent
+  environment (:func:`~infrablocks.release.frozen.refuse_edited`, as `create` refuses it).
 
-Then the DAG runner applies the blocks in dependency order, each under its lock, with the same
+Then the DAG runner applies the blocks in dependency order, each under its lock (waited for up
+to ``lock_timeout`` seconds, a dead holder's taken over once the Terraform it left running
+exited: ``state.locks.acquire_waiting``, as `create` does), with the same
 deployment-record protocol as `create` (``creating`` → ``deployed``, ``failed`` on error):
 
 - **saved** (planned with known inputs): its input values now must equal the reviewed ones
@@ -51,6 +55,7 @@ from infrablocks.planning.planfile import (
 )
 from infrablocks.planning.scratch import private_scratch
 from infrablocks.runner import Cancelled, CancelToken, Result, RunEvent, RunReport, run_dag
+from infrablocks.state.locks import DEFAULT_LOCK_TIMEOUT
 
 if TYPE_CHECKING:
     import networkx as nx
@@ -106,7 +111,9 @@ class ReviewedPlan:
 def apply_plan_file(workspace: Workspace, path: Path, *, jobs: int = 4,
                     keep_going: bool = False, on_event: Callable[[RunEvent], None] | None = None,
                     on_open: Callable[[ReviewedPlan], None] | None = None,
-                    token: CancelToken | None = None) -> tuple[ReviewedPlan, RunReport]:
+                    token: CancelToken | None = None,
+                    lock_timeout: float = DEFAULT_LOCK_TIMEOUT
+                    ) -> tuple[ReviewedPlan, RunReport]:
     """Check and apply the plan saved in ``path``; see the module docstring.
 
     ``on_open`` sees the plan once it passed every check, before anything is applied.
@@ -120,12 +127,14 @@ def apply_plan_file(workspace: Workspace, path: Path, *, jobs: int = 4,
         check_current(workspace, reviewed)
         check_refusals(reviewed)
         check_sensitivity(workspace, reviewed)
+        check_frozen(workspace, reviewed)
         if on_open is not None:
             on_open(reviewed)
         entries = {b["block"]: b for b in reviewed.blocks}
 
         def work(node: Any, tok: CancelToken) -> Result:
-            return apply_block_entry(workspace, reviewed, entries[str(node)], tok)
+            return apply_block_entry(workspace, reviewed, entries[str(node)], tok,
+                                     lock_timeout=lock_timeout)
 
         report = run_dag(reviewed.graph(), work, jobs=jobs, keep_going=keep_going,
                          on_event=on_event, token=token)
@@ -199,10 +208,24 @@ def check_sensitivity(workspace: Workspace, reviewed: ReviewedPlan) -> None:
     refuse_sensitive_leaks(pairs, work_dir(workspace.repo_root) / "cache" / "modules")
 
 
+def check_frozen(workspace: Workspace, reviewed: ReviewedPlan) -> None:
+    """Refuse (``EditedVersionError``) a plan that would apply a released or deployed version
+    whose code was edited since, to a persistent environment."""
+    from infrablocks.release.frozen import refuse_edited
+
+    registry = workspace.registry
+    refuse_edited(registry, workspace.backend, reviewed.environment,
+                  [registry.block_version(b["block"], b["target"]) for b in reviewed.blocks
+                   if b.get("apply") not in (UNCHANGED, NOT_PLANNED)])
+
+
 def apply_block_entry(workspace: Workspace, reviewed: ReviewedPlan, entry: Mapping[str, Any],
-                      token: CancelToken) -> Result:
-    """Apply one block of the reviewed plan (the runner's work function)."""
+                      token: CancelToken, *,
+                      lock_timeout: float = DEFAULT_LOCK_TIMEOUT) -> Result:
+    """Apply one block of the reviewed plan (the runner's work function), under the block's
+    lock, waited for up to ``lock_timeout`` seconds."""
     from infrablocks.deploy.block_ops import BlockRun
+    from infrablocks.state.locks import acquire_waiting
 
     block, target, mode = entry["block"], entry["target"], entry["apply"]
     if mode == UNCHANGED:
@@ -213,7 +236,10 @@ def apply_block_entry(workspace: Workspace, reviewed: ReviewedPlan, entry: Mappi
     version = workspace.registry.block_version(block, target)
     run = BlockRun(workspace, environment, version, reviewed.manifest["subnet"])
     backend = workspace.backend
-    with backend.acquire_lock(environment, block, "apply"):
+    with acquire_waiting(backend, environment, block, "apply", timeout=lock_timeout,
+                         say=token.phase, cancelled=lambda: token.cancelled) as lock:
+        if lock.note:
+            token.phase(lock.note)
         now = block_fingerprint(workspace, environment, block)
         moved = fingerprint_changes({block: reviewed.manifest["fingerprint"].get(block) or {}},
                                     {block: now})
@@ -221,15 +247,15 @@ def apply_block_entry(workspace: Workspace, reviewed: ReviewedPlan, entry: Mappi
             raise StalePlan(f"{block} changed since the plan was saved: {'; '.join(moved)}",
                             hint=reviewed.replan_hint())
         if mode == SAVED:
-            return _apply_saved(run, reviewed, entry, token)
+            return _apply_saved(run, reviewed, entry, token, lock_timeout)
         if mode == REPLAN:
-            return _apply_replanned(run, reviewed, entry, token)
+            return _apply_replanned(run, reviewed, entry, token, lock_timeout)
         raise InfrablocksError(f"{reviewed.path}: unknown apply mode {mode!r} for {block}")
 
 
 def _apply_saved(run: BlockRun, reviewed: ReviewedPlan, entry: Mapping[str, Any],
-                 token: CancelToken) -> Result:
-    from infrablocks.deploy.block_ops import ensure_images
+                 token: CancelToken, lock_timeout: float) -> Result:
+    from infrablocks.deploy.block_ops import _lock_timeout_args, ensure_images
     from infrablocks.terraform.init import ensure_init
     from infrablocks.timing import PhaseTimer
 
@@ -249,6 +275,7 @@ def _apply_saved(run: BlockRun, reviewed: ReviewedPlan, entry: Mapping[str, Any]
             "its saved plan no longer fits", hint=reviewed.replan_hint())
     workdir = run.prepare(inputs)
     terraform = run.workspace.terraform(run.environment, run.block)
+    _lock_timeout_args(terraform, lock_timeout)
     plan_file = reviewed.plans.get(run.block)
     if plan_file is None:
         raise InfrablocksError(f"{reviewed.path} has no saved plan for {run.block}")
@@ -275,8 +302,8 @@ def _apply_file(terraform: Terraform, workdir: Path, plan_file: Path,
 
 
 def _apply_replanned(run: BlockRun, reviewed: ReviewedPlan, entry: Mapping[str, Any],
-                     token: CancelToken) -> Result:
-    from infrablocks.deploy.block_ops import ensure_images
+                     token: CancelToken, lock_timeout: float) -> Result:
+    from infrablocks.deploy.block_ops import _lock_timeout_args, ensure_images
     from infrablocks.deploy.replacements import instances_to_stop
     from infrablocks.terraform.init import ensure_init
     from infrablocks.timing import PhaseTimer
@@ -288,6 +315,7 @@ def _apply_replanned(run: BlockRun, reviewed: ReviewedPlan, entry: Mapping[str, 
     clock("inputs")
     workdir = run.prepare()
     terraform = run.workspace.terraform(run.environment, run.block)
+    _lock_timeout_args(terraform, lock_timeout)
     with _interruptible(terraform, token):
         clock("init")
         ensure_init(run.workspace.repo_root, terraform, workdir)
@@ -334,10 +362,10 @@ def _recorded_apply(run: BlockRun, terraform: Terraform, clock: Any, started: fl
                                       terraform_version=tf_version, status=FAILED,
                                       extra=history))
         raise
-    clock("record")
-    outputs = backend.read_outputs(environment, block)
-    backend.put_record(new_record(environment, block, target, outputs=outputs,
-                                  terraform_version=tf_version))
+    clock("record")  # as `create` writes it: code and input digests, a copy of the code
+    from infrablocks.deploy.block_ops import write_deployed_record
+
+    write_deployed_record(workspace, environment, run.version, terraform_version=tf_version)
     return Result.success(action="created" if record is None else "updated", version=target,
                           changes=applied_changes(applied.log_path) if applied else {},
                           seconds=round(time.monotonic() - started, 2), phases=clock.done())

@@ -22,6 +22,7 @@ from infrablocks.errors import ConfigError, InfrablocksError
 
 if TYPE_CHECKING:
     from infrablocks.cloud.aws.ops import AwsCloudOps
+    from infrablocks.cloud.ops import InstanceInfo
     from infrablocks.platforms.base import SweepReport
     from infrablocks.terraform.reattach import SharedProvider
 
@@ -139,6 +140,21 @@ class AwsPlatform:
 
         refs = [parse_image_ref(text) for text in images]
         return [str(ref) for ref in refs if find_ami(self.ec2, ref) is None]
+
+    def block_instances(self, environment: str, block: str) -> list[InstanceInfo]:
+        """The block's instances (tags ``environment`` and ``block``) that are not terminated:
+        ``DescribeInstances`` filtered by tag and state."""
+        from infrablocks.cloud.aws.ops import instance_info, translated
+
+        live = ["pending", "running", "stopping", "stopped", "shutting-down"]
+        with translated(f"instances of {block} in {environment}"):
+            pages = self.ec2.get_paginator("describe_instances").paginate(Filters=[
+                {"Name": "tag:environment", "Values": [environment]},
+                {"Name": "tag:block", "Values": [block]},
+                {"Name": "instance-state-name", "Values": live}])
+            return [instance_info(description) for page in pages
+                    for reservation in page.get("Reservations", [])
+                    for description in reservation.get("Instances", [])]
 
     def stop_block_instances(self, environment: str, block: str, *,
                              grace: float) -> list[str]:

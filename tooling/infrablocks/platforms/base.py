@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from infrablocks.cloud.ops import CloudOps
+    from infrablocks.cloud.ops import CloudOps, InstanceInfo
     from infrablocks.terraform.reattach import SharedProvider
 
 __all__ = ["Platform", "SweepReport"]
@@ -80,6 +80,12 @@ class Platform(Protocol):
     def missing_images(self, images: Sequence[str]) -> list[str]:
         """The images (``NAME@VERSION``) of ``images`` the platform does not have yet, in order
         (read-only: a plan defers what depends on them instead of building them)."""
+        ...
+
+    def block_instances(self, environment: str, block: str) -> list[InstanceInfo]:
+        """The block's instances that are not terminated (tags ``environment`` and ``block``),
+        described as ``CloudOps.describe_instance`` does. What `create` waits on until they
+        run and are ready (local: the ready marker; AWS: status checks)."""
         ...
 
     def stop_block_instances(self, environment: str, block: str, *,

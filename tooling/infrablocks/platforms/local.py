@@ -19,6 +19,7 @@ from infrablocks.platforms.base import SweepReport
 
 if TYPE_CHECKING:
     from infrablocks.cloud.local.control import LocalCloud
+    from infrablocks.cloud.ops import InstanceInfo
     from infrablocks.terraform.reattach import SharedProvider
 
 __all__ = ["LocalPlatform"]
@@ -100,6 +101,20 @@ class LocalPlatform:
             except NotFoundError:
                 missing.append(str(ref))
         return missing
+
+    def block_instances(self, environment: str, block: str) -> list[InstanceInfo]:
+        from infrablocks.cloud.ops import CloudNotFoundError
+
+        found = []
+        for instance in self.cloud.describe_instances(
+                filters={"tag:environment": environment, "tag:block": block}):
+            if instance.state == "terminated":
+                continue
+            try:
+                found.append(self.ops.describe_instance(instance.id))
+            except CloudNotFoundError:  # terminated meanwhile
+                continue
+        return found
 
     def stop_block_instances(self, environment: str, block: str, *,
                              grace: float) -> list[str]:

@@ -4,7 +4,7 @@ The driver touches the world only through interfaces: the platform's
 :class:`~infrablocks.cloud.ops.CloudOps` (stop, start, describe, wait), a
 :class:`BlockTerraform` (plan and apply of the block's working directory), the service's
 :class:`~infrablocks.health.base.ServiceCheck`, and the state backend (the block's state, its
-record, the journal). Unit tests run it on in-memory fakes of each; ``rolling.engine`` wires
+record, the journal). Unit tests run it on in-memory fakes of each; ``upgrade.engine`` wires
 the real ones from a workspace.
 
 Two paths, one per kind of block:
@@ -43,10 +43,9 @@ from infrablocks.rolling.decide import (
 )
 from infrablocks.rolling.faults import NO_FAULTS, FaultHook
 from infrablocks.rolling.gates import poll_gate
-from infrablocks.rolling.outcome import UpgradeHalted
+from infrablocks.rolling.outcome import DependentsRefused, UpgradeHalted, UpgradeRefused
 from infrablocks.rolling.plan import members_from_state
 from infrablocks.rolling.states import Action, Gate, Phase, Step, UnitStep
-from infrablocks.rolling.target import UpgradeRefused
 from infrablocks.state import new_record
 from infrablocks.waiting import poll
 
@@ -101,6 +100,8 @@ class Ports:
     log_dir: str                                  # Terraform's logs, named when a step fails
     timer: PhaseTimer
     say: Say = lambda text: None
+    write_record: Callable[[str], None] | None = None  # the record of a version, as `create`
+    #                                                     writes it (deploy.block_ops)
 
 
 def _outputs_digest(backend: StateBackend, environment: str, block: str) -> str:
@@ -131,6 +132,9 @@ class Deployment:
     def write_record(self) -> None:
         """The deployment record names the target version (with the outputs now in state)."""
         backend, subject = self.ports.backend, self.subject
+        if self.ports.write_record is not None:
+            self.ports.write_record(subject.target)
+            return
         backend.put_record(new_record(
             subject.environment, subject.block, subject.target,
             outputs=backend.read_outputs(subject.environment, subject.block),
@@ -146,8 +150,6 @@ class Deployment:
         """
         if self.outputs_digest() == digest_before:
             return []
-        from infrablocks.rolling.dependents import DependentsRefused
-
         subject = self.subject
         try:
             return self.ports.reapply_dependents()
@@ -307,7 +309,9 @@ class RollingDriver(Deployment):
             raise UpgradeRefused(
                 f"{subject.block} in {subject.environment} is degraded; nothing was changed: "
                 + "; ".join(r.summary for r in bad),
-                hint="bring every member back (or repair it with `doit create`) first")
+                hint=f"repair it first: `doit create {subject.block} --env "
+                     f"{subject.environment}` brings the members that are down back one at a "
+                     "time, on their own volumes; then upgrade")
         if down:
             self.say(f"members down, rolled first: {', '.join(map(str, sorted(down)))}")
             return

@@ -9,7 +9,16 @@ from infrablocks.errors import InfrablocksError
 from infrablocks.rolling.plan import RollingPlan
 from infrablocks.rolling.states import Mode
 
-__all__ = ["UpgradeHalted", "UpgradeOutcome"]
+__all__ = ["DependentsRefused", "UpgradeHalted", "UpgradeOutcome", "UpgradeRefused"]
+
+
+
+class UpgradeRefused(InfrablocksError):
+    """The environment would not accept the target version (exit 1)."""
+
+
+class DependentsRefused(InfrablocksError):
+    """Stateful dependents were not re-applied: their instances would all be replaced."""
 
 
 @dataclass

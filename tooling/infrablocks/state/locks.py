@@ -15,18 +15,26 @@ import fcntl
 import json
 import os
 import socket
+import threading
+import uuid
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from infrablocks.errors import InfrablocksError
 from infrablocks.private_files import private_dir, write_private_file
 from infrablocks.processes import is_alive, start_time
 from infrablocks.state.records import current_identity, utc_now_iso
-from infrablocks.waiting import retry
+from infrablocks.waiting import Deadline, poll, retry
 
 LOCK_POLL_SECONDS = 0.2
+DEFAULT_LOCK_TIMEOUT = 300.0
+"""Seconds a command waits for a held lock (``--lock-timeout``) before it gives up: as long as
+the rolling engine lets Terraform wait for its state lock."""
+WORKER_ENV = "INFRABLOCKS_LOCK_TOKEN"
+"""Every Terraform process run under a lock gets the lock's token in its environment, so that
+whoever takes over the lock of a holder that died can find the Terraform it left running."""
 
 
 @dataclass(frozen=True)
@@ -41,13 +49,15 @@ class LockInfo:
     pid: int
     pid_start: int | None  # start time of pid (clock ticks since boot), to tell a recycled pid
     since: str           # ISO 8601 UTC
+    token: str = field(default="")  # names the holder's worker processes (``WORKER_ENV``)
 
     @classmethod
     def for_this_process(cls, environment: str, block: str, operation: str) -> LockInfo:
         pid = os.getpid()
         return cls(environment=environment, block=block, operation=operation,
                    holder=current_identity(), host=socket.gethostname(), pid=pid,
-                   pid_start=start_time(pid), since=utc_now_iso())
+                   pid_start=start_time(pid), since=utc_now_iso(),
+                   token=uuid.uuid4().hex)
 
     def describe(self) -> str:
         """``root@box (pid 4242, running `create`) since 2026-11-26T07:43:31Z``."""
@@ -66,7 +76,7 @@ class LockInfo:
                        host=str(data["host"]), pid=int(data["pid"]),
                        pid_start=(None if data.get("pid_start") is None
                                   else int(data["pid_start"])),
-                       since=str(data["since"]))
+                       since=str(data["since"]), token=str(data.get("token") or ""))
         except (ValueError, KeyError, TypeError):
             return None
 
@@ -93,14 +103,20 @@ class LockHeldError(InfrablocksError):
 
 
 class Lock:
-    """A held lock; a context manager. ``note`` says when a stale lock was taken over."""
+    """A held lock; a context manager. ``note`` says when a stale lock was taken over, and
+    ``previous`` describes the holder that died without releasing it."""
 
     def __init__(self, info: LockInfo, release: Callable[[], None], *,
-                 note: str | None = None) -> None:
+                 note: str | None = None, previous: LockInfo | None = None,
+                 hand_back: Callable[[LockInfo], None] | None = None) -> None:
         self.info = info
         self.note = note
+        self.previous = previous
         self._release = release
+        self._hand_back = hand_back
         self._released = False
+        with _HELD_LOCK:
+            _HELD[(info.environment, info.block)] = info
 
     @property
     def held(self) -> bool:
@@ -110,7 +126,24 @@ class Lock:
         """Give the lock back (idempotent)."""
         if not self._released:
             self._released = True
+            with _HELD_LOCK:
+                if _HELD.get((self.info.environment, self.info.block)) is self.info:
+                    del _HELD[(self.info.environment, self.info.block)]
             self._release()
+
+    def hand_back(self) -> None:
+        """Release a lock taken over from a dead holder while leaving that holder recorded,
+        so that the next acquirer also sees it and waits for what it left running."""
+        if self._released:
+            return
+        if self.previous is None or self._hand_back is None:
+            self.release()
+            return
+        self._released = True
+        with _HELD_LOCK:
+            if _HELD.get((self.info.environment, self.info.block)) is self.info:
+                del _HELD[(self.info.environment, self.info.block)]
+        self._hand_back(self.previous)
 
     def __enter__(self) -> Lock:
         return self
@@ -121,6 +154,124 @@ class Lock:
     def __repr__(self) -> str:
         state = "held" if self.held else "released"
         return f"<Lock {self.info.environment}/{self.info.block} {state}>"
+
+
+_HELD: dict[tuple[str, str], LockInfo] = {}
+_HELD_LOCK = threading.Lock()
+
+
+def held_lock(environment: str, block: str) -> LockInfo | None:
+    """The lock this process holds on (environment, block), if any."""
+    with _HELD_LOCK:
+        return _HELD.get((environment, block))
+
+
+def worker_environment(environment: str, block: str) -> dict[str, str]:
+    """What to add to the environment of a process working under this process's lock of
+    (environment, block): ``{WORKER_ENV: token}``, or nothing when no lock is held."""
+    info = held_lock(environment, block)
+    return {WORKER_ENV: info.token} if info is not None and info.token else {}
+
+
+def lock_workers(token: str) -> list[int]:
+    """Pids of the live processes of this host working under the lock ``token`` (from
+    ``/proc/PID/environ``; processes of other users cannot be read and are not ours)."""
+    if not token:
+        return []
+    wanted = f"{WORKER_ENV}={token}".encode()
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            environ = (entry / "environ").read_bytes()
+        except OSError:
+            continue
+        if wanted in environ.split(b"\0") and is_alive(int(entry.name)):
+            found.append(int(entry.name))
+    return sorted(found)
+
+
+class LockBusyError(LockHeldError):
+    """The lock's holder died, but processes it started still work on the deployment."""
+
+    def __init__(self, environment: str, block: str, holder: LockInfo, workers: list[int],
+                 *, waited: float) -> None:
+        InfrablocksError.__init__(
+            self,
+            f"block {block!r} in environment {environment!r}: the `{holder.operation}` of "
+            f"{holder.holder} (pid {holder.pid}, since {holder.since}) died, but the "
+            f"Terraform it started still runs (pid {', '.join(map(str, workers))}) after "
+            f"{waited:.0f}s of waiting; nothing was changed",
+            hint="let it finish (it writes its state), then run the command again; or wait "
+                 "longer with --lock-timeout SECONDS")
+        self.environment = environment
+        self.block = block
+        self.holder = holder
+        self.workers = workers
+
+
+class LockSource(Protocol):
+    """What :func:`acquire_waiting` needs of a state backend (``StateBackend.acquire_lock``;
+    a protocol here, so that this module does not import the backends that import it)."""
+
+    def acquire_lock(self, environment: str, block: str, operation: str, *,
+                     wait: float = 0.0) -> Lock: ...
+
+
+def acquire_waiting(backend: LockSource, environment: str, block: str, operation: str, *,
+                    timeout: float = DEFAULT_LOCK_TIMEOUT,
+                    say: Callable[[str], None] | None = None,
+                    cancelled: Callable[[], bool] | None = None) -> Lock:
+    """The lock of (environment, block), waiting up to ``timeout`` seconds for it.
+
+    While it waits it says once who holds the lock and since when. A lock whose holder died is
+    taken over (``Lock.note`` says so), but only once the processes that holder started under
+    it (its Terraform, finishing an apply on its own) have exited, so that nothing else writes
+    the deployment meanwhile; if they outlive ``timeout``, :class:`LockBusyError` (the lock is
+    released again, nothing was written). ``LockHeldError`` when a live holder keeps it past
+    ``timeout``. ``cancelled()`` is polled: True ends the wait with the last error.
+    """
+    say = say or (lambda text: None)
+    deadline = Deadline(max(0.0, timeout))
+    announced: list[LockInfo] = []
+    refused: list[LockHeldError] = []
+
+    def attempt() -> Lock | None:
+        try:
+            return backend.acquire_lock(environment, block, operation)
+        except LockHeldError as exc:
+            refused[:] = [exc]
+            holder = exc.holder
+            if holder is not None and holder not in announced and not deadline.expired():
+                announced.append(holder)
+                say(f"waiting up to {timeout:.0f}s for the lock of {block}: held by "
+                    f"{holder.describe()}")
+            return None
+
+    def stop_waiting() -> bool:
+        return cancelled is not None and cancelled()
+
+    taken = poll(attempt, lambda got: got is not None or stop_waiting(), timeout=deadline,
+                 interval=LOCK_POLL_SECONDS).value
+    if taken is None:
+        raise refused[0]
+    lock = taken
+    previous = lock.previous
+    if previous is None or previous.host != socket.gethostname():
+        return lock
+    workers = lock_workers(previous.token)
+    if not workers:
+        return lock
+    say(f"the `{previous.operation}` of {previous.holder} (pid {previous.pid}) died holding "
+        f"the lock of {block}; waiting up to {deadline.remaining():.0f}s for the "
+        f"Terraform it left running (pid {', '.join(map(str, workers))})")
+    left = poll(lambda: lock_workers(previous.token), lambda pids: not pids or stop_waiting(),
+                timeout=deadline, interval=LOCK_POLL_SECONDS)
+    if left.value:
+        lock.hand_back()
+        raise LockBusyError(environment, block, previous, left.value, waited=left.elapsed)
+    return lock
 
 
 # -- the local implementation ----------------------------------------------------------------
@@ -163,7 +314,14 @@ def acquire_file_lock(lock_path: Path, info: LockInfo, *, wait: float = 0.0) -> 
             fcntl.flock(fd, fcntl.LOCK_UN)
             os.close(fd)
 
-    return Lock(info, release, note=note)
+    def hand_back(holder: LockInfo) -> None:
+        try:
+            write_private_file(info_path, holder.dumps())
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            os.close(fd)
+
+    return Lock(info, release, note=note, previous=previous, hand_back=hand_back)
 
 
 def read_file_lock_holder(lock_path: Path) -> LockInfo | None:

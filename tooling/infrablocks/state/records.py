@@ -28,6 +28,14 @@ FAILED = "failed"
 DESTROYING = "destroying"
 STATUSES = (CREATING, DEPLOYED, FAILED, DESTROYING)
 
+# Keys of ``DeploymentRecord.extra`` that `create`, `upgrade` and `destroy` rely on.
+EXTRA_CODE = "code"            # {"digest": "sha256:…", "files": {path: sha256}}: the code applied
+EXTRA_INPUTS = "inputs"        # {"digest": "sha256:…", "variables": {name: sha256}}: what it read
+EXTRA_REQUIRES = "requires"    # {dependency: version}: the deployed dependencies it was applied
+#                                with (what `destroy` protects, whatever blocks.toml says now)
+EXTRA_SOURCE = "source"        # name of the document holding a copy of the code applied
+EXTRA_PREVIOUS = "previous_version"  # the version deployed before a failed update
+
 
 def current_identity() -> str:
     """``user@host`` of this process, as shown in records and locks."""
@@ -60,6 +68,30 @@ class DeploymentRecord:
 
     def to_json(self) -> dict[str, Any]:
         return {"format": RECORD_FORMAT, **asdict(self)}
+
+    # -- what the commands keep in ``extra`` ------------------------------------------------
+
+    @property
+    def code_digest(self) -> dict[str, Any] | None:
+        """The digest of the code applied (``{"digest", "files"}``), None for older records."""
+        code = self.extra.get(EXTRA_CODE)
+        return code if isinstance(code, dict) else None
+
+    @property
+    def input_digests(self) -> dict[str, str] | None:
+        """Per input variable, the digest of the value applied; None for older records."""
+        inputs = self.extra.get(EXTRA_INPUTS)
+        variables = inputs.get("variables") if isinstance(inputs, dict) else None
+        return {str(k): str(v) for k, v in variables.items()} \
+            if isinstance(variables, dict) else None
+
+    @property
+    def applied_requires(self) -> dict[str, str] | None:
+        """Dependency → the version deployed when this one was applied; None for older
+        records (then only blocks.toml knows the dependencies)."""
+        requires = self.extra.get(EXTRA_REQUIRES)
+        return {str(k): str(v) for k, v in requires.items()} \
+            if isinstance(requires, dict) else None
 
     def dumps(self) -> bytes:
         return (json.dumps(self.to_json(), indent=2, sort_keys=True) + "\n").encode()

@@ -145,11 +145,12 @@ class S3Backend(BlobStateBackend):
         where = f"s3://{self.settings.bucket}/{key}"
         note = None
         holder: LockInfo | None = None
+        previous: LockInfo | None = None
 
         def attempt() -> dict[str, Any] | None:
             """The put's response, or None while another live process holds the lock (a dead
             holder's lock is taken over at once)."""
-            nonlocal note, holder
+            nonlocal note, holder, previous
             while True:
                 try:
                     response: dict[str, Any] = self._call("lock", key, self.client().put_object,
@@ -164,6 +165,7 @@ class S3Backend(BlobStateBackend):
                 if holder is None or etag is None or not holder.holder_is_gone():
                     return None
                 if self._delete_if_match(key, etag):
+                    previous = holder
                     note = (f"took over the lock of {environment}/{block} left by "
                             f"{holder.describe()}, which ended without releasing it")
 
@@ -177,7 +179,19 @@ class S3Backend(BlobStateBackend):
             if etag is not None:
                 self._delete_if_match(key, etag)
 
-        return Lock(info, release, note=note)
+        def hand_back(holder: LockInfo) -> None:
+            from botocore.exceptions import BotoCoreError, ClientError
+
+            if etag is None:
+                return
+            try:  # the dead holder again, so that the next acquirer waits for its workers too
+                self.client().put_object(Bucket=self.settings.bucket, Key=key,
+                                         Body=holder.dumps(), IfMatch=etag,
+                                         ContentType="application/json")
+            except (ClientError, BotoCoreError):
+                release()
+
+        return Lock(info, release, note=note, previous=previous, hand_back=hand_back)
 
     def lock_holder(self, environment: str, block: str) -> LockInfo | None:
         holder, _ = self._read_lock(self.key(environment, block, LOCK_NAME))

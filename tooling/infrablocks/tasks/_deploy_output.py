@@ -66,6 +66,9 @@ def print_run_summary(report: RunReport, title: str) -> None:
         changes = entry.detail.get("changes")
         if changes:
             detail = ", ".join(f"{n} {a}" for a, n in changes.items())
+        if not entry.error:  # why it was applied (or left alone), what was taken over
+            why = [] if entry.detail.get("action") == "created" else entry.detail.get("why", [])
+            detail = "\n".join(filter(None, [detail, *why, *entry.detail.get("notes", [])]))
         table.add_row(str(node), f"[{style}]{status}[/]" if style else status,
                       entry.detail.get("action", ""), entry.detail.get("version", ""),
                       f"{entry.duration:.1f}s" if entry.duration is not None else "",
@@ -75,6 +78,30 @@ def print_run_summary(report: RunReport, title: str) -> None:
     for node, entry in report.nodes.items():
         if entry.error and "\n" in entry.error:
             err_console.print(f"[red]{node}[/]: {entry.error}")
+
+
+def print_create_preview(preview: Any) -> None:
+    """What `create` is about to do in a persistent environment (``deploy.preview``)."""
+    table = Table(title=f"create in {preview.environment}: what would change",
+                  title_justify="left")
+    for column in ("block", "deployed", "target", "action", "add", "change", "replace",
+                   "destroy", "why"):
+        table.add_column(column)
+    for entry in preview.entries:
+        counts = entry.counts
+        action = entry.action
+        if entry.rolls:
+            action += " (members " + ", ".join(str(i) for i in entry.rolls) + \
+                ", one at a time)"
+        table.add_row(entry.block, entry.deployed or "-", entry.target, action,
+                      *(str(counts[k]) if counts else "" for k in
+                        ("add", "change", "replace", "destroy")),
+                      "\n".join(entry.why))
+    console.print(table)
+    rolling = [e.block for e in preview.entries if e.rolls]
+    if rolling:
+        console.print("stateful blocks that roll (the rolling procedure: one member at a time, "
+                      "gates between): " + ", ".join(rolling))
 
 
 def print_left_behind(workspace: Workspace, environment: str, report: RunReport) -> None:
@@ -186,11 +213,17 @@ def print_status(statuses: list[EnvironmentStatus], *, as_json: bool) -> None:
         for b in status.blocks:
             drift = ("[green]none[/]" if b.drift == "none" else
                      f"[red]{b.drift}[/]" if b.drift.startswith(("drifted", "error")) else b.drift)
+            if b.cause:
+                drift += "\nfrom " + "; ".join(b.cause)
+            elif b.code_edited:
+                drift += "\ncode edited since applied: " + ", ".join(b.code_edited)
             table.add_row(b.block, b.version, b.status, b.applied_at, b.applied_by, drift,
                           ", ".join(b.newer_allowed) or "-")
         if not status.blocks:
             table.add_row("(nothing deployed)", "", "", "", "", "", "")
         console.print(table)
+        for warning in status.warnings:
+            err_console.print(f"[yellow]warning:[/] {warning}")
 
 
 def print_outputs(block: str, environment: str, outputs: Outputs, *, as_json: bool) -> None:

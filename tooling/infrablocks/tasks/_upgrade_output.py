@@ -10,8 +10,8 @@ from rich.table import Table
 from infrablocks.tasks._console import make_console
 
 if TYPE_CHECKING:
-    from infrablocks.rolling.engine import UpgradeHalted, UpgradeOutcome
-    from infrablocks.rolling.testing import TestUpgradeResult
+    from infrablocks.upgrade.engine import UpgradeHalted, UpgradeOutcome
+    from infrablocks.upgrade.testing import TestUpgradeResult
 
 console = make_console()
 err_console = make_console(stderr=True)

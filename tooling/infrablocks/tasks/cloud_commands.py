@@ -37,12 +37,12 @@ def task_cloud() -> dict[str, Any]:
 
 def _cloud_command(json: bool, env: str | None, purge: str | None,
                    platform: str | None) -> int | None:
-    from infrablocks.deploy.workspace import open_workspace
     from infrablocks.errors import UsageError
+    from infrablocks.tasks._workspace import command_workspace
 
     if purge is not None and not purge.strip():
         raise UsageError("doit cloud --purge: name the environment, e.g. --purge t-1a2b")
-    workspace = open_workspace()
+    workspace = command_workspace()
     workspace.choose_platform(platform)
     if purge is not None:
         removed = workspace.platform(purge).sweep_environment(purge)

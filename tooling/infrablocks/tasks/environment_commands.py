@@ -19,22 +19,26 @@ _REPORT = option("report", help="write the run report (per-block status, duratio
 _PLATFORM = option("platform", help="platform of the throwaway environment: a name from "
                                     "blocks.toml [platforms], or local (default: "
                                     "defaults.platform, else local)")
+_LOCK_TIMEOUT = option("lock_timeout", type=float, default=300.0, min=0,
+                       help="seconds to wait for a block's lock another command holds "
+                            "(default 300; 0: refuse at once)")
+_YES = flag("yes", help="do not ask for confirmation")
 
 
 def task_create() -> dict[str, Any]:
     return command_task(
         "create", _create, positional="targets",
         doc="create or update the blocks targets need in an environment, dependencies first",
-        params=[_ENV, _JOBS, _KEEP_GOING, _REPORT])
+        params=[_ENV, _JOBS, _KEEP_GOING, _REPORT, _LOCK_TIMEOUT, _YES])
 
 
 def task_destroy() -> dict[str, Any]:
     return command_task(
         "destroy", _destroy, positional="targets",
         doc="destroy blocks in an environment, dependents first",
-        params=[_ENV, _JOBS, _KEEP_GOING, _REPORT,
+        params=[_ENV, _JOBS, _KEEP_GOING, _REPORT, _LOCK_TIMEOUT,
                 flag("with_dependents", help="also destroy deployed blocks that depend on them"),
-                flag("yes", help="do not ask for confirmation")])
+                _YES])
 
 
 def task_env() -> dict[str, Any]:
@@ -74,38 +78,67 @@ def _one_target(targets: list[str], command: str) -> str:
 
 
 def _create(targets: list[str], env: str | None, jobs: int, keep_going: bool,
-            report: str | None) -> int:
+            report: str | None, lock_timeout: float, yes: bool) -> int:
     from infrablocks.deploy.orchestrate import create
-    from infrablocks.deploy.workspace import open_workspace
+    from infrablocks.environments import is_ephemeral
     from infrablocks.tasks._deploy_output import (
         err_console,
+        print_create_preview,
         print_left_behind,
         print_run_summary,
         progress_for,
         write_report,
     )
+    from infrablocks.tasks._workspace import command_workspace
 
-    workspace = open_workspace()
+    workspace = command_workspace()
     environment = workspace.environment_name(env)
     workspace.check_known_environment(environment)
+    shown: dict[str, Any] = {}
+
+    def confirm(preview: Any) -> bool:
+        shown["preview"] = preview.to_json()
+        print_create_preview(preview)
+        if yes or not preview.changes:
+            return True
+        return _ask(f"apply these changes to {environment}?", "create")
+
     with progress_for(f"create in {environment}") as progress:
         _resolution, run = create(workspace, targets, environment, jobs=int(jobs),
-                                  keep_going=keep_going, on_event=progress)
+                                  keep_going=keep_going, on_event=progress,
+                                  confirm=None if is_ephemeral(environment) else confirm,
+                                  lock_timeout=float(lock_timeout))
+    if run is None:
+        err_console.print("nothing applied")
+        return 1
     print_run_summary(run, f"create in {environment}")
     print_left_behind(workspace, environment, run)
     if run.cancelled:
         err_console.print("Terraform stopped cleanly: run the same `doit create` again to "
                           "finish, or `doit destroy` what was created")
-    write_report(report, {"command": "create", "environment": environment, "run": run.to_json()})
+    write_report(report, {"command": "create", "environment": environment, **shown,
+                          "run": run.to_json()})
     return 0 if run.ok else 1
 
 
-def _destroy(targets: list[str], env: str | None, jobs: int, keep_going: bool,
-             report: str | None, with_dependents: bool, yes: bool) -> int:
+def _ask(question: str, command: str) -> bool:
+    """Ask on the terminal; refuse (UsageError) when stdin is not one."""
+    import sys
+
     from rich.prompt import Confirm
 
+    from infrablocks.errors import UsageError
+
+    if not sys.stdin.isatty():
+        raise UsageError(f"refusing to {command} without confirmation on a non-interactive "
+                         "terminal", hint="pass --yes")
+    return Confirm.ask(question, default=False)
+
+
+def _destroy(targets: list[str], env: str | None, jobs: int, keep_going: bool,
+             report: str | None, lock_timeout: float, with_dependents: bool,
+             yes: bool) -> int:
     from infrablocks.deploy.orchestrate import destroy
-    from infrablocks.deploy.workspace import open_workspace
     from infrablocks.errors import UsageError
     from infrablocks.tasks._console import make_console
     from infrablocks.tasks._deploy_output import (
@@ -114,10 +147,11 @@ def _destroy(targets: list[str], env: str | None, jobs: int, keep_going: bool,
         progress_for,
         write_report,
     )
+    from infrablocks.tasks._workspace import command_workspace
 
     if not targets:
         raise UsageError("name the blocks to destroy", hint="e.g. doit destroy nomad --env prod")
-    workspace = open_workspace()
+    workspace = command_workspace()
     environment = workspace.environment_name(env)
     workspace.check_known_environment(environment)
     console = make_console(soft_wrap=False)
@@ -127,16 +161,12 @@ def _destroy(targets: list[str], env: str | None, jobs: int, keep_going: bool,
                       + " → ".join(order))
         if yes:
             return True
-        import sys
-
-        if not sys.stdin.isatty():
-            raise UsageError("refusing to destroy without confirmation on a non-interactive "
-                             "terminal", hint="pass --yes")
-        return Confirm.ask("destroy?", default=False)
+        return _ask("destroy?", "destroy")
 
     with progress_for(f"destroy in {environment}") as progress:
         run = destroy(workspace, targets, environment, with_dependents=with_dependents,
-                      jobs=int(jobs), keep_going=keep_going, on_event=progress, confirm=confirm)
+                      jobs=int(jobs), keep_going=keep_going, on_event=progress, confirm=confirm,
+                      lock_timeout=float(lock_timeout))
     if run is None:
         console.print("nothing destroyed")
         return 1
@@ -150,13 +180,13 @@ def _destroy(targets: list[str], env: str | None, jobs: int, keep_going: bool,
 def _env(targets: list[str], jobs: int, keep_going: bool, report: str | None,
          platform: str | None, keep: bool) -> int:
     from infrablocks.deploy.orchestrate import run_test_environment
-    from infrablocks.deploy.workspace import open_workspace
     from infrablocks.errors import UsageError
     from infrablocks.tasks._deploy_output import TestEnvironmentPrinter, write_report
+    from infrablocks.tasks._workspace import command_workspace
 
     if not targets:
         raise UsageError("name the blocks to test", hint="e.g. doit env microservice01")
-    workspace = open_workspace()
+    workspace = command_workspace()
     workspace.choose_platform(platform)
     # Resolve before creating anything: bad targets fail here, with nothing to clean up.
     from infrablocks.resolve import resolve
@@ -173,10 +203,10 @@ def _env(targets: list[str], jobs: int, keep_going: bool, report: str | None,
 
 def _status(env: str | None, json: bool, no_drift: bool) -> int | None:
     from infrablocks.deploy.status import environment_status
-    from infrablocks.deploy.workspace import open_workspace
     from infrablocks.tasks._deploy_output import print_status
+    from infrablocks.tasks._workspace import command_workspace
 
-    workspace = open_workspace()
+    workspace = command_workspace()
     environments = [env] if env else sorted(set(workspace.backend.list_environments())
                                             | set(workspace.registry.environments))
     if env:
@@ -188,11 +218,11 @@ def _status(env: str | None, json: bool, no_drift: bool) -> int | None:
 
 def _outputs(targets: list[str], env: str | None, json: bool) -> int | None:
     from infrablocks.deploy.block_ops import read_block_outputs
-    from infrablocks.deploy.workspace import open_workspace
     from infrablocks.tasks._deploy_output import print_outputs
+    from infrablocks.tasks._workspace import command_workspace
 
     block = _one_target(targets, "outputs")
-    workspace = open_workspace()
+    workspace = command_workspace()
     workspace.registry.block(block)
     environment = workspace.environment_name(env)
     workspace.check_known_environment(environment)

@@ -12,6 +12,9 @@ from infrablocks.tasks._command import command_task, flag, option
 DEFAULT_JOBS = 4
 _JOBS = option("jobs", type=int, default=DEFAULT_JOBS, min=1,
                help=f"blocks planned (--out) or applied at once (default {DEFAULT_JOBS})")
+_LOCK_TIMEOUT = option("lock_timeout", type=float, default=300.0, min=0,
+                       help="seconds to wait for a block's lock another command holds "
+                            "(default 300; 0: refuse at once)")
 
 
 def task_plan() -> dict[str, Any]:
@@ -31,21 +34,22 @@ def task_apply() -> dict[str, Any]:
         doc="apply a plan saved by `doit plan --out FILE`, exactly as reviewed",
         params=[_JOBS,
                 flag("keep_going", help="after a failure, still apply everything not downstream"),
-                option("report", help="write the run report (per-block status) as JSON")])
+                option("report", help="write the run report (per-block status) as JSON"),
+                _LOCK_TIMEOUT])
 
 
 def _plan(targets: list[str], env: str | None, json: bool, out: str | None, jobs: int) -> None:
     from pathlib import Path
 
-    from infrablocks.deploy.workspace import open_workspace
     from infrablocks.errors import UsageError
     from infrablocks.planning.crossplan import plan_environment
     from infrablocks.tasks._plan_output import print_environment_plan
+    from infrablocks.tasks._workspace import command_workspace
 
     if not targets:
         raise UsageError("name the blocks to plan", hint="e.g. doit plan microservice01 --env "
                                                          "staging")
-    workspace = open_workspace()
+    workspace = command_workspace()
     environment = workspace.environment_name(env)
     workspace.check_known_environment(environment)
     result = plan_environment(workspace, targets, environment, out=Path(out) if out else None,
@@ -53,10 +57,10 @@ def _plan(targets: list[str], env: str | None, json: bool, out: str | None, jobs
     print_environment_plan(result, as_json=json)
 
 
-def _apply(plan_file: list[str], jobs: int, keep_going: bool, report: str | None) -> int:
+def _apply(plan_file: list[str], jobs: int, keep_going: bool, report: str | None,
+           lock_timeout: float) -> int:
     from pathlib import Path
 
-    from infrablocks.deploy.workspace import open_workspace
     from infrablocks.errors import UsageError
     from infrablocks.planning.apply import apply_plan_file
     from infrablocks.tasks._deploy_output import (
@@ -70,16 +74,18 @@ def _apply(plan_file: list[str], jobs: int, keep_going: bool, report: str | None
         print_not_planned,
         warn_if_readable,
     )
+    from infrablocks.tasks._workspace import command_workspace
 
     if len(plan_file) != 1:
         raise UsageError(f"doit apply takes exactly one plan file, got {len(plan_file)}",
                          hint="save one with doit plan TARGET --env ENV --out FILE")
     path = Path(plan_file[0])
     warn_if_readable(path)
-    workspace = open_workspace()
+    workspace = command_workspace()
     with progress_for(f"apply {path.name}") as progress:
         reviewed, run = apply_plan_file(workspace, path, jobs=int(jobs), keep_going=keep_going,
-                                        on_event=progress, on_open=announce_apply)
+                                        on_event=progress, on_open=announce_apply,
+                                        lock_timeout=float(lock_timeout))
     environment = reviewed.environment
     print_run_summary(run, f"apply {path.name} in {environment}")
     print_left_behind(workspace, environment, run)

@@ -34,7 +34,10 @@ def task_upgrade() -> dict[str, Any]:
                 flag("rollback_failed", help="put the unit whose gate failed back on the old "
                                              "version"),
                 flag("yes", help="do not ask for confirmation"),
-                flag("json", help="print the outcome as JSON")])
+                flag("json", help="print the outcome as JSON"),
+                option("lock_timeout", type=float, default=300.0, min=0,
+                       help="seconds to wait for the block's lock another command holds "
+                            "(default 300; 0: refuse at once)")])
 
 
 def task_test_create() -> dict[str, Any]:
@@ -74,17 +77,18 @@ def _one_block(targets: list[str], command: str) -> str:
 
 
 def _upgrade(targets: list[str], env: str | None, to: str | None, dry_run: bool,
-             resume: bool, rollback_failed: bool, yes: bool, json: bool) -> int:
+             resume: bool, rollback_failed: bool, yes: bool, json: bool,
+             lock_timeout: float) -> int:
     import sys
 
-    from infrablocks.deploy.workspace import open_workspace
     from infrablocks.errors import UsageError
-    from infrablocks.rolling.engine import UpgradeHalted, upgrade
     from infrablocks.rolling.faults import FaultHook
     from infrablocks.tasks._upgrade_output import Printer
+    from infrablocks.tasks._workspace import command_workspace
+    from infrablocks.upgrade.engine import UpgradeHalted, upgrade
 
     block = _one_block(targets, "upgrade")
-    workspace = open_workspace()
+    workspace = command_workspace()
     environment = workspace.environment_name(env)
     workspace.check_known_environment(environment)
     printer = Printer(as_json=json)
@@ -105,6 +109,7 @@ def _upgrade(targets: list[str], env: str | None, to: str | None, dry_run: bool,
     try:
         outcome = upgrade(workspace, block, environment, to=to, dry_run=dry_run,
                           resume=resume, rollback_failed=rollback_failed, say=printer.say,
+                          lock_timeout=float(lock_timeout),
                           fault=FaultHook.from_environ())  # the test hook, read here only
     except UpgradeHalted as exc:
         printer.halted(exc)
@@ -117,18 +122,18 @@ def _test_create(targets: list[str], jobs: int, report: str | None, env: str | N
                  platform: str | None) -> int:
     """What `doit env` does (reusing its printer), with an optional environment name."""
     from infrablocks.deploy.orchestrate import run_test_environment
-    from infrablocks.deploy.workspace import open_workspace
     from infrablocks.environments import is_ephemeral
     from infrablocks.errors import UsageError
     from infrablocks.resolve import resolve
     from infrablocks.tasks._deploy_output import TestEnvironmentPrinter, write_report
+    from infrablocks.tasks._workspace import command_workspace
 
     if not targets:
         raise UsageError("name the blocks to test", hint="e.g. doit test-create microservice01")
     if env is not None and not is_ephemeral(env):
         raise UsageError(f"test-create runs in a throwaway environment; {env!r} does not start "
                          "with t-")
-    workspace = open_workspace()
+    workspace = command_workspace()
     workspace.choose_platform(platform)
     resolve(workspace.registry, targets)  # bad targets fail here, with nothing to clean up
     printer = TestEnvironmentPrinter(targets)
@@ -141,12 +146,12 @@ def _test_create(targets: list[str], jobs: int, report: str | None, env: str | N
 
 def _test_upgrade(targets: list[str], to: str | None, env: str | None, platform: str | None,
                   json: bool, **values: Any) -> int:
-    from infrablocks.deploy.workspace import open_workspace
-    from infrablocks.rolling.testing import run_test_upgrade
     from infrablocks.tasks._upgrade_output import Printer
+    from infrablocks.tasks._workspace import command_workspace
+    from infrablocks.upgrade.testing import run_test_upgrade
 
     block = _one_block(targets, "test-upgrade")
-    workspace = open_workspace()
+    workspace = command_workspace()
     workspace.choose_platform(platform)
     printer = Printer(as_json=json)
     result = run_test_upgrade(workspace, block, from_version=values.get("from"),

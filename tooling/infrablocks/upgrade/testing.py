@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from infrablocks.deploy.workspace import Workspace
     from infrablocks.health.base import GateResult
     from infrablocks.registry import BlockVersion
-    from infrablocks.rolling.engine import UpgradeOutcome
+    from infrablocks.upgrade.engine import UpgradeOutcome
 
 
 @dataclass
@@ -122,8 +122,11 @@ def run_test_upgrade(workspace: Workspace, block: str, *, from_version: str | No
                      echo_tests: bool = True) -> TestUpgradeResult:
     from infrablocks.deploy.orchestrate import create, teardown_environment
     from infrablocks.environments import is_ephemeral, new_ephemeral_name
+    from infrablocks.upgrade.engine import roll
 
     say = say or (lambda text: None)
+    if workspace.roller is None:   # the create repairs members as `doit create` does
+        workspace.roller = roll
     name = environment or new_ephemeral_name()
     if not is_ephemeral(name):
         raise UsageError(f"test-upgrade runs in a throwaway environment; {name!r} does not "
@@ -137,6 +140,7 @@ def run_test_upgrade(workspace: Workspace, block: str, *, from_version: str | No
         targets = [f"{start.block}@{start.version}",
                    *(f"{n}@{v}" for n, v in dependencies.items())]
         _resolution, report = create(workspace, targets, name)
+        assert report is not None   # no confirm: always a report
         if not report.ok:
             raise InfrablocksError(f"creating {start.label} in {name} failed: "
                                    + "; ".join(f"{n}: {r.error}" for n, r in
@@ -147,7 +151,7 @@ def run_test_upgrade(workspace: Workspace, block: str, *, from_version: str | No
             check, members = probe_check
             result.probe = check.write_probe(members)
             say(f"data written: {result.probe}")
-        from infrablocks.rolling.engine import upgrade
+        from infrablocks.upgrade.engine import upgrade
 
         result.upgrade = upgrade(workspace, block, name, to=str(target.version), say=say)
         from infrablocks.deploy.blocktests import run_block_tests

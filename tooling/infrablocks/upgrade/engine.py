@@ -44,7 +44,7 @@ from infrablocks.rolling.driver import (
 )
 from infrablocks.rolling.faults import NO_FAULTS, FaultHook
 from infrablocks.rolling.journal import Journal
-from infrablocks.rolling.outcome import UpgradeHalted, UpgradeOutcome
+from infrablocks.rolling.outcome import UpgradeHalted, UpgradeOutcome, UpgradeRefused
 from infrablocks.rolling.plan import (
     RollingPlan,
     classify,
@@ -52,8 +52,9 @@ from infrablocks.rolling.plan import (
     unit_for_index,
 )
 from infrablocks.rolling.states import JournalStatus, Mode, RollKind
-from infrablocks.rolling.target import UpgradeRefused, choose_target, deployed_version
+from infrablocks.state.locks import DEFAULT_LOCK_TIMEOUT
 from infrablocks.timing import PhaseTimer
+from infrablocks.upgrade.target import choose_target, deployed_version
 
 if TYPE_CHECKING:
     from infrablocks.cloud.ops import CloudOps
@@ -78,18 +79,23 @@ STATE_LOCK_WAIT = "300s"  # how long Terraform waits for a state lock another ru
 def upgrade(workspace: Workspace, block: str, environment: str, *, to: str | None = None,
             dry_run: bool = False, resume: bool = False, rollback_failed: bool = False,
             ops: CloudOps | None = None, fault: FaultHook = NO_FAULTS,
-            say: Say | None = None) -> UpgradeOutcome:
+            say: Say | None = None,
+            lock_timeout: float = DEFAULT_LOCK_TIMEOUT) -> UpgradeOutcome:
     """Upgrade ``block`` in ``environment`` (see the module docstring); the outcome or a raise.
 
     ``--resume`` continues the journaled upgrade; ``--rollback-failed`` puts the unit whose gate
-    failed back on the version it came from. Holds the block's lock throughout. ``ops``
-    defaults to the environment's platform's; ``fault`` is the test hook (``rolling.faults``,
-    read from the environment by the command, never here).
+    failed back on the version it came from. Holds the block's lock throughout, waiting up to
+    ``lock_timeout`` seconds for it (``state.locks.acquire_waiting``: a dead holder's lock is
+    taken over once the Terraform it left running exited). The version it applies must not be
+    an edited released or deployed one in a persistent environment
+    (``release.frozen.refuse_edited``, ``EditedVersionError``). ``ops`` defaults to the
+    environment's platform's; ``fault`` is the test hook (``rolling.faults``, read from the
+    environment by the command, never here).
     """
     if sum((dry_run, resume, rollback_failed)) > 1:
         raise UsageError("--dry-run, --resume and --rollback-failed exclude each other")
     workspace.registry.block(block)
-    wiring = _Wiring(workspace, environment, block, ops, fault, say)
+    wiring = _Wiring(workspace, environment, block, ops, fault, say, lock_timeout)
     backend = workspace.backend
     if dry_run:
         journal = Journal.load(backend, environment, block)
@@ -106,6 +112,7 @@ def upgrade(workspace: Workspace, block: str, environment: str, *, to: str | Non
                     or journal.failure is None:
                 raise UsageError(f"no failed upgrade of {block} in {environment} to roll back"
                                  + (f" (last upgrade: {journal.status})" if journal else ""))
+            wiring.refuse_edited(journal.from_version)
             return RollingEngine(wiring).rollback(journal)
         if resume:
             if journal is None or not journal.active:
@@ -114,6 +121,7 @@ def upgrade(workspace: Workspace, block: str, environment: str, *, to: str | Non
             if to is not None and to != journal.to_version:
                 raise UsageError(f"the interrupted upgrade goes to {journal.to_version}, "
                                  f"not {to}", hint="resume without --to")
+            wiring.refuse_edited(journal.to_version)
             return _move_pin(workspace, RollingEngine(wiring).resume(journal), wiring.say)
         _refuse_unfinished(journal, block, environment)
         choice = choose_target(workspace, environment, block, to)
@@ -121,6 +129,7 @@ def upgrade(workspace: Workspace, block: str, environment: str, *, to: str | Non
         current, target = str(choice.current.version), str(choice.target.version)
         if not choice.changes_version:
             return engine.outcome(Mode.UP_TO_DATE, Subject(block, environment, current, target))
+        wiring.refuse_edited(target)
         return _move_pin(workspace, engine.start(current, target, kind=RollKind.UPGRADE),
                          wiring.say)
 
@@ -129,7 +138,8 @@ def roll(workspace: Workspace, block: str, environment: str, *,
          units: Iterable[int] | None = None, down: Iterable[int] = (),
          version: str | None = None, resume: bool = False, hold_lock: bool = True,
          ops: CloudOps | None = None, fault: FaultHook = NO_FAULTS,
-         say: Say | None = None) -> UpgradeOutcome:
+         say: Say | None = None,
+         lock_timeout: float = DEFAULT_LOCK_TIMEOUT) -> UpgradeOutcome:
     """Roll units of the deployed stateful ``block`` with the rolling procedure: gates,
     journal, ``--resume``; the outcome (mode ``rolling``, or ``plain`` when nothing rolls).
 
@@ -144,7 +154,8 @@ def roll(workspace: Workspace, block: str, environment: str, *,
       unit. The check before starting then asks only the other members to be running;
     - ``resume``: continue an unfinished journal of the block instead of refusing it (it goes
       where it was going; ``units`` / ``down`` / ``version`` are not consulted then);
-    - ``hold_lock``: False when the caller already holds the block's lock (``apply_block``).
+    - ``hold_lock``: False when the caller already holds the block's lock (``apply_block``);
+      else it is waited for up to ``lock_timeout`` seconds, as :func:`upgrade` does.
 
     The record is written at the end (the target version), the dependents whose inputs changed
     are re-applied; pins in blocks.toml are left alone. Raises ``UsageError`` for a block
@@ -152,7 +163,7 @@ def roll(workspace: Workspace, block: str, environment: str, *,
     ``failed``: resume or ``doit upgrade --rollback-failed``).
     """
     workspace.registry.block(block)
-    wiring = _Wiring(workspace, environment, block, ops, fault, say)
+    wiring = _Wiring(workspace, environment, block, ops, fault, say, lock_timeout)
     held = wiring.lock("roll") if hold_lock else contextlib.nullcontext()
     with held:
         journal = Journal.load(workspace.backend, environment, block)
@@ -166,6 +177,7 @@ def roll(workspace: Workspace, block: str, environment: str, *,
         if wiring.declaration(target) is None:
             raise UsageError(f"{block} {target} has no rolling declaration: nothing to roll",
                              hint=f"declare [blocks.{block}.rolling] in blocks.toml")
+        wiring.refuse_edited(target)
         kind = RollKind.REPAIR if target == current else RollKind.UPGRADE
         return engine.start(current, target, kind=kind,
                             units=None if units is None else sorted(set(units)),
@@ -433,8 +445,12 @@ class _Wiring:
     the state backend, the service checks."""
 
     def __init__(self, workspace: Workspace, environment: str, block: str,
-                 ops: CloudOps | None, fault: FaultHook, say: Say | None) -> None:
+                 ops: CloudOps | None, fault: FaultHook, say: Say | None,
+                 lock_timeout: float = DEFAULT_LOCK_TIMEOUT) -> None:
+        if workspace.roller is None:   # the block's and its dependents' re-applies roll too
+            workspace.roller = roll
         self.workspace = workspace
+        self.lock_timeout = lock_timeout
         self.environment = environment
         self.block = block
         self.backend = workspace.backend
@@ -459,11 +475,27 @@ class _Wiring:
 
     @contextlib.contextmanager
     def lock(self, operation: str) -> Iterator[None]:
-        with self.workspace.backend.acquire_lock(self.environment, self.block,
-                                                 operation) as held:
+        """The block's lock, waited for up to ``lock_timeout`` seconds (who holds it is said;
+        a dead holder's is taken over once the Terraform it left running exited)."""
+        from infrablocks.state.locks import acquire_waiting
+
+        with acquire_waiting(self.workspace.backend, self.environment, self.block, operation,
+                             timeout=self.lock_timeout, say=self.say) as held:
             if held.note:
                 self.say(held.note)
             yield
+
+    def refuse_edited(self, version: str) -> None:
+        """``EditedVersionError`` when ``version`` was released or deployed with other code
+        and the environment is persistent (``release.frozen.refuse_edited``)."""
+        from infrablocks.release.frozen import refuse_edited
+
+        registry = self.workspace.registry
+        try:
+            declared = registry.block_version(self.block, version)
+        except UsageError:   # not in blocks.toml: the engine's own lookup says so
+            return
+        refuse_edited(registry, self.backend, self.environment, [declared])
 
     def declaration(self, version: str) -> RollingDeclaration | None:
         """The version's rolling declaration; None for a stateless block."""
@@ -502,8 +534,8 @@ class _Wiring:
         return _WorkdirTerraform(self.terraform(), workdir)
 
     def ports(self, terraform: BlockTerraform) -> Ports:
-        from infrablocks.rolling.dependents import reapply_dependents
         from infrablocks.terraform.toolchain import terraform_log_dir
+        from infrablocks.upgrade.dependents import reapply_dependents
 
         workspace = self.workspace
         return Ports(
@@ -512,7 +544,13 @@ class _Wiring:
                 workspace, self.environment, self.block, self.say, ops=self.ops),
             terraform_version=lambda: workspace.terraform_binary().version,
             log_dir=str(terraform_log_dir(workspace.repo_root)), timer=self.timer,
-            say=self._say)
+            say=self._say, write_record=self._write_record)
+
+    def _write_record(self, version: str) -> None:
+        from infrablocks.deploy.block_ops import write_deployed_record
+
+        write_deployed_record(self.workspace, self.environment, self.version(version),
+                              terraform_version=self.workspace.terraform_binary().version)
 
     def rolling_driver(self, subject: Subject, declaration: RollingDeclaration,
                        terraform: BlockTerraform) -> RollingDriver:

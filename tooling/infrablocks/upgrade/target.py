@@ -12,16 +12,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from infrablocks.errors import InfrablocksError, UsageError
+from infrablocks.errors import UsageError
+from infrablocks.rolling.outcome import UpgradeRefused
 from infrablocks.state import DEPLOYED
 
 if TYPE_CHECKING:
     from infrablocks.deploy.workspace import Workspace
     from infrablocks.registry import BlockVersion
-
-
-class UpgradeRefused(InfrablocksError):
-    """The environment would not accept the target version (exit 1)."""
 
 
 @dataclass
