@@ -14,8 +14,16 @@ A command module declares its command once::
   range (``min`` / ``max``, declared with the option) and its ``choices``. A bad value is a
   :class:`~infrablocks.errors.UsageError` naming the option (exit 2), never a traceback: doit
   itself receives every option as a string (``type=str``) so that it converts nothing.
+- doit reads the options written before the first positional itself; its parse errors (a
+  missing value, an unknown option) are turned into the same usage errors (exit 2, see
+  :func:`install_doit_parse_errors`). Every command takes doit's positional list, so that words
+  a command does not take are a usage error too, not further doit tasks.
+- Positional block and image names are ``NAME`` or ``NAME@VERSION``, separated by spaces
+  (``base@`` and ``base,nomad`` are usage errors); options naming a file to write
+  (:func:`output_file`) are checked before any work (:mod:`infrablocks.tasks._output_files`).
 - ``InfrablocksError`` raised by the command is printed as ``error: …`` (with its hint) and the
-  process exits with the error's ``exit_code``; Ctrl-C exits 130.
+  process exits with the error's ``exit_code``; a command that received SIGINT (Ctrl-C) exits
+  130, whoever handled the signal (the runner stops Terraform, `doit env` tears down first).
 - Output goes through :mod:`infrablocks.tasks._console`: whole values outside a terminal, and
   a closed pipe ends the command quietly (status 141, as for ``seq | head -1``).
 

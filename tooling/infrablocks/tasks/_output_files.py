@@ -34,7 +34,7 @@ def output_path_problem(text: str) -> str | None:
     path = Path(text)
     try:
         info = path.stat()
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):   # a missing file, or parent (below)
         info = None
     except OSError as exc:
         return f"cannot be read ({exc.strerror or exc})"
