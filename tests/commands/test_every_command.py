@@ -337,7 +337,7 @@ def test_an_unknown_option_is_a_usage_error(name: str, example_repo: Path) -> No
 def test_a_command_without_positionals_refuses_one(name: str, example_repo: Path) -> None:
     """`doit status base` is a usage error, not doit running a task named `base`."""
     _assert_usage_error(run_doit(example_repo, name, "base"),
-                        f"doit {name}: unexpected argument(s): base")
+                        f"doit {name}: unexpected argument: base")
 
 
 def _named_positional_cases() -> list[Any]:

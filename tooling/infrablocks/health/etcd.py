@@ -113,7 +113,9 @@ class EtcdCheck:
                                         "peer_urls": m.get("peerURLs", [])} for m in listed]
             unstarted = [m for m in listed if not m.get("name")]
             if unstarted:
-                problems.append(f"{len(unstarted)} member(s) added but not started")
+                problems.append(f"{len(unstarted)} member"
+                                + (" was" if len(unstarted) == 1 else "s were")
+                                + " added but not started")
             if len(listed) != len(members):
                 problems.append(f"the cluster lists {len(listed)} members, expected "
                                 f"{len(members)}")

@@ -214,7 +214,8 @@ class Command:
             for word in positional:
                 _check_name_syntax(self.name, word, NAMED_POSITIONALS[self.positional])
         if positional and self.positional is None:
-            raise UsageError(f"doit {self.name}: unexpected argument(s): {' '.join(positional)}"
+            raise UsageError(f"doit {self.name}: unexpected argument"
+                             f"{'' if len(positional) == 1 else 's'}: {' '.join(positional)}"
                              " (this command takes options only)",
                              hint=f"see `doit help {self.name}`")
         checked = {name: (self.by_name[name].value(raw, self.name) if name in self.by_name
