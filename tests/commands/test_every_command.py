@@ -463,7 +463,7 @@ def _slow_repo(root: Path) -> tuple[Path, Path]:
 
 SIGINT_CASES = {
     # the runner stops Terraform gracefully; the command ends with 130, not its failure (1)
-    "create": (("create", SLOW, "--env", LONG_ENV), ()),
+    "create": (("create", SLOW, "--env", LONG_ENV, "--yes"), ()),
     # `doit env` destroys its environment after the Ctrl-C, then ends with 130
     "env": (("env", SLOW), ()),
     "test-create": (("test-create", SLOW), ()),
