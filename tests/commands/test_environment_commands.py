@@ -94,7 +94,7 @@ def test_destroy_refuses_dependents_and_needs_confirmation(example_repo: Path,
                                                            doit: Doit) -> None:
     _deploy_records(example_repo, "staging", {"base": "1.0.0", "nomad": "1.0.0"})
     _usage_error(doit(example_repo, "destroy", "base", "--env", "staging", "--yes"),
-                 "deployed blocks depend on it: nomad", "--with-dependents")
+                 "a deployed block depends on it: nomad", "--with-dependents")
     # No terminal to ask on, no --yes: refused after showing what would go.
     refused = doit(example_repo, "destroy", "base", "--env", "staging", "--with-dependents")
     _usage_error(refused, "pass --yes")

@@ -284,3 +284,261 @@ def test_output_that_is_not_a_terminal_holds_whole_values(name: str, tmp_path: P
         assert LONG_TAG in result.stdout
     if name in ("status", "outputs", "resolve", "create", "plan", "apply", "destroy"):
         assert TINY in result.stdout
+
+
+# -- the command line itself: bad options, names, output files ----------------------------------
+
+
+def _positional_for(command: Any) -> tuple[str, ...]:
+    """A well-formed positional. The error under test comes first; should it not, the
+    command still stops at once (no such block / image / file), starting nothing."""
+    return {None: (), "targets": ("no_such_block",), "refs": ("no-such-image@1.0.0",),
+            "plan_file": ("saved.plan",)}[command.positional]
+
+
+def _assert_usage_error(result: subprocess.CompletedProcess[str], *texts: str) -> None:
+    assert result.returncode == 2, f"exit {result.returncode}\n{result.stdout}{result.stderr}"
+    assert "Traceback" not in result.stdout + result.stderr, result.stderr
+    assert "ERROR: Error parsing" not in result.stderr, result.stderr   # doit's raw message
+    for text in texts:
+        assert text in result.stderr, result.stderr
+
+
+def _valued_options() -> list[Any]:
+    return [pytest.param(name, option.name, where, id=f"{name}-{option.flag}-{where}")
+            for name, command in sorted(COMMANDS.items())
+            for option in command.options if option.type is not bool
+            for where in (("alone", "after") if command.positional else ("alone",))]
+
+
+@pytest.mark.parametrize(("name", "option_name", "where"), _valued_options())
+def test_an_option_without_its_value_is_a_usage_error(name: str, option_name: str, where: str,
+                                                      example_repo: Path) -> None:
+    """`doit status --env`: doit parses the options given first, infrablocks those after the
+    positionals; both answer the same usage error (exit 2), not doit's parser dump (exit 3)."""
+    command = COMMANDS[name]
+    flag_text = command.by_name[option_name].flag
+    args = (name, flag_text) if where == "alone" else (name, *_positional_for(command),
+                                                        flag_text)
+    _assert_usage_error(run_doit(example_repo, *args),
+                        f"error: doit {name}: argument {flag_text}: expected one argument")
+
+
+@pytest.mark.parametrize("name", sorted(COMMANDS))
+def test_an_unknown_option_is_a_usage_error(name: str, example_repo: Path) -> None:
+    command = COMMANDS[name]
+    for args in ((name, "--no-such-option", *_positional_for(command)),
+                 (name, *_positional_for(command), "--no-such-option")):
+        _assert_usage_error(run_doit(example_repo, *args), f"doit {name}: ",
+                            "--no-such-option")
+
+
+@pytest.mark.parametrize("name", sorted(n for n, c in COMMANDS.items() if c.positional is None))
+def test_a_command_without_positionals_refuses_one(name: str, example_repo: Path) -> None:
+    """`doit status base` is a usage error, not doit running a task named `base`."""
+    _assert_usage_error(run_doit(example_repo, name, "base"),
+                        f"doit {name}: unexpected argument: base")
+
+
+def _named_positional_cases() -> list[Any]:
+    from infrablocks.tasks._command import NAMED_POSITIONALS
+
+    words = {"base@": "the version after `@` is empty", "@1.0.0": "name is empty",
+             "base,nomad": "names are separated by spaces, not commas"}
+    return [pytest.param(name, word, expected, id=f"{name}-{word}")
+            for name, command in sorted(COMMANDS.items())
+            if command.positional in NAMED_POSITIONALS
+            for word, expected in words.items()]
+
+
+@pytest.mark.parametrize(("name", "word", "expected"), _named_positional_cases())
+def test_a_malformed_block_or_image_name_is_a_usage_error(name: str, word: str, expected: str,
+                                                          example_repo: Path) -> None:
+    """`doit create base@` is not `base`; `base,nomad` is two names written wrongly."""
+    _assert_usage_error(run_doit(example_repo, name, word), f"`{word}`", expected)
+
+
+def _output_options() -> list[tuple[str, Any]]:
+    return [(name, option) for name, command in sorted(COMMANDS.items())
+            for option in command.options if option.writes]
+
+
+def test_every_option_that_writes_a_file_is_declared_so() -> None:
+    """Options naming a file to write are made with output_file(): checked before any work."""
+    declared = {(name, option.flag) for name, option in _output_options()}
+    assert {("create", "--report"), ("destroy", "--report"), ("env", "--report"),
+            ("apply", "--report"), ("test-create", "--report"), ("plan", "--out"),
+            ("graph", "--output"), ("ci-pipeline", "--output")} <= declared
+    for name, command in COMMANDS.items():
+        for option in command.options:
+            if option.name in ("report", "output", "out"):
+                assert option.writes, f"doit {name} {option.flag} is not an output_file()"
+
+
+BAD_OUTPUT_PATHS = {
+    "missing-directory": ("{tmp}/missing/out.file", "does not exist"),
+    "a-directory": ("{tmp}", "is a directory"),
+    "proc": ("/proc/version", "cannot create a file in /proc"),
+    "a-device": ("/dev/null", "is not a regular file"),
+    "empty": ("", "expected a file path"),
+}
+
+
+@pytest.mark.parametrize(("name", "option_name", "case"), [
+    pytest.param(name, option.name, case, id=f"{name}-{option.flag}-{case}")
+    for name, option in _output_options() for case in BAD_OUTPUT_PATHS])
+def test_a_bad_output_path_is_refused_before_any_work(name: str, option_name: str, case: str,
+                                                      example_repo: Path,
+                                                      tmp_path: Path) -> None:
+    """Exit 2 naming the option, the path and what would be valid; nothing ran, and no
+    directory was made for the path (`ci-pipeline --output /nonexistent/x.yml` made one)."""
+    command = COMMANDS[name]
+    option = command.by_name[option_name]
+    template, problem = BAD_OUTPUT_PATHS[case]
+    path = template.format(tmp=tmp_path)
+    given = (f"{option.flag}={path}",) if path == "" else (option.flag, path)
+    for args in ((name, *given, *_positional_for(command)),
+                 (name, *_positional_for(command), *given)):
+        result = run_doit(example_repo, *args)
+        _assert_usage_error(result, f"doit {name}: {option.flag} {path!r}", problem,
+                            "in a directory that exists and is writable")
+        assert not (tmp_path / "missing").exists()
+    assert not (example_repo / ".infrablocks" / "logs").exists(), "the command did some work"
+
+
+def test_an_output_file_is_written_where_it_was_named(example_repo: Path,
+                                                      tmp_path: Path) -> None:
+    graph = run_doit(example_repo, "graph", "--format", "dot", "--output", str(tmp_path / "g"))
+    assert graph.returncode == 0 and (tmp_path / "g").read_text().startswith("digraph")
+    # relative to the working directory, into an existing file (replaced)
+    (example_repo / "g.dot").write_text("old")
+    again = run_doit(example_repo, "graph", "--format", "dot", "--output", "g.dot")
+    assert again.returncode == 0 and (example_repo / "g.dot").read_text() != "old"
+
+
+def test_purging_an_environment_that_never_existed_is_a_usage_error(example_repo: Path) -> None:
+    _assert_usage_error(run_doit(example_repo, "cloud", "--purge", "nosuch"),
+                        "unknown environment `nosuch`", "known environments: prod, staging")
+    declared = run_doit(example_repo, "cloud", "--purge", "staging")   # declared, empty
+    assert declared.returncode == 0, declared.stderr
+    assert "nothing tagged environment=staging" in declared.stdout
+
+
+def test_a_subdirectory_of_the_repository_runs_with_seek_file(example_repo: Path) -> None:
+    """doit looks for dodo.py in the working directory before infrablocks loads; `doit -k`
+    (README) finds it in a parent and runs from the repository root."""
+    sub = example_repo / "blocks"
+    plain = run_doit(sub, "graph")
+    assert plain.returncode != 0 and "dodo" in plain.stdout + plain.stderr
+    sought = run_doit(sub, "-k", "graph", "--format", "dot", "--output", "seek.dot")
+    assert sought.returncode == 0, sought.stderr
+    assert (example_repo / "seek.dot").read_text().startswith("digraph")
+
+
+# -- Ctrl-C ------------------------------------------------------------------------------------
+
+SLOW = "slow_block_interrupted_while_terraform_applies"
+SLOW_MODULE = """\
+variable "environment" { type = string }
+variable "subnet_cidr" { type = string }
+
+resource "terraform_data" "slow" {
+  input = var.environment
+  provisioner "local-exec" { command = "touch %s && sleep 120" }
+}
+"""
+
+
+def _slow_repo(root: Path) -> tuple[Path, Path]:
+    """The every-command repository plus ``SLOW``: a block whose apply runs a provisioner that
+    marks the moment Terraform is applying (planned, creating), then sleeps."""
+    repo = every_command_repo(root)
+    marker = root / "applying"
+    (repo / "blocks" / SLOW / "1.0.0").mkdir(parents=True)
+    (repo / "blocks" / SLOW / "1.0.0" / "main.tf").write_text(SLOW_MODULE % marker)
+    with (repo / "blocks.toml").open("a", encoding="utf-8") as registry:
+        registry.write(f'\n[blocks.{SLOW}.versions."1.0.0"]\n')
+    return repo, marker
+
+
+SIGINT_CASES = {
+    # the runner stops Terraform gracefully; the command ends with 130, not its failure (1)
+    "create": (("create", SLOW, "--env", LONG_ENV, "--yes"), ()),
+    # `doit env` destroys its environment after the Ctrl-C, then ends with 130
+    "env": (("env", SLOW), ()),
+    "test-create": (("test-create", SLOW), ()),
+    "apply": (("apply", "slow.plan"), (("plan", SLOW, "--env", LONG_ENV, "--out", "slow.plan"),)),
+}
+
+
+@pytest.mark.slow
+@pytest.mark.integration
+@pytest.mark.parametrize("case", sorted(SIGINT_CASES))
+def test_sigint_while_terraform_applies_exits_130(case: str, tmp_path: Path) -> None:
+    """A real SIGINT to the `doit` process while Terraform applies: exit 130, no traceback,
+    and no claim that Terraform was interrupted before it started (it had planned)."""
+    import time
+
+    args, setup = SIGINT_CASES[case]
+    repo, marker = _slow_repo(tmp_path / "repo")
+    for step in setup:
+        done = run_doit(repo, *step, timeout=TIMEOUT)
+        assert done.returncode == 0, done.stdout + done.stderr
+    process = subprocess.Popen([str(DOIT), *args], cwd=repo, env=environment_for_doit(),
+                               stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + TIMEOUT
+        while not marker.exists() and process.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert marker.exists(), f"Terraform never applied:\n{process.communicate()}"
+        process.send_signal(signal.SIGINT)
+        stdout, stderr = process.communicate(timeout=TIMEOUT)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    assert process.returncode == 130, f"exit {process.returncode}\n{stdout}{stderr}"
+    assert "Traceback" not in stdout + stderr, stderr
+    assert "before it started" not in stdout + stderr, stdout + stderr
+    assert f"doit {args[0]} stopped by SIGINT" in stderr
+    if case in ("env", "test-create"):   # the throwaway environment is gone all the same
+        assert "destroy" in stdout + stderr
+
+
+@pytest.mark.slow
+@pytest.mark.integration
+def test_sigint_at_a_confirmation_prompt_exits_130(tmp_path: Path) -> None:
+    """`doit destroy` waiting for its answer on a terminal: Ctrl-C ends it with 130."""
+    import time
+
+    repo = every_command_repo(tmp_path / "repo")
+    created = run_doit(repo, *_CREATE, timeout=TIMEOUT)
+    assert created.returncode == 0, created.stdout + created.stderr
+    controller, terminal = _pty_of(120)
+    shown = tmp_path / "stdout"
+    try:
+        with shown.open("w") as stdout_file:
+            process = subprocess.Popen([str(DOIT), "destroy", TINY, "--env", LONG_ENV],
+                                       cwd=repo, env=environment_for_doit(), stdin=terminal,
+                                       stdout=stdout_file, stderr=subprocess.PIPE, text=True)
+            try:
+                deadline = time.monotonic() + 60
+                while ("destroy?" not in shown.read_text() and process.poll() is None
+                       and time.monotonic() < deadline):
+                    time.sleep(0.1)
+                assert "destroy?" in shown.read_text(), shown.read_text()
+                process.send_signal(signal.SIGINT)
+                _, stderr = process.communicate(timeout=60)
+            finally:
+                if process.poll() is None:
+                    process.kill()
+                    process.communicate()
+    finally:
+        os.close(terminal)
+        os.close(controller)
+    stdout = shown.read_text()
+    assert process.returncode == 130, f"exit {process.returncode}\n{stdout}{stderr}"
+    assert "Traceback" not in stdout + stderr, stderr
+    assert run_doit(repo, "destroy", TINY, "--env", LONG_ENV, "--yes",
+                    timeout=TIMEOUT).returncode == 0

@@ -52,4 +52,4 @@ def test_release_then_new_version(example_repo: Path, doit: Doit) -> None:
            'images = ["nomad@1.0.0"]\n' in toml
     checked = doit(example_repo, "check")
     assert checked.returncode == 0, checked.stdout + checked.stderr
-    assert "2 released or deployed block version(s) frozen" in checked.stdout
+    assert "2 released or deployed block versions frozen" in checked.stdout

@@ -191,7 +191,7 @@ def test_listing_and_prune(local_cloud: LocalCloud, tmp_path: Path) -> None:
     result = prune_images(REPO_ROOT, local_cloud, registry)
     assert [r.id for r in result.removed] == [unused.id]
     assert [(r.ref, why) for r, why in result.kept_in_use] == [
-        ("scratch@3.0.0", f"used by instance(s) {instance.id}")]
+        ("scratch@3.0.0", f"used by instance {instance.id}")]
     assert {i.id for i in local_cloud.list_images()} == {used.id, tagged.id, running.id}
 
 

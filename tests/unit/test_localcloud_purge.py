@@ -92,5 +92,5 @@ def test_doit_cloud_command(cloud: LocalCloud, populated: dict[str, str]) -> Non
     purged = doit("--purge", "t-gone")
     assert purged.returncode == 0, purged.stderr
     assert f"terminated instance t-gone-db ({populated['t-gone-instance']})" in purged.stdout
-    assert "1 instance(s) terminated, 2 volume(s) deleted" in purged.stdout
+    assert "1 instance terminated, 2 volumes deleted" in purged.stdout
     assert [i.name for i in cloud.describe_instances()] == ["prod-db"]

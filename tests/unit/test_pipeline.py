@@ -194,6 +194,10 @@ def test_doit_ci_pipeline_command(repo: Path, tmp_path: Path) -> None:  # noqa: 
         return subprocess.run([str(DOIT), "ci-pipeline", *args], cwd=repo, env=env, text=True,
                               capture_output=True, check=False, timeout=60)
 
+    refused = doit("--base", "main", "--output", str(out))   # no directory is made for it
+    assert refused.returncode == 2 and "wf does not exist" in refused.stderr, refused.stderr
+    assert not out.parent.exists()
+    out.parent.mkdir()
     written = doit("--base", "main", "--output", str(out))
     assert written.returncode == 0, written.stderr
     assert "create-app-1-0-0" in yaml.safe_load(out.read_text())["jobs"]

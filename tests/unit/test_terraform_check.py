@@ -34,5 +34,5 @@ def test_a_missing_configured_binary_is_a_problem(tmp_path):
 def test_unknown_terraform_settings_are_named(tmp_path):
     repo = make_repo(tmp_path, TOML + '\n[terraform]\nbinray = "tofu"\n')
     outcome = terraform_check(load_registry(repo))
-    assert outcome.problems == ["blocks.toml: [terraform] has unknown key(s) binray; "
+    assert outcome.problems == ["blocks.toml: [terraform] has unknown key binray; "
                                 "valid: binary, mirrors"]

@@ -81,7 +81,10 @@ SEARCHES = ("auto", "resolvelib")
 
 def parse_target(registry: Registry, text: str) -> tuple[str, Version | None]:
     """``name`` or ``name@version`` → (block name, version or None). ``UsageError`` otherwise."""
-    name, _, version_text = text.partition("@")
+    name, at, version_text = text.partition("@")
+    if at and not version_text:
+        raise UsageError(f"target `{text}`: the version after `@` is empty",
+                         hint=f"write {name} or {name}@VERSION")
     block = registry.block(name)
     if not version_text:
         return name, None

@@ -220,8 +220,9 @@ def destroy(workspace: Workspace, targets: list[str], environment: str, *,
     dependents = set().union(*(nx.descendants(graph, t) for t in targets)) - doomed
     if dependents and not with_dependents:
         raise UsageError(
-            f"cannot destroy {', '.join(targets)} in {environment}: deployed blocks depend on "
-            f"it: {', '.join(sorted(dependents))}",
+            f"cannot destroy {', '.join(targets)} in {environment}: "
+            + ("a deployed block depends" if len(dependents) == 1 else "deployed blocks depend")
+            + f" on {'it' if len(targets) == 1 else 'them'}: {', '.join(sorted(dependents))}",
             hint="destroy those first, or pass --with-dependents")
     doomed |= dependents
     order = [n for n in reversed(list(nx.lexicographical_topological_sort(graph, key=str)))

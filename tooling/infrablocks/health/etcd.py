@@ -113,9 +113,12 @@ class EtcdCheck:
                                         "peer_urls": m.get("peerURLs", [])} for m in listed]
             unstarted = [m for m in listed if not m.get("name")]
             if unstarted:
-                problems.append(f"{len(unstarted)} member(s) added but not started")
+                problems.append(f"{len(unstarted)} member"
+                                + (" was" if len(unstarted) == 1 else "s were")
+                                + " added but not started")
             if len(listed) != len(members):
-                problems.append(f"the cluster lists {len(listed)} members, expected "
+                problems.append(f"the cluster lists {len(listed)} "
+                                f"member{'' if len(listed) == 1 else 's'}, expected "
                                 f"{len(members)}")
             for member in members:
                 if not any(member.private_ip in url for m in listed
@@ -128,7 +131,8 @@ class EtcdCheck:
                             f"(> {self.max_lag}): a member is behind")
         if problems:
             return GateResult(False, "; ".join(problems), evidence)
-        return GateResult(True, f"{len(members)} members healthy, leader "
+        return GateResult(True, f"{len(members)} "
+                                f"member{'' if len(members) == 1 else 's'} healthy, leader "
                                 f"{self._name_of(next(iter(leaders)), survey)}", evidence)
 
     def leader(self, members: list[Member]) -> Member | None:

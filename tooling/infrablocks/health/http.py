@@ -44,7 +44,8 @@ class HttpCheck:
         if bad:
             return GateResult(False, f"not answering {self.expect}: {', '.join(bad)}",
                               {"members": survey})
-        return GateResult(True, f"{len(members)} members answer {self.expect}",
+        return GateResult(True, f"{len(members)} member"
+                          f"{'' if len(members) == 1 else 's'} answer {self.expect}",
                           {"members": survey})
 
     def leader(self, members: list[Member]) -> Member | None:

@@ -99,8 +99,8 @@ class InstancesCheck:
             return GateResult(False, "no members", evidence)
         if bad:
             return GateResult(False, "; ".join(bad), evidence)
-        return GateResult(True, f"{len(members)} instances running (instance-level gates "
-                                "only)", evidence)
+        running = f"{len(members)} instance{'' if len(members) == 1 else 's'} running"
+        return GateResult(True, f"{running} (instance-level gates only)", evidence)
 
     def leader(self, members: list[Member]) -> Member | None:
         return None

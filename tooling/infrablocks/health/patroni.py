@@ -177,8 +177,9 @@ class PatroniCheck:
             return GateResult.failed("; ".join(problems), **view.evidence())
         assert leader is not None   # no leader is one of the problems above
         return GateResult.passed(
-            f"{len(members)} members healthy, leader {leader['name']}, "
-            f"{len(members) - 1} replicas streaming (lag ≤ {self.max_lag} bytes)",
+            f"{len(members)} member{'' if len(members) == 1 else 's'} healthy, "
+            f"leader {leader['name']}, {len(members) - 1} "
+            f"replica{'' if len(members) == 2 else 's'} streaming (lag ≤ {self.max_lag} bytes)",
             **view.evidence())
 
     def leader(self, members: list[Member]) -> Member | None:

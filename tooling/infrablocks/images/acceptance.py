@@ -162,7 +162,7 @@ def load_verify_spec(repo_root: Path, ref: ImageRef) -> VerifySpec:
     if boot.kind == "process" and any(c.volume_mounted for c in checks):
         problems.append("checks: volume_mounted needs boot.kind = \"instance\" with a volume")
     if problems:
-        raise ConfigError(f"{shown}: {len(problems)} problem(s)",
+        raise ConfigError(f"{shown}: {len(problems)} problem{'' if len(problems) == 1 else 's'}",
                           problems=[f"{shown}: {p}" for p in problems])
     return VerifySpec(ref=ref, path=path, boot=boot, companions=tuple(companions),
                       checks=tuple(checks))

@@ -92,7 +92,8 @@ def prune_images(repo_root: Path, cloud: LocalCloud, registry: Registry, *,
         if row.id is None or row.tags or row.used_by:
             continue
         if row.instances:
-            refused.append((row, f"used by instance(s) {', '.join(row.instances)}"))
+            refused.append((row, "used by instance" + ("" if len(row.instances) == 1 else "s")
+                            + f" {', '.join(row.instances)}"))
             continue
         if not dry_run:
             try:

@@ -134,8 +134,9 @@ def profiles(registry: Registry) -> dict[str, PlatformProfile]:
     listing every problem of the platform keys."""
     found, problems = _collect(registry)
     if problems:
-        raise ConfigError(f"{_WHERE}: {len(problems)} problem(s) in the platform settings",
-                          problems=problems)
+        raise ConfigError(f"{_WHERE}: {len(problems)} "
+                          + ("problem" if len(problems) == 1 else "problems")
+                          + " in the platform settings", problems=problems)
     return found
 
 

@@ -179,5 +179,6 @@ def released_check(registry: Registry) -> ValidationOutcome:
                             "that version (destroy it with `doit destroy`, which uses the code "
                             "kept with its record)")
     frozen = len(frozen_code(registry, records))
-    outcome.info.append(f"{frozen} released or deployed block version(s) frozen")
+    outcome.info.append(f"{frozen} released or deployed block "
+                        f"version{'' if frozen == 1 else 's'} frozen")
     return outcome

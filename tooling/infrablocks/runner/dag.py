@@ -401,11 +401,12 @@ class _Run:
             self.signals_announced = self.signals_seen
             self._emit(RunEvent(CANCEL_REQUESTED, message=(
                 f"{self.token.reason}: stopping — waiting for {len(self.running)} running "
-                "block(s) to finish"), time=time.monotonic()))
+                + ("block" if len(self.running) == 1 else "blocks") + " to finish"),
+                time=time.monotonic()))
         elif self.signals_seen > self.signals_announced:
             self.signals_announced = self.signals_seen
             self._emit(RunEvent(CANCEL_REQUESTED, message=(
-                "signal again: still waiting for the running block(s) to stop cleanly"),
+                "signal again: still waiting for the running blocks to stop cleanly"),
                 time=time.monotonic()))
 
 

@@ -54,5 +54,6 @@ if _running_as_doit():
     # (see _console.py).
     restore_sigpipe()
     _command.EXIT_WHEN_DONE = True  # the reporter ends the process when doit is done
+    _command.install_doit_parse_errors()  # bad options: our usage error (exit 2), not doit's
     # doit keeps its (unused by us) task database here; it needs the folder to exist.
     os.makedirs(".infrablocks", exist_ok=True)

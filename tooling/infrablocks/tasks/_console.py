@@ -242,3 +242,9 @@ def restore_sigpipe() -> None:
     """Let SIGPIPE end the process (Python ignores it by default and raises on the write)."""
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+
+
+def counted(number: int, noun: str, plural: str | None = None) -> str:
+    """``1 block``, ``2 blocks``, ``0 blocks``: a count and its noun, singular only for one
+    (``plural`` for irregular nouns: ``counted(n, "entry", "entries")``)."""
+    return f"{number} {noun if number == 1 else (plural or noun + 's')}"

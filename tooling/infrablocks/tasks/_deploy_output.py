@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import json
 import sys
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rich.table import Table
 
 from infrablocks.runner.report import STATUS_STYLE
-from infrablocks.tasks._console import make_console
+from infrablocks.tasks._console import counted, make_console
 
 if TYPE_CHECKING:
     from infrablocks.deploy.orchestrate import TestEnvironmentOutcome
@@ -119,7 +118,7 @@ def print_left_behind(workspace: Workspace, environment: str, report: RunReport)
         resources = len((state or {}).get("resources") or [])
         recorded = (f"record `{record.status}` at {record.version}" if record
                     else "no deployment record")
-        err_console.print(f"  {block}: {recorded}; {resources} resource(s) in its state "
+        err_console.print(f"  {block}: {recorded}; {counted(resources, 'resource')} in its state "
                           f"({workspace.backend.describe(environment, block)})")
 
 
@@ -131,11 +130,13 @@ def _first_lines(text: str, lines: int = 3) -> str:
 def write_report(path: str | None, document: dict[str, Any]) -> None:
     if not path:
         return
-    from infrablocks.private_files import write_private_text
+    from infrablocks.tasks._output_files import write_output_file
 
     # 0600 like every file the tool writes for itself; reports name blocks, versions and
-    # errors, never output values (sensitive ones stay in the state).
-    write_private_text(Path(path), json.dumps(document, indent=2, sort_keys=True, default=str))
+    # errors, never output values (sensitive ones stay in the state). The path was checked
+    # with the option (--report), before the run.
+    write_output_file(path, json.dumps(document, indent=2, sort_keys=True, default=str),
+                      private=True)
     err_console.print(f"report written to {path}")
 
 

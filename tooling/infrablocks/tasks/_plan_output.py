@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 from rich.markup import escape
 from rich.table import Table
 
+from infrablocks.tasks._console import counted
 from infrablocks.tasks._deploy_output import console, err_console
 
 if TYPE_CHECKING:
@@ -24,7 +25,8 @@ def print_environment_plan(result: EnvironmentPlan, *, as_json: bool) -> None:
         print(json.dumps(result.to_json(), indent=2))
         return
     table = Table(title=f"plan for {result.environment} ({' '.join(result.targets)}): "
-                        f"{len(result.blocks)} blocks in one plan, {result.seconds:.1f}s",
+                        f"{counted(len(result.blocks), 'block')} in one plan, "
+                        f"{result.seconds:.1f}s",
                   title_justify="left")
     for column in ("block", "deployed", "target", "changes"):
         table.add_column(column)
@@ -37,7 +39,7 @@ def print_environment_plan(result: EnvironmentPlan, *, as_json: bool) -> None:
             totals[action] = totals.get(action, 0) + count
     changing = [b.block for b in result.blocks if b.has_changes and not b.unplanned]
     console.print(", ".join(f"{n} to {a}" for a, n in totals.items()) or "no resource changes",
-                  f"in {len(changing)} of {len(result.blocks)} blocks")
+                  f"in {len(changing)} of {counted(len(result.blocks), 'block')}")
     for entry in result.blocks:
         if entry.refusal:
             err_console.print(f"[red]doit apply would refuse {entry.block}:[/] "

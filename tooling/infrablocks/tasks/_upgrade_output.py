@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 from rich.table import Table
 
-from infrablocks.tasks._console import make_console
+from infrablocks.tasks._console import counted, make_console
 
 if TYPE_CHECKING:
     from infrablocks.upgrade.engine import UpgradeHalted, UpgradeOutcome
@@ -48,7 +48,7 @@ class Printer:
                                  "(no instance replaced: a plain apply)")
         else:
             console.print(head + f"{outcome.from_version} → {outcome.to_version}, "
-                                 f"{len(outcome.order)} units rolled")
+                                 f"{counted(len(outcome.order), 'unit')} rolled")
             self._units(outcome)
         timings = outcome.timings
         console.print("time: " + ", ".join(f"{k} {v:.1f}s" for k, v in timings.items()))

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from infrablocks.tasks._command import command_task, flag, option
+from infrablocks.tasks._command import command_task, flag, option, output_file
 
 _BASE = option("base", help="compare with this revision (default: the merge base with the "
                             "default branch)")
@@ -29,7 +29,8 @@ def task_ci_pipeline() -> dict[str, Any]:
         "ci-pipeline", _ci_pipeline,
         doc="write a GitHub Actions workflow testing the affected blocks on many runners",
         params=[_BASE, _HEAD,
-                option("output", help="write the workflow to this file (default: stdout)"),
+                output_file("output", help="write the workflow to this file (default: stdout)",
+                            example=".github/workflows/infrablocks.yml"),
                 option("format", default="workflow", choices=["workflow", "matrix"],
                        help="workflow (default) or matrix: the jobs as JSON strategy "
                             "matrices by stage, for a static workflow"),
@@ -46,7 +47,7 @@ def _affected(base: str | None, head: str | None, json: bool, dependents: bool =
     from infrablocks.ci.affected import find_affected
     from infrablocks.errors import UsageError
     from infrablocks.paths import find_repo_root
-    from infrablocks.tasks._console import make_console
+    from infrablocks.tasks._console import counted, make_console
 
     if dependents and no_dependents:
         raise UsageError("doit affected: --dependents and --no-dependents exclude each other")
@@ -56,7 +57,7 @@ def _affected(base: str | None, head: str | None, json: bool, dependents: bool =
         return None
     console = make_console()
     what = f"{result.base[:12]}..{(result.head or 'working tree')[:12]}"
-    console.print(f"Changes {what}: {len(result.changed)} file(s)")
+    console.print(f"Changes {what}: {counted(len(result.changed), 'file')}")
     if not result.versions:
         console.print("[green]no block version is affected[/]")
     for item in result.versions.values():
@@ -85,7 +86,8 @@ def _ci_pipeline(base: str | None, head: str | None, output: str | None,
     from infrablocks.ci.pipeline import PipelineOptions, matrix, render
     from infrablocks.errors import InfrablocksError, UsageError
     from infrablocks.paths import find_repo_root
-    from infrablocks.tasks._console import make_console
+    from infrablocks.tasks._console import counted, make_console
+    from infrablocks.tasks._output_files import write_output_file
 
     if check and not output:
         raise UsageError("doit ci-pipeline: --check needs --output FILE (the file to compare)")
@@ -111,8 +113,7 @@ def _ci_pipeline(base: str | None, head: str | None, output: str | None,
                 hint=f"regenerate it: doit ci-pipeline --base {base or 'REF'} --output {output}")
         console.print(f"[green]ok[/] {output} is current")
         return None
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
-    console.print(f"wrote {output}: {len(result.versions)} block version(s), "
-                  f"{len(result.images)} image(s)")
+    write_output_file(path, text)   # its directory was checked with the option: never made
+    console.print(f"wrote {output}: {counted(len(result.versions), 'block version')}, "
+                  f"{counted(len(result.images), 'image')}")
     return None

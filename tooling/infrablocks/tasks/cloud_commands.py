@@ -45,6 +45,7 @@ def _cloud_command(json: bool, env: str | None, purge: str | None,
     workspace = command_workspace()
     workspace.choose_platform(platform)
     if purge is not None:
+        _check_purge_target(workspace, purge)
         removed = workspace.platform(purge).sweep_environment(purge)
         _print_purge(purge, removed, as_json=json)
         return None
@@ -57,13 +58,30 @@ def _cloud_command(json: bool, env: str | None, purge: str | None,
     return None
 
 
+def _check_purge_target(workspace: Any, env: str) -> None:
+    """A name that is not declared, has no state and tags nothing on the platform is a typo:
+    a usage error, not a successful purge of nothing."""
+    from infrablocks.errors import UsageError
+
+    if env in workspace.registry.environments or env in workspace.backend.list_environments():
+        return
+    left = workspace.platform(env).inventory(env)
+    if left.get("instances") or left.get("volumes"):
+        return
+    known = sorted(set(workspace.registry.environments)
+                   | set(workspace.backend.list_environments()))
+    raise UsageError(f"doit cloud --purge: unknown environment `{env}`: not declared in "
+                     f"blocks.toml, no state, no instances or volumes tagged environment={env}",
+                     hint=f"known environments: {', '.join(known) or '(none)'}")
+
+
 def _print_purge(env: str, removed: dict[str, list[str]], as_json: bool) -> None:
     if as_json:
         import json
 
         print(json.dumps({"environment": env, **removed}, indent=2, sort_keys=True))
         return
-    from infrablocks.tasks._console import make_console
+    from infrablocks.tasks._console import counted, make_console
 
     console = make_console()
     if not any(removed.values()):
@@ -79,8 +97,9 @@ def _print_purge(env: str, removed: dict[str, list[str]], as_json: bool) -> None
                 console.print(f"[red]deleted[/] {kind.replace('_', ' ')[:-1]} {what}")
     for what in removed["kept"]:
         console.print(f"[yellow]kept[/] {what}")
-    console.print(f"environment {env}: {len(removed['instances'])} instance(s) terminated, "
-                  f"{len(removed['volumes'])} volume(s) deleted")
+    console.print(f"environment {env}: "
+                  f"{counted(len(removed['instances']), 'instance')} terminated, "
+                  f"{counted(len(removed['volumes']), 'volume')} deleted")
 
 
 def _print_tables(snapshot: dict[str, Any]) -> None:

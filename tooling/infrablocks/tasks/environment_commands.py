@@ -8,14 +8,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from infrablocks.tasks._command import command_task, flag, option
+from infrablocks.tasks._command import command_task, flag, option, output_file
 
 DEFAULT_JOBS = 4
 _ENV = option("env", help="environment (default: defaults.environment in blocks.toml)")
 _JOBS = option("jobs", type=int, default=DEFAULT_JOBS, min=1,
                help=f"blocks run at once (default {DEFAULT_JOBS})")
 _KEEP_GOING = flag("keep_going", help="after a failure, still run everything not downstream")
-_REPORT = option("report", help="write the run report (per-block status, durations) as JSON")
+_REPORT = output_file("report", help="write the run report (per-block status, durations) as JSON",
+                      example="report.json")
 _PLATFORM = option("platform", help="platform of the throwaway environment: a name from "
                                     "blocks.toml [platforms], or local (default: "
                                     "defaults.platform, else local)")

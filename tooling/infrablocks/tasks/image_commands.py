@@ -62,7 +62,7 @@ def _image(refs: list[str], tag: str | None, keep: bool = False, remove: bool = 
 def _release(repo_root: Path, refs: list[Any], tag: str | None, keep: bool) -> int | None:
     from infrablocks.cloud.local.control import LocalCloud
     from infrablocks.images.release import release_image
-    from infrablocks.tasks._console import make_console
+    from infrablocks.tasks._console import counted, make_console
 
     cloud = LocalCloud.for_repo(repo_root)
     console = make_console()
@@ -76,7 +76,7 @@ def _release(repo_root: Path, refs: list[Any], tag: str | None, keep: bool) -> i
         how = "[green]registered[/]" if release.new else \
             "[yellow]unchanged[/] (same content, same id)"
         console.print(f"[bold]{ref}[/] {how}, [green]verified[/] "
-                      f"({len(verification.checks)} checks passed in "
+                      f"({counted(len(verification.checks), 'check')} passed in "
                       f"{verification.seconds:.1f} s), {release.outcome}")
         console.print(f"  id          {release.image.id}")
         console.print(f"  digest      {release.image.digest}")

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from infrablocks.tasks._command import command_task, flag, option
+from infrablocks.tasks._command import command_task, flag, option, output_file
 
 DEFAULT_JOBS = 4
 _JOBS = option("jobs", type=int, default=DEFAULT_JOBS, min=1,
@@ -23,8 +23,9 @@ def task_plan() -> dict[str, Any]:
         doc="one plan of every block targets need, deployed or not, without changing anything",
         params=[option("env", help="environment (default: defaults.environment in blocks.toml)"),
                 flag("json", help="print the plan as JSON"),
-                option("out", help="save the reviewed plan to this file for `doit apply` "
-                                   "(it holds secrets, like Terraform's plan files)"),
+                output_file("out", help="save the reviewed plan to this file for `doit apply` "
+                                        "(it holds secrets, like Terraform's plan files)",
+                            example="reviewed.plan"),
                 _JOBS])
 
 
@@ -34,7 +35,8 @@ def task_apply() -> dict[str, Any]:
         doc="apply a plan saved by `doit plan --out FILE`, exactly as reviewed",
         params=[_JOBS,
                 flag("keep_going", help="after a failure, still apply everything not downstream"),
-                option("report", help="write the run report (per-block status) as JSON"),
+                output_file("report", help="write the run report (per-block status) as JSON",
+                            example="report.json"),
                 _LOCK_TIMEOUT])
 
 

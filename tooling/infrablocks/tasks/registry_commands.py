@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from infrablocks.errors import ConfigError, UsageError
-from infrablocks.tasks._command import command_task, flag, option
+from infrablocks.tasks._command import command_task, flag, option, output_file
 
 if TYPE_CHECKING:
     from infrablocks.registry import Environment, Registry
@@ -42,7 +42,8 @@ def task_graph() -> dict[str, Any]:
                 option("env", help="environment whose pins apply (default: defaults.environment)"),
                 option("format", help="tree (default), dot, mermaid, json, svg or png",
                        default="tree", choices=GRAPH_FORMATS),
-                option("output", help="write to this file instead of the terminal")])
+                output_file("output", help="write to this file instead of the terminal",
+                            example="graph.svg")])
 
 
 def _load() -> Registry:
@@ -69,24 +70,25 @@ def _environment(registry: Registry, env: str | None) -> Environment:
 
 
 def _check() -> int | None:
-    from infrablocks.tasks._console import make_console
+    from infrablocks.tasks._console import counted, make_console
     from infrablocks.validators import run_validators
 
     console = make_console()
     registry = _load()
     versions = sum(len(b.versions) for b in registry.blocks.values())
-    console.print(f"[green]ok[/] {registry.path.name}: {len(registry.blocks)} blocks, "
-                  f"{versions} block versions, {len(registry.environments)} environments")
+    console.print(f"[green]ok[/] {registry.path.name}: {counted(len(registry.blocks), 'block')}, "
+                  f"{counted(versions, 'block version')}, "
+                  f"{counted(len(registry.environments), 'environment')}")
     problems: list[str] = []
     for name, outcome in run_validators(registry):
         for line in outcome.info:
             console.print(f"  {line}")
         status = "[green]ok[/]" if not outcome.problems else "[red]FAILED[/]"
-        console.print(f"{status} {name}" + (f": {len(outcome.problems)} problem(s)"
+        console.print(f"{status} {name}" + (f": {counted(len(outcome.problems), 'problem')}"
                                            if outcome.problems else ""))
         problems.extend(f"{name}: {p}" for p in outcome.problems)
     if problems:
-        raise ConfigError(f"doit check: {len(problems)} problem(s)", problems=problems)
+        raise ConfigError(f"doit check: {counted(len(problems), 'problem')}", problems=problems)
     console.print("[bold green]all checks passed[/]")
     return None
 
@@ -154,6 +156,7 @@ def _graph(block: str | None, env: str | None, format: str, output: str | None) 
     from infrablocks.graph import dependency_graph, highlight, registry_graph, render
     from infrablocks.resolve import ResolutionError, resolve
     from infrablocks.tasks._console import make_console
+    from infrablocks.tasks._output_files import write_output_file
 
     if format not in GRAPH_FORMATS:
         raise UsageError(f"doit graph: unknown format `{format}`: expected one of "
@@ -193,12 +196,12 @@ def _graph(block: str | None, env: str | None, format: str, output: str | None) 
     rendered = render(graph, format, title)
     if isinstance(rendered, bytes):
         image = Path(output) if output else _default_image_path(registry.root, format)
-        image.write_bytes(rendered)
+        write_output_file(image, rendered)
         make_console().print(f"wrote {image}")
         return None
     if output:
-        Path(output).write_text(rendered if isinstance(rendered, str)
-                                else _plain_text(rendered), encoding="utf-8")
+        write_output_file(output, rendered if isinstance(rendered, str)
+                          else _plain_text(rendered))
         make_console(stderr=True).print(f"wrote {output}")
         return None
     if isinstance(rendered, str):

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from infrablocks.tasks._command import command_task, flag, option
+from infrablocks.tasks._command import command_task, flag, option, output_file
 from infrablocks.validators import register_validator
 
 # `doit check` validates every block version's rolling declaration (imported only when it runs)
@@ -46,7 +46,7 @@ def task_test_create() -> dict[str, Any]:
         doc="CI: throwaway environment with the targets' resolution, block tests, destroy always",
         params=[option("jobs", type=int, default=4, min=1,
                        help="blocks run at once (default 4)"),
-                option("report", help="write the run report as JSON"),
+                output_file("report", help="write the run report as JSON", example="report.json"),
                 option("env", help="name of the throwaway environment (must start with t-; "
                                    "default: random)"), _PLATFORM])}
 

@@ -268,7 +268,8 @@ def terraform_check(registry: Registry) -> ValidationOutcome:
     unknown = sorted(set(settings) - {"binary", "mirrors"})
     if unknown:
         return ValidationOutcome(problems=[
-            f"{registry.path.name}: [terraform] has unknown key(s) {', '.join(unknown)}; "
+            f"{registry.path.name}: [terraform] has unknown "
+            f"key{'' if len(unknown) == 1 else 's'} {', '.join(unknown)}; "
             "valid: binary, mirrors"])
     binary_setting = settings.get("binary")
     if binary_setting is not None and not isinstance(binary_setting, str):

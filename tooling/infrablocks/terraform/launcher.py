@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import signal
 import sys
 
 
@@ -25,14 +26,33 @@ def _library_path() -> str:
     raise SystemExit(127)
 
 
+_interrupted = False
+
+
+def _note_interrupt(_signum: int, _frame: object) -> None:
+    global _interrupted
+    _interrupted = True
+
+
+def _stopped_before_start() -> None:
+    # SIGINT while loading Terraform (a stop sent as the command started), before Go took
+    # over the signals: this command did nothing yet, so stop quietly, as Terraform would.
+    # (Earlier commands of the same block, e.g. its plan, ran and have their own logs.)
+    command = f"terraform {sys.argv[1]}" if len(sys.argv) > 1 else "terraform"
+    sys.stderr.write(f"{command}: stopped before it started (this command changed nothing)\n")
+    os._exit(130)
+
+
 def main() -> None:
     try:
-        _run()
+        # From here a SIGINT is only noted. One that arrives while Terraform runs but before
+        # it handles SIGINT itself reaches this handler (measured: Go passes it on), and used
+        # to surface as a KeyboardInterrupt once Terraform had finished: "interrupted before it
+        # started" and 130 in place of Terraform's own exit status.
+        signal.signal(signal.SIGINT, _note_interrupt)
     except KeyboardInterrupt:
-        # SIGINT while loading Terraform (a stop sent as the command started), before Go took
-        # over the signals: nothing was done yet, so stop quietly, as Terraform would.
-        sys.stderr.write("terraform: interrupted before it started\n")
-        os._exit(130)
+        _stopped_before_start()
+    _run()
 
 
 def _run() -> None:
@@ -43,6 +63,8 @@ def _run() -> None:
     run_cli.restype = ctypes.c_int64
     args = [arg.encode() for arg in sys.argv[1:]]
     argv = (ctypes.c_char_p * (len(args) + 1))(*args, None)
+    if _interrupted:
+        _stopped_before_start()
     sys.stdout.flush()
     sys.stderr.flush()
     # The Go side closes the descriptors it is given, so hand it duplicates.

@@ -286,8 +286,9 @@ class RollingEngine:
                                 from_version=current, to_version=target, order=order,
                                 markers=driver.write_markers(members, order), kind=kind,
                                 down=down, outputs_digest=digest_before)
-        connection.say(f"rolling {len(order)} units, in order: " + ", ".join(
-            f"{i} ({m.name})" for i in order for m in members if m.index == i))
+        connection.say(f"rolling {len(order)} unit{'' if len(order) == 1 else 's'}, in order: "
+                       + ", ".join(f"{i} ({m.name})" for i in order
+                                   for m in members if m.index == i))
         return self._drive(driver, journal, plan, rolling, digest_before)
 
     def resume(self, journal: Journal) -> UpgradeOutcome:

@@ -57,7 +57,8 @@ class TestUpgradeResult:
         if self.probe is not None:
             lines.append(f"data written: {self.probe}")
         if self.upgrade is not None:
-            lines.append(f"upgrade: {self.upgrade.mode}, {len(self.upgrade.order)} units, "
+            lines.append(f"upgrade: {self.upgrade.mode}, {len(self.upgrade.order)} "
+                         f"unit{'' if len(self.upgrade.order) == 1 else 's'}, "
                          f"timings {self.upgrade.timings}")
         lines += [f"block tests {t.block} {t.version}: {t.summary}" for t in self.tests]
         if self.data_check is not None:

@@ -288,7 +288,8 @@ class LocalCloud:
             users = [i.id for i in self.describe_instances() if i.image_id == image.id]
             if users:
                 raise InvalidStateError(
-                    f"image {image.id} ({image.ref}) is used by instance(s) {', '.join(users)}",
+                    f"image {image.id} ({image.ref}) is used by "
+                    f"instance{'' if len(users) == 1 else 's'} {', '.join(users)}",
                     hint="terminate them first")
             # rename first so readers never see a half-deleted image
             doomed = self.images_dir / f".removing-{image.id}-{secrets.token_hex(4)}"
