@@ -14,6 +14,7 @@ from infrablocks.environments import (
     is_ephemeral,
     parse_subnet,
     pinned_subnets,
+    subnets_in_state,
 )
 from infrablocks.errors import UsageError
 from infrablocks.paths import find_repo_root
@@ -98,9 +99,14 @@ class Workspace:
     def pins(self, environment: str) -> dict[str, Version]:
         return dict(self.registry.environment(environment).pins)
 
-    def subnet(self, environment: str) -> str:
+    def subnet(self, environment: str, *, claim: bool = False,
+               destroying: bool = False) -> str:
         """The environment's subnet: the platform's (AWS: a subnet of its VPC), else a /24 of
-        127.42.0.0/16 from the allocator (blocks.toml ``subnet`` pins either)."""
+        127.42.0.0/16 from the allocator (blocks.toml ``subnet`` pins either).
+
+        ``claim=True`` only for commands that change the environment (create, upgrade,
+        re-apply): a read-only command looks without claiming (nothing written).
+        ``destroying=True``: the subnet the environment is on, whatever blocks.toml pins."""
         declared = self.registry.environments.get(environment)
         configured = declared.extra.get("subnet") if declared else None
         if environment in self._owned_subnets:
@@ -113,7 +119,8 @@ class Workspace:
         if configured is not None:
             configured = parse_subnet(str(configured),
                                       where=f"blocks.toml environments.{environment}.subnet")
-        return self.subnets.subnet_for(environment, configured)
+        return self.subnets.subnet_for(environment, configured, claim=claim,
+                                       destroying=destroying)
 
     # -- platforms --------------------------------------------------------------------------------
 
@@ -280,7 +287,8 @@ def open_workspace(repo_root: Path | None = None, *, roller: Roller | None = Non
         backend=backend,
         subnets=SubnetAllocator(root, locate=backend_locator(backend, root),
                                 has_state=lambda env: bool(backend.list_blocks(env)),
-                                reserved=pinned_subnets(registry)),
+                                reserved=pinned_subnets(registry),
+                                deployed_subnets=lambda env: state_subnets(backend, env)),
         _terraform_setting=terraform_settings.get("binary"),
         roller=roller,
     )
@@ -289,3 +297,11 @@ def open_workspace(repo_root: Path | None = None, *, roller: Roller | None = Non
     workspace.platform_profile(None)   # validates blocks.toml's platform keys
     workspace._open(workspace._profiles[DEFAULT_PLATFORM])  # type: ignore[index]
     return workspace
+
+
+def state_subnets(backend: StateBackend, environment: str) -> set[str]:
+    """The /24s the instances in ``environment``'s Terraform states are on."""
+    found: set[str] = set()
+    for block in backend.list_blocks(environment):
+        found |= subnets_in_state(backend.read_state(environment, block))
+    return found

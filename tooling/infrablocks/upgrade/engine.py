@@ -526,7 +526,7 @@ class _Wiring:
 
         workspace = self.workspace
         run = BlockRun(workspace, self.environment, self.version(version),
-                       workspace.subnet(self.environment))
+                       workspace.subnet(self.environment, claim=True))
         with self.timer.timed("images"):
             ensure_images(run, CancelToken())
         workdir = run.prepare()
