@@ -246,6 +246,7 @@ def _forget_environment(workspace: Workspace, environment: str) -> None:
     from infrablocks.terraform.workdir import private_root_for
 
     workspace.subnets.release(environment)
+    workspace.platform(environment).release_environment_subnet(environment)
     workspace.backend.forget_environment(environment)
     shutil.rmtree(workspace.work_root / environment, ignore_errors=True)
     shutil.rmtree(private_root_for(workspace.work_root) / environment, ignore_errors=True)

@@ -70,7 +70,7 @@ class Workspace:
     _platforms: dict[str, Platform] = field(default_factory=dict, repr=False)
     _profiles: dict[str, PlatformProfile] | None = field(default=None, repr=False)
     _environment_platforms: dict[str, str] = field(default_factory=dict, repr=False)
-    _owned_subnets: dict[str, str] = field(default_factory=dict, repr=False)
+    _owned_subnets: dict[tuple[str, bool], str] = field(default_factory=dict, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     # -- environments ---------------------------------------------------------------------------
@@ -109,12 +109,14 @@ class Workspace:
         ``destroying=True``: the subnet the environment is on, whatever blocks.toml pins."""
         declared = self.registry.environments.get(environment)
         configured = declared.extra.get("subnet") if declared else None
-        if environment in self._owned_subnets:
-            return self._owned_subnets[environment]
+        cached = (environment, claim)    # a look (claim=False) never stands in for a claim
+        if cached in self._owned_subnets:
+            return self._owned_subnets[cached]
         owned = self.platform(environment).environment_subnet(
-            environment, None if configured is None else str(configured))
+            environment, None if configured is None or destroying else str(configured),
+            create=claim)
         if owned is not None:
-            self._owned_subnets[environment] = owned   # one look-up per command
+            self._owned_subnets[cached] = owned   # one look-up per command
             return owned
         if configured is not None:
             configured = parse_subnet(str(configured),
