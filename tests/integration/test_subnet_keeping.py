@@ -103,9 +103,10 @@ def test_a_pin_never_moves_prod_purge_asks_and_the_last_destroy_gives_back(
     assert len(record.extra["purged"]["instances"]) == len(addresses)
     assert _entries(repo)["prod"]["subnet"] == subnet      # its state still exists
 
+    infrablocks = repo.root / ".infrablocks"
+    assert (infrablocks / "work" / "prod" / "base").is_dir()
     _ok(repo.doit("destroy", "base", "--env", "prod", "--yes"))
     assert "prod" not in _entries(repo)
-    infrablocks = repo.root / ".infrablocks"
     assert "prod" not in json.loads(_memory(repo))
     for leftover in (infrablocks / "work" / "prod", infrablocks / "private" / "prod",
                      infrablocks / "state" / "prod"):
