@@ -376,6 +376,10 @@ def test_a_deployed_environment_gets_its_subnet_back_from_its_state(tmp_path, ta
     assert alloc.subnet_for("prod") == "127.42.12.0/24"
     assert alloc.allocations() == {"prod": "127.42.12.0/24"}
     assert alloc.subnet_for("staging") == "127.42.1.0/24"
+    assert json.loads((repo / ".infrablocks" / "subnets.json").read_text()) == {
+        "prod": "127.42.12.0/24", "staging": "127.42.1.0/24"}
+    aside = repo / ".infrablocks" / "subnets.json.unreadable"
+    assert aside.read_text() == memory if memory in ("not json", "[1]") else not aside.exists()
 
 
 def test_the_state_wins_over_a_table_entry_that_moved(tmp_path, table):

@@ -210,10 +210,13 @@ class SubnetAllocator:
                 state=state_dir, pinned=configured == chosen,
                 since=mine.since if mine is not None and mine.subnet == chosen else now(),
                 holder=Holder.current())
-            if "*" in damaged:   # not rewritten: a person may want to look at it
-                self.notes.append(f"{self.memory_path} is unreadable ({damaged['*']}); "
-                                  "left as it is")
-            elif memory.get(environment) != chosen or environment in damaged:
+            if "*" in damaged:   # kept aside for a person to look at, then written afresh
+                aside = self.memory_path.with_name(self.memory_path.name + ".unreadable")
+                os.replace(self.memory_path, aside)
+                self.notes.append(f"{self.memory_path} was unreadable ({damaged['*']}); "
+                                  f"moved to {aside}")
+            if memory.get(environment) != chosen or environment in damaged \
+                    or "*" in damaged:
                 memory[environment] = chosen
                 self._write_memory(memory)
             return chosen
