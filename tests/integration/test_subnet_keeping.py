@@ -52,7 +52,7 @@ def _memory(repo: DeployRepo) -> str:
 
 def test_a_pin_never_moves_prod_purge_asks_and_the_last_destroy_gives_back(
         repo: DeployRepo) -> None:
-    _ok(repo.doit("create", "base", "--env", "prod"))
+    _ok(repo.doit("create", "base", "--env", "prod", "--yes"))
     entry = _entries(repo)["prod"]
     subnet = entry["subnet"]
     addresses = sorted(i.private_ip for i in repo.instances("prod"))
@@ -69,7 +69,8 @@ def test_a_pin_never_moves_prod_purge_asks_and_the_last_destroy_gives_back(
     [prod] = json.loads(status.stdout)
     [base] = prod["blocks"]
     assert base["drift"].startswith("error:") and f"deployed on {subnet}" in base["drift"]
-    for command in (("plan", "base", "--env", "prod"), ("create", "base", "--env", "prod")):
+    for command in (("plan", "base", "--env", "prod"),
+                    ("create", "base", "--env", "prod", "--yes")):
         refused = repo.doit(*command)
         assert refused.returncode == 2, refused.stdout + refused.stderr
         assert "Traceback" not in refused.stderr
