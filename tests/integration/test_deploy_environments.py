@@ -137,6 +137,8 @@ def test_doit_env_microservice01_creates_tests_and_destroys(repo: DeployRepo,
     assert repo.instances(environment) == [] and repo.volumes(environment) == []
     assert environment not in repo.backend().list_environments()
     assert environment not in repo.workspace().subnets.allocations()
+    for made in ("state", "work", "private"):   # lock files and working folders went too
+        assert not (repo.root / ".infrablocks" / made / environment).exists(), made
 
 
 def test_sensitive_outputs_never_printed_or_logged(repo: DeployRepo, tmp_path: Path) -> None:

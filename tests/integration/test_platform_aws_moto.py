@@ -82,6 +82,23 @@ def test_each_environment_gets_its_own_free_subnet_of_the_vpc(platform, environm
     assert f"its subnet {subnet_id(platform, environment)}" in str(raised.value)
 
 
+def test_a_look_creates_no_subnet_and_the_release_deletes_it(platform, environment):
+    """Read-only commands look (``create=False``): the CIDR it would get, nothing created;
+    after the environment's last block is destroyed its subnet is given back."""
+    def subnets() -> list[dict]:
+        return platform.ec2.describe_subnets(Filters=[
+            {"Name": f"tag:{ENVIRONMENT_TAG}", "Values": [environment]}])["Subnets"]
+
+    would = platform.environment_subnet(environment, None, create=False)
+    assert subnets() == []
+    assert platform.environment_subnet(environment, "172.31.252.0/24", create=False) \
+        == "172.31.252.0/24" and subnets() == []
+    assert platform.environment_subnet(environment, None) == would      # the claim
+    assert platform.environment_subnet(environment, None, create=False) == would
+    assert platform.release_environment_subnet(environment) is None
+    assert subnets() == []
+
+
 def test_a_configured_subnet_must_be_free_and_inside_the_vpc(platform, environment):
     with pytest.raises(ConfigError) as outside:
         platform.environment_subnet(environment, "10.99.0.0/24")

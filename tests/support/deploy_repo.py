@@ -106,7 +106,8 @@ class DeployRepo:
             return open_workspace(self.root, roller=roll)   # as the commands open it
 
     def subnet(self, environment: str) -> str:
-        """The environment's subnet (claimed from the machine-wide table if it has none yet)."""
+        """The environment's subnet, as a read-only command sees it (nothing is claimed: for an
+        environment without one, the subnet its first create would get)."""
         return self.workspace().subnet(environment)
 
     def address(self, environment: str, host: int) -> str:

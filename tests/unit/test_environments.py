@@ -297,3 +297,154 @@ def test_threads_of_one_process_agree_on_the_state_directory(tmp_path, monkeypat
             found = set(pool.map(lambda _: machine_state_dir(), range(16)))
             found |= set(pool.map(lambda _, t=table: t.directory, range(16)))
         assert found == {tmp_path / "state" / "infrablocks"}
+
+
+# -- an environment with state keeps its subnet (a pin never moves it; read-only looks write
+# nothing) -------------------------------------------------------------------------------------
+
+def add_instances(repo: Path, environment: str, *addresses: str, block: str = "base") -> None:
+    """A block's state whose instances have ``private_ip`` in ``addresses`` (as the local
+    cloud's ``localcloud_instance`` records them)."""
+    directory = repo / ".infrablocks" / "state" / environment / block
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "terraform.tfstate").write_text(json.dumps({"version": 4, "resources": [
+        {"mode": "managed", "type": "localcloud_instance", "name": f"i{n}",
+         "instances": [{"attributes": {"id": f"i-{n}", "private_ip": address}}]}
+        for n, address in enumerate(addresses)]}))
+
+
+def snapshot(repo: Path, table: SubnetTable) -> tuple[bytes | None, bytes | None]:
+    """The machine-wide table and the checkout's memory, byte for byte (None: absent)."""
+    memory = repo / ".infrablocks" / "subnets.json"
+    return (table.path.read_bytes() if table.path.exists() else None,
+            memory.read_bytes() if memory.exists() else None)
+
+
+@pytest.mark.parametrize("claim", [True, False])
+def test_a_pin_that_would_move_a_deployed_environment_is_refused_writing_nothing(
+        tmp_path, table, claim):
+    repo = checkout(tmp_path)
+    assert SubnetAllocator(repo, table=table).subnet_for("prod") == "127.42.1.0/24"
+    add_instances(repo, "prod", "127.42.1.11", "127.42.1.12")
+    before = snapshot(repo, table)
+    with pytest.raises(ConfigError) as refused:
+        SubnetAllocator(repo, table=table).subnet_for("prod", "127.42.77.0/24", claim=claim)
+    message = str(refused.value)
+    assert "blocks.toml [environments.prod] subnet" in message
+    assert "deployed on 127.42.1.0/24" in message and "'127.42.77.0/24'" in message
+    assert 'subnet = "127.42.1.0/24"' in refused.value.hint and "destroy" in refused.value.hint
+    assert snapshot(repo, table) == before
+    # the pin put back (or removed): the same subnet, nothing moved
+    assert SubnetAllocator(repo, table=table).subnet_for("prod", "127.42.1.0/24") \
+        == "127.42.1.0/24"
+    assert SubnetAllocator(repo, table=table).subnet_for("prod") == "127.42.1.0/24"
+    # the refused subnet was never claimed: another environment may have it
+    assert SubnetAllocator(repo, table=table).subnet_for("staging", "127.42.77.0/24") \
+        == "127.42.77.0/24"
+
+
+def test_destroy_looks_past_a_pin_that_differs(tmp_path, table):
+    repo = checkout(tmp_path)
+    SubnetAllocator(repo, table=table).subnet_for("prod")
+    add_instances(repo, "prod", "127.42.1.11")
+    before = snapshot(repo, table)
+    assert SubnetAllocator(repo, table=table).subnet_for(
+        "prod", "127.42.77.0/24", claim=False, destroying=True) == "127.42.1.0/24"
+    assert snapshot(repo, table) == before
+
+
+def test_read_only_looks_claim_nothing(tmp_path, table):
+    repo = checkout(tmp_path)
+    alloc = SubnetAllocator(repo, table=table)
+    assert alloc.subnet_for("prod", claim=False) == "127.42.1.0/24"
+    assert alloc.subnet_for("staging", "127.42.9.0/24", claim=False) == "127.42.9.0/24"
+    assert snapshot(repo, table) == (None, None)
+    assert alloc.allocations() == {}
+
+
+@pytest.mark.parametrize("memory", ['{"prod": 5}', '{"prod": "nonsense"}', "not json", "[1]",
+                                    None])
+def test_a_deployed_environment_gets_its_subnet_back_from_its_state(tmp_path, table, memory):
+    """A fresh machine-wide table (another INFRABLOCKS_STATE_DIR) and a damaged or missing
+    memory: the instances in the state tell the subnet; nothing new is handed out."""
+    repo = checkout(tmp_path)
+    add_instances(repo, "prod", "127.42.12.11", "127.42.12.12")
+    if memory is not None:
+        (repo / ".infrablocks" / "subnets.json").write_text(memory)
+    alloc = SubnetAllocator(repo, table=table)
+    assert alloc.subnet_for("prod", claim=False) == "127.42.12.0/24"
+    assert alloc.subnet_for("prod") == "127.42.12.0/24"
+    assert alloc.allocations() == {"prod": "127.42.12.0/24"}
+    assert alloc.subnet_for("staging") == "127.42.1.0/24"
+    assert json.loads((repo / ".infrablocks" / "subnets.json").read_text()) == {
+        "prod": "127.42.12.0/24", "staging": "127.42.1.0/24"}
+    aside = repo / ".infrablocks" / "subnets.json.unreadable"
+    assert aside.read_text() == memory if memory in ("not json", "[1]") else not aside.exists()
+
+
+def test_the_state_wins_over_a_table_entry_that_moved(tmp_path, table):
+    """An entry an earlier version moved under a deployed environment is put right."""
+    repo = checkout(tmp_path)
+    SubnetAllocator(repo, table=table).subnet_for("prod", "127.42.77.0/24")
+    add_instances(repo, "prod", "127.42.12.11")
+    alloc = SubnetAllocator(repo, table=table)
+    assert alloc.subnet_for("prod") == "127.42.12.0/24"
+    assert "its state's instances are on 127.42.12.0/24" in alloc.notes[0]
+    assert json.loads((repo / ".infrablocks" / "subnets.json").read_text()) \
+        == {"prod": "127.42.12.0/24"}
+
+
+@pytest.mark.parametrize("memory", ['{"prod": 5}', "not json", None])
+def test_a_deployed_environment_whose_subnet_is_unknown_is_refused(tmp_path, table, memory):
+    repo = checkout(tmp_path)
+    add_state(repo, "prod")          # state without instances: it cannot tell
+    if memory is not None:
+        (repo / ".infrablocks").mkdir(exist_ok=True)
+        (repo / ".infrablocks" / "subnets.json").write_text(memory)
+    before = snapshot(repo, table)
+    for claim in (False, True):
+        with pytest.raises(ConfigError) as refused:
+            SubnetAllocator(repo, table=table).subnet_for("prod", claim=claim)
+        assert "has state, but which subnet" in str(refused.value)
+        assert str(repo.resolve() / ".infrablocks" / "subnets.json") in str(refused.value)
+        assert "blocks.toml" in refused.value.hint and "destroy" in refused.value.hint
+        assert snapshot(repo, table) == before
+    # the user's word: a pin says where it is
+    assert SubnetAllocator(repo, table=table).subnet_for("prod", "127.42.12.0/24") \
+        == "127.42.12.0/24"
+
+
+def test_subnets_in_state_reads_the_instances_addresses():
+    from infrablocks.environments import subnets_in_state
+
+    assert subnets_in_state(None) == set()
+    assert subnets_in_state({"version": 4}) == set()
+    assert subnets_in_state({"resources": [
+        {"instances": [{"attributes": {"private_ip": "127.42.3.11"}},
+                       {"attributes": {"private_ip": "10.0.0.1", "id": "x"}},
+                       {"attributes": {"private_ip": None}}]},
+        {"instances": [{"attributes": {"size_gb": 1}}]}, "junk"]}) == {"127.42.3.0/24"}
+
+
+def test_forget_environment_removes_unheld_locks_and_keeps_held_ones_and_state(tmp_path):
+    from infrablocks.state import new_record
+    from infrablocks.state.local import LocalBackend
+
+    backend = LocalBackend(tmp_path / "state")
+    lock = backend.acquire_lock("t-aaaaaa", "base", "create")
+    lock.release()
+    held = backend.acquire_lock("t-aaaaaa", "nomad", "create")
+    try:
+        backend.forget_environment("t-aaaaaa")
+        assert not (tmp_path / "state" / "t-aaaaaa" / "base").exists()
+        assert (tmp_path / "state" / "t-aaaaaa" / "nomad" / "infrablocks.lock").exists()
+    finally:
+        held.release()
+    backend.put_record(new_record("t-aaaaaa", "stolon", "1.0.0", outputs=None,
+                                  terraform_version="1.15.0"))
+    backend.forget_environment("t-aaaaaa")
+    assert not (tmp_path / "state" / "t-aaaaaa" / "nomad").exists()
+    assert backend.list_blocks("t-aaaaaa") == ["stolon"]
+    backend.purge("t-aaaaaa", "stolon")
+    backend.forget_environment("t-aaaaaa")
+    assert not (tmp_path / "state" / "t-aaaaaa").exists()

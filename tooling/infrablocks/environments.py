@@ -145,17 +145,22 @@ class SubnetAllocator:
     state lives (default: ``<checkout>/.infrablocks/state/<env>``). ``has_state(env)``: whether
     the environment has any state (default: looks in the local state directory). ``reserved``:
     subnets pinned in blocks.toml, by environment (never allocated to another environment).
+    ``deployed_subnets(env)``: the /24s the environment's state shows its instances on
+    (default: :func:`subnets_in_state` over the local state directory's ``*/terraform.tfstate``).
 
     Errors: ``ConfigError`` (exit 2) for a pin another checkout's live environment holds, a
-    pin whose addresses are bound, or an environment whose remembered subnet was taken while it
+    pin whose addresses are bound, a pin that would move an environment with state, an
+    environment with state whose subnet cannot be known, or one whose subnet was taken while it
     has state; ``UsageError`` when the pool is exhausted.
     """
 
     def __init__(self, checkout: Path, *, table: SubnetTable | None = None,
                  locate: Locator | None = None,
                  has_state: Callable[[str], bool] | None = None,
-                 reserved: Mapping[str, str] | None = None) -> None:
+                 reserved: Mapping[str, str] | None = None,
+                 deployed_subnets: Callable[[str], set[str]] | None = None) -> None:
         self.checkout = Path(checkout).resolve()
+        self._deployed_subnets = deployed_subnets
         self.table = table or SubnetTable()
         self.locate = locate or checkout_locator(self.checkout)
         self._has_state = has_state
@@ -165,27 +170,53 @@ class SubnetAllocator:
 
     # -- public ---------------------------------------------------------------------------
 
-    def subnet_for(self, environment: str, configured: str | None = None) -> str:
-        """The environment's subnet: its entry, else the pin, else a free one (claimed)."""
-        with self.table.locked() as table:
-            memory = self._read_memory()
+    def subnet_for(self, environment: str, configured: str | None = None, *,
+                   claim: bool = True, destroying: bool = False) -> str:
+        """The environment's subnet, and (``claim=True``) claimed for it in the machine-wide
+        table and remembered in the checkout's memory.
+
+        - An environment with state keeps the subnet it was created on: the one its state's
+          instances are on (:func:`subnets_in_state`), else its table entry, else the checkout's
+          memory. A pin (``configured``) that differs is refused, and so is an environment with
+          state whose subnet cannot be known (no subnet in its state, no entry, no usable
+          memory) unless blocks.toml pins it (``ConfigError``; nothing is written).
+        - Otherwise: its entry, else the pin, else a free one.
+
+        ``claim=False`` is for read-only commands (status, plan, outputs, graph …): the same
+        answer and the same refusals, but the table and the memory are left as they are.
+        ``destroying=True`` (destroy): a pin that differs is no error — the environment is
+        destroyed where it is (the pin only stands in when its subnet cannot be known).
+        """
+        with self.table.locked(write=claim) as table:
+            memory, damaged = self._read_memory_checked()
             self._migrate(table, memory)
             key, state_dir = self.locate(environment)
             mine = table.entries.get(key)
             bound = _Lazy(self.table.bound)
-            if configured:
+            if self.has_state(environment):
+                chosen = self._keep_deployed(table, key, environment, configured, mine,
+                                             memory, damaged, bound, destroying=destroying)
+            elif configured:
                 chosen = self._claim_pinned(table, key, state_dir, environment, configured,
                                             mine, bound)
             elif mine is not None:
                 chosen = mine.subnet
             else:
                 chosen = self._allocate(table, key, environment, memory.get(environment), bound)
+            if not claim:
+                return chosen
             table.entries[key] = Entry(
                 subnet=chosen, environment=environment, checkout=str(self.checkout),
-                state=state_dir, pinned=bool(configured),
+                state=state_dir, pinned=configured == chosen,
                 since=mine.since if mine is not None and mine.subnet == chosen else now(),
                 holder=Holder.current())
-            if memory.get(environment) != chosen:
+            if "*" in damaged:   # kept aside for a person to look at, then written afresh
+                aside = self.memory_path.with_name(self.memory_path.name + ".unreadable")
+                os.replace(self.memory_path, aside)
+                self.notes.append(f"{self.memory_path} was unreadable ({damaged['*']}); "
+                                  f"moved to {aside}")
+            if memory.get(environment) != chosen or environment in damaged \
+                    or "*" in damaged:
                 memory[environment] = chosen
                 self._write_memory(memory)
             return chosen
@@ -217,6 +248,72 @@ class SubnetAllocator:
 
         _, state_dir = self.locate(environment)
         return state_dir is not None and local_state_exists(Path(state_dir))
+
+    def deployed_subnets(self, environment: str) -> set[str]:
+        """The /24s the environment's state shows instances on (empty: nothing to tell)."""
+        if self._deployed_subnets is not None:
+            return self._deployed_subnets(environment)
+        _, state_dir = self.locate(environment)
+        if state_dir is None or not Path(state_dir).is_dir():
+            return set()
+        found: set[str] = set()
+        for state_file in sorted(Path(state_dir).glob("*/terraform.tfstate")):
+            try:
+                found |= subnets_in_state(json.loads(state_file.read_text() or "{}"))
+            except (OSError, ValueError):
+                continue
+        return found
+
+    def _keep_deployed(self, table: Table, key: str, environment: str, configured: str | None,
+                       mine: Entry | None, memory: dict[str, str], damaged: dict[str, str],
+                       bound: _Lazy, *, destroying: bool = False) -> str:
+        """The subnet of an environment that has state: the one it is on (see subnet_for)."""
+        where = f"blocks.toml [environments.{environment}] subnet"
+        in_state = self.deployed_subnets(environment)
+        if len(in_state) == 1:
+            current: str | None = next(iter(in_state))
+            source = "its Terraform state"
+            if mine is not None and mine.subnet != current:
+                self.notes.append(f"environment {environment!r}: the table said {mine.subnet}, "
+                                  f"its state's instances are on {current}")
+        elif mine is not None:
+            current, source = mine.subnet, f"the machine-wide table {self.table.path}"
+        elif memory.get(environment):
+            current, source = memory[environment], str(self.memory_path)
+        else:
+            current, source = None, ""
+        if current is None:
+            if configured:
+                return self._claim_pinned(table, key, None, environment, configured, mine, bound)
+            found = (f" (it holds {damaged[environment]} for it, not a subnet)"
+                     if environment in damaged else f" ({damaged['*']})" if "*" in damaged
+                     else " (no entry for it)")
+            raise ConfigError(
+                f"environment {environment!r} has state, but which subnet its instances are on "
+                f"is not known: the machine-wide table {self.table.path} has no entry for it, "
+                f"its state names none, and the checkout's memory {self.memory_path} cannot "
+                f"tell{found}",
+                hint=f'put its subnet back into {self.memory_path} ({{"{environment}": '
+                     f'"127.42.N.0/24"}}) or pin it in {where} = "127.42.N.0/24"; or destroy '
+                     f"the environment first (doit destroy … --env {environment})")
+        if configured and configured != current and not destroying:
+            raise ConfigError(
+                f"environment {environment!r} is deployed on {current} (from {source}); "
+                f"{where} = {configured!r} would move it, and its instances cannot move",
+                hint=f'put the pin back ({where} = "{current}") or remove it; to move the '
+                     f"environment, destroy it first (doit destroy … --env {environment}), "
+                     "then create it again")
+        owner = table.owner_of(current)
+        if owner is not None and owner[0] != key:
+            reason = owner[1].stale_reason(bound())
+            if reason is None:
+                raise ConfigError(
+                    f"environment {environment!r} of this checkout was created on {current} "
+                    f"(from {source}), which {owner[1].describe()} uses now",
+                    hint="its instances cannot move; destroy one of the two environments, "
+                         "then run the command again")
+            self._reclaim(table, owner[0], owner[1], reason)
+        return current
 
     def _claim_pinned(self, table: Table, key: str, state_dir: str | None, environment: str,
                       subnet: str, mine: Entry | None, bound: _Lazy) -> str:
@@ -301,13 +398,31 @@ class SubnetAllocator:
     # -- the checkout's own memory (and the migration of the old per-checkout table) -------
 
     def _read_memory(self) -> dict[str, str]:
+        return self._read_memory_checked()[0]
+
+    def _read_memory_checked(self) -> tuple[dict[str, str], dict[str, str]]:
+        """The memory's usable entries ``{env: subnet}``, and what it holds for environments it
+        cannot tell about (``{env: raw text}``; ``{"*": …}`` when the whole file is unusable)."""
         try:
             data = json.loads(self.memory_path.read_text() or "{}")
-        except (FileNotFoundError, ValueError):
-            return {}
+        except FileNotFoundError:
+            return {}, {}
+        except (OSError, ValueError) as exc:
+            return {}, {"*": f"not JSON: {exc}"}
         if not isinstance(data, dict):
-            return {}
-        return {str(k): str(v) for k, v in data.items() if isinstance(v, str)}
+            return {}, {"*": f"not an object: {data!r}"[:80]}
+        memory: dict[str, str] = {}
+        damaged: dict[str, str] = {}
+        for name, value in data.items():
+            try:
+                memory[str(name)] = parse_subnet(str(value), where=str(self.memory_path)) \
+                    if isinstance(value, str) else ""
+            except ConfigError:
+                memory[str(name)] = ""
+            if not memory[str(name)]:
+                del memory[str(name)]
+                damaged[str(name)] = repr(value)[:80]
+        return memory, damaged
 
     def _write_memory(self, memory: dict[str, str]) -> None:
         from infrablocks.private_files import write_private_text
@@ -326,6 +441,30 @@ class SubnetAllocator:
             table.entries[key] = Entry(
                 subnet=subnet, environment=environment, checkout=str(self.checkout),
                 state=state_dir, pinned=self.reserved.get(environment) == subnet, since=now())
+
+
+def subnets_in_state(state: Mapping[str, Any] | None) -> set[str]:
+    """The /24s of 127.42.0.0/16 a Terraform state's resources have a ``private_ip`` in.
+
+    Every block is given ``subnet_cidr`` and places its instances in it, so the instances'
+    addresses in the state tell the subnet the block was applied with (a state without
+    instances tells nothing: empty set). Shape: the tfstate JSON (``resources[].instances[].
+    attributes``).
+    """
+    found: set[str] = set()
+    if not isinstance(state, Mapping):
+        return found
+    for resource in state.get("resources") or []:
+        for instance in (resource.get("instances") or []) if isinstance(resource, dict) else []:
+            attributes = instance.get("attributes") if isinstance(instance, dict) else None
+            value = attributes.get("private_ip") if isinstance(attributes, dict) else None
+            try:
+                address = ipaddress.ip_address(str(value))
+            except ValueError:
+                continue
+            if isinstance(address, ipaddress.IPv4Address) and address in SUPERNET:
+                found.add(str(ipaddress.ip_network(f"{address}/24", strict=False)))
+    return found
 
 
 class _Lazy:

@@ -254,8 +254,9 @@ class SubnetTable:
         return self.directory / TABLE_FILE
 
     @contextlib.contextmanager
-    def locked(self) -> Iterator[Table]:
-        """The table, exclusively; written back (atomically, 0600) if it changed."""
+    def locked(self, *, write: bool = True) -> Iterator[Table]:
+        """The table, exclusively; written back (atomically, 0600) if it changed — never with
+        ``write=False`` (a read-only command's look: what it changes is discarded)."""
         from infrablocks.errors import InfrablocksError
 
         directory = self.directory
@@ -274,6 +275,8 @@ class SubnetTable:
             table = _decode(raw)
             before = json.dumps(_encode(table), sort_keys=True)
             yield table
+            if not write:
+                return
             after = _encode(table)
             if json.dumps(after, sort_keys=True) != before:
                 from infrablocks.private_files import write_private_file

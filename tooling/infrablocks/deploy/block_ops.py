@@ -639,7 +639,8 @@ def _run_for_record(workspace: Workspace, environment: str, block: str,
             f"{block} has state in {environment} but no deployment record",
             hint=f"inspect {workspace.backend.describe(environment, block)}")
     version, recorded = version_for_record(workspace, environment, record, as_applied=True)
-    return BlockRun(workspace, environment, version, workspace.subnet(environment)), recorded
+    return BlockRun(workspace, environment, version,
+                    workspace.subnet(environment, destroying=True)), recorded
 
 
 def read_block_outputs(workspace: Workspace, environment: str, block: str) -> Outputs:

@@ -124,7 +124,7 @@ def create_graph(workspace: Workspace, resolution: Resolution, environment: str
     ``Dag``: networkx is not worth its import here.)"""
     from infrablocks.deploy.sources import version_for_record
 
-    subnet = workspace.subnet(environment)
+    subnet = workspace.subnet(environment, claim=True)
     dependencies: dict[str, set[str]] = {name: set(version.requires)
                                          for name, version in resolution.selected.items()}
     runs = {name: BlockRun(workspace, environment, version, subnet)
@@ -232,11 +232,12 @@ def destroy(workspace: Workspace, targets: list[str], environment: str, *,
     report = _destroy_nodes(workspace, environment, graph.subgraph(doomed).copy(), jobs=jobs,
                             keep_going=keep_going, on_event=on_event, token=token,
                             lock_timeout=lock_timeout)
-    if report.ok and is_ephemeral(environment) and not workspace.backend.list_blocks(environment):
-        # a kept `doit env`, now gone entirely: what the platform holds for it goes too (AWS:
-        # the environment's subnet)
-        workspace.platform(environment).sweep_environment(environment)
-        _forget_environment(workspace, environment)
+    if report.ok and not workspace.backend.list_blocks(environment):
+        if is_ephemeral(environment):
+            # a kept `doit env`, now gone entirely: what the platform holds for it goes too
+            # (AWS: the environment's subnet)
+            workspace.platform(environment).sweep_environment(environment)
+        _forget_environment(workspace, environment)   # its last block: the subnet goes back
     return report
 
 
@@ -245,6 +246,8 @@ def _forget_environment(workspace: Workspace, environment: str) -> None:
     from infrablocks.terraform.workdir import private_root_for
 
     workspace.subnets.release(environment)
+    workspace.platform(environment).release_environment_subnet(environment)
+    workspace.backend.forget_environment(environment)
     shutil.rmtree(workspace.work_root / environment, ignore_errors=True)
     shutil.rmtree(private_root_for(workspace.work_root) / environment, ignore_errors=True)
 
@@ -308,7 +311,7 @@ def run_test_environment(workspace: Workspace, targets: list[str], *, keep: bool
     name = environment or new_ephemeral_name()
     outcome = TestEnvironmentOutcome(environment=name)
     try:
-        say("create", f"environment {name} ({workspace.subnet(name)})")
+        say("create", f"environment {name} ({workspace.subnet(name, claim=True)})")
         outcome.resolution, outcome.create_report = create(
             workspace, targets, name, jobs=jobs, keep_going=keep_going, on_event=sink("create"))
         assert outcome.create_report is not None   # no confirm: always a report

@@ -14,6 +14,7 @@ from infrablocks.environments import (
     is_ephemeral,
     parse_subnet,
     pinned_subnets,
+    subnets_in_state,
 )
 from infrablocks.errors import UsageError
 from infrablocks.paths import find_repo_root
@@ -69,7 +70,7 @@ class Workspace:
     _platforms: dict[str, Platform] = field(default_factory=dict, repr=False)
     _profiles: dict[str, PlatformProfile] | None = field(default=None, repr=False)
     _environment_platforms: dict[str, str] = field(default_factory=dict, repr=False)
-    _owned_subnets: dict[str, str] = field(default_factory=dict, repr=False)
+    _owned_subnets: dict[tuple[str, bool], str] = field(default_factory=dict, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     # -- environments ---------------------------------------------------------------------------
@@ -98,22 +99,30 @@ class Workspace:
     def pins(self, environment: str) -> dict[str, Version]:
         return dict(self.registry.environment(environment).pins)
 
-    def subnet(self, environment: str) -> str:
+    def subnet(self, environment: str, *, claim: bool = False,
+               destroying: bool = False) -> str:
         """The environment's subnet: the platform's (AWS: a subnet of its VPC), else a /24 of
-        127.42.0.0/16 from the allocator (blocks.toml ``subnet`` pins either)."""
+        127.42.0.0/16 from the allocator (blocks.toml ``subnet`` pins either).
+
+        ``claim=True`` only for commands that change the environment (create, upgrade,
+        re-apply): a read-only command looks without claiming (nothing written).
+        ``destroying=True``: the subnet the environment is on, whatever blocks.toml pins."""
         declared = self.registry.environments.get(environment)
         configured = declared.extra.get("subnet") if declared else None
-        if environment in self._owned_subnets:
-            return self._owned_subnets[environment]
+        cached = (environment, claim)    # a look (claim=False) never stands in for a claim
+        if cached in self._owned_subnets:
+            return self._owned_subnets[cached]
         owned = self.platform(environment).environment_subnet(
-            environment, None if configured is None else str(configured))
+            environment, None if configured is None or destroying else str(configured),
+            create=claim)
         if owned is not None:
-            self._owned_subnets[environment] = owned   # one look-up per command
+            self._owned_subnets[cached] = owned   # one look-up per command
             return owned
         if configured is not None:
             configured = parse_subnet(str(configured),
                                       where=f"blocks.toml environments.{environment}.subnet")
-        return self.subnets.subnet_for(environment, configured)
+        return self.subnets.subnet_for(environment, configured, claim=claim,
+                                       destroying=destroying)
 
     # -- platforms --------------------------------------------------------------------------------
 
@@ -280,7 +289,8 @@ def open_workspace(repo_root: Path | None = None, *, roller: Roller | None = Non
         backend=backend,
         subnets=SubnetAllocator(root, locate=backend_locator(backend, root),
                                 has_state=lambda env: bool(backend.list_blocks(env)),
-                                reserved=pinned_subnets(registry)),
+                                reserved=pinned_subnets(registry),
+                                deployed_subnets=lambda env: state_subnets(backend, env)),
         _terraform_setting=terraform_settings.get("binary"),
         roller=roller,
     )
@@ -289,3 +299,11 @@ def open_workspace(repo_root: Path | None = None, *, roller: Roller | None = Non
     workspace.platform_profile(None)   # validates blocks.toml's platform keys
     workspace._open(workspace._profiles[DEFAULT_PLATFORM])  # type: ignore[index]
     return workspace
+
+
+def state_subnets(backend: StateBackend, environment: str) -> set[str]:
+    """The /24s the instances in ``environment``'s Terraform states are on."""
+    found: set[str] = set()
+    for block in backend.list_blocks(environment):
+        found |= subnets_in_state(backend.read_state(environment, block))
+    return found

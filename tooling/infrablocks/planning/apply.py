@@ -174,7 +174,7 @@ def check_current(workspace: Workspace, reviewed: ReviewedPlan) -> None:
             f"the plan in {reviewed.path} is stale: {environment} changed since it was "
             "saved:\n" + "\n".join(f"  - {p}" for p in problems),
             hint=reviewed.replan_hint())
-    subnet = workspace.subnet(environment)
+    subnet = workspace.subnet(environment, claim=True)
     if subnet != manifest["subnet"]:
         raise StalePlan(f"the plan in {reviewed.path} was made for subnet {manifest['subnet']}; "
                         f"{environment} now has {subnet}", hint=reviewed.replan_hint())

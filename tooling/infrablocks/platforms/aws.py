@@ -102,12 +102,15 @@ class AwsPlatform:
                      "with the same variables and outputs as the local one (docs/aws.md)")
         return module
 
-    def environment_subnet(self, environment: str, configured: str | None) -> str:
-        """The CIDR of the environment's subnet in the platform's VPC (created when missing)."""
+    def environment_subnet(self, environment: str, configured: str | None, *,
+                           create: bool = True) -> str:
+        """The CIDR of the environment's subnet in the platform's VPC (created when missing,
+        unless ``create=False``)."""
         from infrablocks.cloud.aws.network import ensure_environment_subnet
 
         return ensure_environment_subnet(self.ec2, self.vpc(), environment,
-                                         pool=self.settings.subnets, configured=configured)
+                                         pool=self.settings.subnets, configured=configured,
+                                         create=create)
 
     def ensure_images(self, images: Sequence[str], *,
                       before_each: Callable[[str], None] | None = None) -> list[str]:
@@ -162,6 +165,11 @@ class AwsPlatform:
 
         return stop_instances(self.ec2, environment, block, grace=grace, timeout=STOP_TIMEOUT,
                               poll_interval=self.settings.poll_interval)
+
+    def release_environment_subnet(self, environment: str) -> str | None:
+        from infrablocks.cloud.aws.network import delete_environment_subnet
+
+        return delete_environment_subnet(self.ec2, self.vpc()["VpcId"], environment)
 
     def sweep_environment(self, environment: str) -> SweepReport:
         """Terminate, delete (see ``cloud.aws.inventory.sweep``), then delete the environment's

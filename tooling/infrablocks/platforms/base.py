@@ -54,10 +54,12 @@ class Platform(Protocol):
         platform, as images have). ``ConfigError`` naming the folder when it is missing."""
         ...
 
-    def environment_subnet(self, environment: str, configured: str | None) -> str | None:
+    def environment_subnet(self, environment: str, configured: str | None, *,
+                           create: bool = True) -> str | None:
         """The environment's subnet (CIDR) where the platform owns the network (AWS: a subnet
-        of its VPC, created when missing; ``configured`` is blocks.toml's ``subnet``); None
-        where the workspace allocates one (local: a /24 of 127.42.0.0/16)."""
+        of its VPC, created when missing unless ``create=False`` — a read-only command then
+        gets the CIDR it would have; ``configured`` is blocks.toml's ``subnet``); None where
+        the workspace allocates one (local: a /24 of 127.42.0.0/16)."""
         ...
 
     def shared_providers(self) -> Sequence[SharedProvider]:
@@ -94,6 +96,12 @@ class Platform(Protocol):
         names. The pre-destroy step: a volume refuses to detach from a running instance (as a
         mounted EBS volume does). ``grace``: seconds an instance gets to stop by itself before
         it is killed (forced)."""
+        ...
+
+    def release_environment_subnet(self, environment: str) -> str | None:
+        """After the environment's last deployment was destroyed: give back the subnet the
+        platform made for it (AWS: delete its VPC subnet); the reason it stays, or None. The
+        local platform has none (the workspace's allocator releases its /24)."""
         ...
 
     def sweep_environment(self, environment: str) -> SweepReport:

@@ -58,7 +58,8 @@ class LocalPlatform:
     def block_module(self, version_dir: Path) -> Path:
         return version_dir
 
-    def environment_subnet(self, environment: str, configured: str | None) -> None:
+    def environment_subnet(self, environment: str, configured: str | None, *,
+                           create: bool = True) -> None:
         return None  # the workspace's allocator: a /24 of 127.42.0.0/16
 
     def shared_providers(self) -> list[SharedProvider]:
@@ -127,6 +128,9 @@ class LocalPlatform:
         with ThreadPoolExecutor(max_workers=len(running)) as pool:
             list(pool.map(lambda i: cloud.stop_instance(i.id, grace=grace), running))
         return [i.name for i in running]
+
+    def release_environment_subnet(self, environment: str) -> None:
+        return None   # the workspace's allocator gives the /24 back
 
     def sweep_environment(self, environment: str) -> SweepReport:
         from infrablocks.cloud.local.inventory import purge_environment

@@ -21,6 +21,7 @@ from infrablocks.state.records import (
     DEPLOYED,
     DESTROYING,
     FAILED,
+    PURGED,
     DeploymentRecord,
     current_identity,
     new_record,
@@ -29,7 +30,7 @@ from infrablocks.state.settings import backend_from_settings
 from infrablocks.state.spec import BackendSpec
 
 __all__ = [
-    "CREATING", "DEPLOYED", "DESTROYING", "FAILED", "MASK",
+    "CREATING", "DEPLOYED", "DESTROYING", "FAILED", "MASK", "PURGED",
     "BackendSpec", "BlobStateBackend", "DeploymentRecord", "Lock", "LockHeldError", "LockInfo",
     "Outputs",
     "StateBackend", "backend_from_settings", "check_name", "current_identity", "new_record",

@@ -89,6 +89,10 @@ class StateBackend(Protocol):
         Only after a successful destroy — the state is the only link to what exists.
         """
 
+    def forget_environment(self, environment: str) -> None:
+        """After its last deployment was purged: remove what is left of the environment that
+        holds nothing (the local backend's unheld lock files and empty directories)."""
+
     def acquire_lock(self, environment: str, block: str, operation: str, *,
                      wait: float = 0.0) -> Lock:
         """Lock (environment, block) for ``operation``; :class:`LockHeldError` if held."""
@@ -133,6 +137,11 @@ class BlobStateBackend(ABC):
     @abstractmethod
     def list_blocks(self, environment: str) -> list[str]:
         """The blocks with something stored in ``environment`` (state, record or documents)."""
+
+    def forget_environment(self, environment: str) -> None:
+        """Nothing beyond :meth:`purge` is left in a blob store (a lock is an object its
+        holder deletes on release)."""
+        return None
 
     # -- Terraform state ------------------------------------------------------------------------
 

@@ -87,6 +87,44 @@ class LocalBackend(BlobStateBackend):
         if env_dir.is_dir() and not any(env_dir.iterdir()):
             env_dir.rmdir()
 
+    def forget_environment(self, environment: str) -> None:
+        """Remove the environment's deployment directories that hold nothing but an unheld
+        lock (``purge`` keeps a lock for a concurrent holder), then the empty environment
+        directory. A lock is removed only while this process holds it (``flock``, never
+        waiting): a held one, and any directory with state, a record or documents, stays."""
+        import contextlib
+        import fcntl
+
+        env_dir = self.root / check_name("environment", environment)
+        if not env_dir.is_dir():
+            return
+        for directory in env_dir.iterdir():
+            if not directory.is_dir() or holds_deployment(directory):
+                continue
+            names = {entry.name for entry in directory.iterdir()}
+            if not names <= {LOCK_NAME, LOCK_NAME + ".json"}:
+                continue
+            lock_path = directory / LOCK_NAME
+            if not lock_path.exists():
+                lock_path.parent.joinpath(LOCK_NAME + ".json").unlink(missing_ok=True)
+                with contextlib.suppress(OSError):
+                    directory.rmdir()
+                continue
+            fd = os.open(lock_path, os.O_RDWR | os.O_CLOEXEC)
+            try:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    continue   # held: its holder is at work
+                (directory / (LOCK_NAME + ".json")).unlink(missing_ok=True)
+                lock_path.unlink(missing_ok=True)
+                with contextlib.suppress(OSError):
+                    directory.rmdir()
+            finally:
+                os.close(fd)
+        with contextlib.suppress(OSError):
+            env_dir.rmdir()   # only when empty
+
     # -- locks ------------------------------------------------------------------------------
 
     def acquire_lock(self, environment: str, block: str, operation: str, *,

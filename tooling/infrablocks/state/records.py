@@ -26,7 +26,10 @@ CREATING = "creating"
 DEPLOYED = "deployed"
 FAILED = "failed"
 DESTROYING = "destroying"
-STATUSES = (CREATING, DEPLOYED, FAILED, DESTROYING)
+# ``doit cloud --purge`` removed the environment's instances and volumes behind Terraform's back:
+# the state still lists them (``extra["purged"]`` says what went); create rebuilds, destroy forgets.
+PURGED = "purged"
+STATUSES = (CREATING, DEPLOYED, FAILED, DESTROYING, PURGED)
 
 # Keys of ``DeploymentRecord.extra`` that `create`, `upgrade` and `destroy` rely on.
 EXTRA_CODE = "code"            # {"digest": "sha256:…", "files": {path: sha256}}: the code applied

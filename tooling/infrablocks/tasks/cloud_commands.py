@@ -3,14 +3,18 @@ removes an environment's leftovers (instances, volumes and, on AWS, network inte
 groups and the environment's subnet, all tagged ``environment=ENV``).
 
 Both go through the environment's platform (``Workspace.platform``): ``inventory`` and
-``sweep_environment``."""
+``sweep_environment``. An environment with deployments is purged only when confirmed (``--yes``,
+or a question on a terminal; ``infrablocks.deploy.purge``)."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from infrablocks.tasks._command import command_task, flag, option
 from infrablocks.validators import register_validator
+
+if TYPE_CHECKING:
+    from infrablocks.deploy.purge import PurgePreview
 
 # `doit check`: blocks.toml's platform keys; the blocks' AWS modules (contract, terraform validate)
 register_validator("platforms", "infrablocks.platforms.choice:platform_check")
@@ -27,7 +31,10 @@ def task_cloud() -> dict[str, Any]:
             flag("json", help="print the cloud as JSON"),
             option("env", help="show only instances and volumes tagged environment=ENV"),
             option("purge", help="terminate the instances and delete the volumes tagged "
-                                 "environment=ENV"),
+                                 "environment=ENV (leftovers; a deployed environment only with "
+                                 "--yes or when confirmed: `doit destroy` is its way)"),
+            flag("yes", help="--purge: do not ask before purging an environment that has "
+                             "deployments"),
             option("platform", help="the platform to show (a name from blocks.toml "
                                     "[platforms], or local; default: the environment's, else "
                                     "defaults.platform)"),
@@ -35,7 +42,7 @@ def task_cloud() -> dict[str, Any]:
     )
 
 
-def _cloud_command(json: bool, env: str | None, purge: str | None,
+def _cloud_command(json: bool, env: str | None, purge: str | None, yes: bool,
                    platform: str | None) -> int | None:
     from infrablocks.errors import UsageError
     from infrablocks.tasks._workspace import command_workspace
@@ -46,7 +53,15 @@ def _cloud_command(json: bool, env: str | None, purge: str | None,
     workspace.choose_platform(platform)
     if purge is not None:
         _check_purge_target(workspace, purge)
-        removed = workspace.platform(purge).sweep_environment(purge)
+        from infrablocks.deploy.purge import purge_environment
+
+        removed = purge_environment(workspace, purge,
+                                    confirm=lambda preview: _confirm_purge(preview, yes))
+        if removed is None:
+            from infrablocks.tasks._console import make_console
+
+            make_console(stderr=True).print("nothing purged")
+            return 1
         _print_purge(purge, removed, as_json=json)
         return None
     snapshot = workspace.platform(env).inventory(env)
@@ -73,6 +88,38 @@ def _check_purge_target(workspace: Any, env: str) -> None:
     raise UsageError(f"doit cloud --purge: unknown environment `{env}`: not declared in "
                      f"blocks.toml, no state, no instances or volumes tagged environment={env}",
                      hint=f"known environments: {', '.join(known) or '(none)'}")
+
+
+def _confirm_purge(preview: PurgePreview, yes: bool) -> bool:
+    """Whether to purge an environment that has deployments: ``--yes``, else asked on a
+    terminal; refused (``UsageError``, exit 2) elsewhere."""
+    import sys
+
+    from infrablocks.errors import UsageError
+    from infrablocks.tasks._console import make_console
+
+    env = preview.environment
+    what = (f"{len(preview.instances)} instance(s)"
+            + (f" ({', '.join(preview.instances)})" if preview.instances else "")
+            + f" and {len(preview.volumes)} volume(s)"
+            + (f" ({', '.join(preview.volumes)}: their data is lost)" if preview.volumes else ""))
+    blocks = ", ".join(preview.deployed)
+    if yes:
+        return True
+    if not sys.stdin.isatty():
+        raise UsageError(
+            f"environment {env} has deployments ({blocks}): `doit cloud --purge` is for "
+            f"leftovers; it would terminate and delete {what} behind Terraform's back",
+            hint=f"destroy a deployed environment with `doit destroy {' '.join(preview.deployed)}"
+                 f" --env {env}`; pass --yes to purge it anyway (its records are then marked "
+                 "purged)")
+    from rich.prompt import Confirm
+
+    console = make_console(stderr=True)
+    console.print(f"[bold]environment {env} has deployments[/] ({blocks}); `doit destroy "
+                  f"{' '.join(preview.deployed)} --env {env}` is the way to remove it.\n"
+                  f"purge would terminate and delete {what}; its records would say purged.")
+    return Confirm.ask("purge anyway?", default=False, console=console)
 
 
 def _print_purge(env: str, removed: dict[str, list[str]], as_json: bool) -> None:

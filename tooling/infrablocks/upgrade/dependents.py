@@ -62,7 +62,8 @@ def reapply_dependents(workspace: Workspace, environment: str, block: str,
         if record is None:
             continue
         version, _ = version_for_record(workspace, environment, record)
-        run = BlockRun(workspace, environment, version, workspace.subnet(environment))
+        run = BlockRun(workspace, environment, version,
+                       workspace.subnet(environment, claim=True))
         try:
             result = apply_block(run, CancelToken(), only_if_stale=True,
                                  changed_upstream=frozenset(changed),

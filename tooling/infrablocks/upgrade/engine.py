@@ -98,6 +98,7 @@ def upgrade(workspace: Workspace, block: str, environment: str, *, to: str | Non
     wiring = _Wiring(workspace, environment, block, ops, fault, say, lock_timeout)
     backend = workspace.backend
     if dry_run:
+        wiring.read_only = True
         journal = Journal.load(backend, environment, block)
         choice = choose_target(workspace, environment, block, to)
         if journal is not None and journal.active:
@@ -461,6 +462,7 @@ class _Wiring:
         self.timer = PhaseTimer()
         self.notes: list[str] = []
         self._terraform: Terraform | None = None
+        self.read_only = False    # --dry-run: the environment's subnet is looked at, not claimed
 
     def say(self, text: str) -> None:
         self._say(text)
@@ -526,7 +528,7 @@ class _Wiring:
 
         workspace = self.workspace
         run = BlockRun(workspace, self.environment, self.version(version),
-                       workspace.subnet(self.environment))
+                       workspace.subnet(self.environment, claim=not self.read_only))
         with self.timer.timed("images"):
             ensure_images(run, CancelToken())
         workdir = run.prepare()

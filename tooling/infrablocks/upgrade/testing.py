@@ -136,7 +136,7 @@ def run_test_upgrade(workspace: Workspace, block: str, *, from_version: str | No
     result = TestUpgradeResult(block, name, str(start.version), str(target.version),
                                dependencies)
     try:
-        say(f"create {start.label} in {name} ({workspace.subnet(name)}) with "
+        say(f"create {start.label} in {name} ({workspace.subnet(name, claim=True)}) with "
             f"{dependencies or 'no dependencies'}")
         targets = [f"{start.block}@{start.version}",
                    *(f"{n}@{v}" for n, v in dependencies.items())]

@@ -60,11 +60,13 @@ def _candidates(pool: ipaddress.IPv4Network,
 
 
 def ensure_environment_subnet(ec2: Any, vpc: dict[str, Any], environment: str, *,
-                              pool: str | None = None, configured: str | None = None) -> str:
+                              pool: str | None = None, configured: str | None = None,
+                              create: bool = True) -> str:
     """The CIDR of ``environment``'s subnet in ``vpc``, creating the subnet when missing.
 
     ``configured``: blocks.toml's ``environments.NAME.subnet`` (must lie in the VPC);
-    ``pool``: the platform's ``subnets`` range (default: the VPC's CIDR).
+    ``pool``: the platform's ``subnets`` range (default: the VPC's CIDR); ``create=False``
+    (read-only commands): a missing subnet is not created, its would-be CIDR is returned.
     """
     from botocore.exceptions import ClientError
 
@@ -103,6 +105,8 @@ def ensure_environment_subnet(ec2: Any, vpc: dict[str, Any], environment: str, *
                 raise InfrablocksError(f"no free /24 left in {network} of {vpc_id} for "
                                        f"environment {environment}",
                                        hint="destroy unused environments or widen `subnets`")
+        if not create:
+            return str(cidr)
         try:
             created = ec2.create_subnet(VpcId=vpc_id, CidrBlock=str(cidr), TagSpecifications=[{
                 "ResourceType": "subnet", "Tags": [
