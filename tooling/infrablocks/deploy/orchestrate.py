@@ -8,6 +8,7 @@ the runner with the per-block work functions of :mod:`infrablocks.deploy.block_o
 from __future__ import annotations
 
 import contextlib
+import importlib
 import shutil
 import signal
 import threading
@@ -42,10 +43,23 @@ def resolve_for_environment(workspace: Workspace, targets: list[str],
     from infrablocks.resolve import ResolutionError, resolve
 
     try:
-        return resolve(workspace.registry, targets, workspace.pins(environment),
-                       prefer=workspace.deployed_versions(environment), environment=environment)
+        resolution = resolve(workspace.registry, targets, workspace.pins(environment),
+                             prefer=workspace.deployed_versions(environment),
+                             environment=environment)
     except ResolutionError as exc:
         raise ConfigError(exc.message, hint=exc.hint) from None
+    for check in RESOLUTION_CHECKS:
+        module, _, name = check.partition(":")
+        getattr(importlib.import_module(module), name)(
+            workspace, environment, list(resolution.selected.values()))
+    return resolution
+
+
+# Rules of the layers above about the chosen block versions on the environment's platform,
+# checked before anything is planned or applied (create, plan, and what builds on them), each
+# "module:function" called as (workspace, environment, versions), raising ConfigError. By name,
+# as doit check's validators are: deploy does not import the layers above.
+RESOLUTION_CHECKS = ["infrablocks.rolling.declaration:check_versions"]
 
 
 def check_auto_create(workspace: Workspace, resolution: Resolution, environment: str) -> None:

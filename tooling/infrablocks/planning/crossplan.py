@@ -377,7 +377,8 @@ def _judge(workspace: Workspace, version: BlockVersion, entry: BlockPlan,
                          f"block to {entry.target} is a rolling upgrade: doit upgrade "
                          f"{entry.block} --env {environment} --to {entry.target}")
     elif stateful and entry.changes:
-        declaration = declaration_for(workspace.registry, version)
+        declaration = declaration_for(workspace.registry, version,
+                                      workspace.platform(environment).name)
         replaced = ([a for unit in classify(plan, declaration).units for a in unit.actions]
                     if declaration is not None else plan.addresses("replace"))
         if replaced:

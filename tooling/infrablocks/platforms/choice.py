@@ -95,7 +95,8 @@ def _collect(registry: Registry) -> tuple[dict[str, PlatformProfile], list[str]]
                             f"{', '.join(sorted(PLATFORMS))})")
             continue
         if name == DEFAULT_PLATFORM and kind != DEFAULT_PLATFORM:
-            problems.append(f"{_key(registry, *where)}: the name {name!r} is the built-in local cloud")
+            problems.append(f"{_key(registry, *where)}: the name {name!r} is the built-in "
+                            "local cloud")
             continue
         settings = {k: v for k, v in spec.items() if k != "kind"}
         check = getattr(_platform_class(kind), "settings_problems", None)
