@@ -27,7 +27,6 @@ import pytest
 from tests.support.aws_moto import (
     REGION,
     Ec2Poller,
-    aws_behaviour_on_terminate,
     aws_provider_mirror,
     dummy_credentials,
     ec2_client,
@@ -55,8 +54,9 @@ def mirror():
 
 @pytest.fixture(scope="module")
 def moto(moto_endpoint):
-    """moto with AWS's terminate behaviour for network interfaces, and the images' AMIs."""
-    with aws_behaviour_on_terminate(), dummy_credentials():
+    """moto (scripts/moto-server: AWS's terminate behaviour for network interfaces), and the
+    images' AMIs."""
+    with dummy_credentials():
         amis = register_images(ec2_client(moto_endpoint), IMAGES)
         yield moto_endpoint, amis
 

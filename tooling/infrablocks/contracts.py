@@ -90,6 +90,7 @@ class ModuleInterface:
     sensitive_variables: set[str] = field(default_factory=set)
     sensitive_outputs: set[str] = field(default_factory=set)
     resources: set[str] = field(default_factory=set)   # managed resources: "TYPE.NAME"
+    modules: set[str] = field(default_factory=set)     # the module calls' names
 
 
 def _label(raw: str) -> str:
@@ -129,6 +130,8 @@ def read_interface(directory: Path, *, block: str = "", version: Version | None 
                 interface.variable_lines[name] = (file, _line_of(text, "variable", name))
                 if isinstance(body, dict) and _is_true(body.get("sensitive")):
                     interface.sensitive_variables.add(name)
+        for entry in parsed.get("module", []):
+            interface.modules.update(_label(raw) for raw in entry)
         for entry in parsed.get("resource", []):
             for raw_type, named in entry.items():
                 for raw_name in (named if isinstance(named, dict) else {}):

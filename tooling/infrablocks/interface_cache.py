@@ -56,8 +56,9 @@ def dependency_attributes(repo_root: Path, version: BlockVersion
 
 def module_resources(repo_root: Path, directory: Path) -> tuple[set[str], list[str]]:
     """The managed resources (``TYPE.NAME``) the Terraform module in ``directory`` declares,
-    and its parse errors (``file:line: message``), cached like :func:`dependency_attributes`
-    (``.infrablocks/cache/resources/``) under a digest of the module's ``*.tf`` files."""
+    with ``module.NAME`` for each module it calls, and its parse errors (``file:line:
+    message``), cached like :func:`dependency_attributes` (``.infrablocks/cache/resources/``)
+    under a digest of the module's ``*.tf`` files."""
     files = sorted(directory.glob("*.tf"))
     digest = hashlib.sha256(str(directory.resolve()).encode() + b"\0")
     for file in files:
@@ -72,7 +73,8 @@ def module_resources(repo_root: Path, directory: Path) -> tuple[set[str], list[s
     from infrablocks.contracts import read_interface
 
     interface = read_interface(directory)
-    resources, errors = set(interface.resources), [str(e) for e in interface.errors]
+    resources = set(interface.resources) | {f"module.{name}" for name in interface.modules}
+    errors = [str(e) for e in interface.errors]
     from infrablocks.private_files import private_dir, write_private_text
 
     private_dir(cache.parent, base=cache.parent.parent.parent)

@@ -190,6 +190,9 @@ def plan_environment(workspace: Workspace, targets: list[str], environment: str,
     subnet = workspace.subnet(environment)
     records = {name: backend.get_record(environment, name) for name in order}
     states = {name: backend.read_state(environment, name) for name in order}
+    platform = workspace.platform(environment)
+    platform.check_images(sorted({image for name in order
+                                  for image in resolution.selected[name].images}))
     pending = {name: _pending_images(workspace, environment, resolution.selected[name])
                for name in order}
     specs = [ModuleSpec(name, workspace.block_module(environment, resolution.selected[name]),

@@ -237,8 +237,9 @@ def address_problems(registry: Registry, version: BlockVersion, kind: str,
     as ``blocks.toml:LINE: KEY.PATH: …`` naming the module's resources of that kind.
 
     Read from the module's HCL (cached, :func:`infrablocks.interface_cache.module_resources`).
-    Addresses inside child modules (``module.X.TYPE.NAME``) are not followed; a folder without
-    ``*.tf`` files has nothing to check (Terraform refuses it itself)."""
+    Addresses inside child modules (``module.X.TYPE.NAME``) are not followed. Nothing is
+    checked for a folder without ``*.tf`` files (Terraform refuses it itself) or one declaring
+    neither resources nor module calls (a contract only: variables and outputs)."""
     from infrablocks.interface_cache import module_resources
     from infrablocks.registry import suggest
 
@@ -246,9 +247,10 @@ def address_problems(registry: Registry, version: BlockVersion, kind: str,
               else declaration)
     if not module.is_dir() or not any(module.glob("*.tf")):
         return []
-    resources, errors = module_resources(registry.root, module)
-    if errors:
-        return []   # the contract check reports the module's parse errors
+    found, errors = module_resources(registry.root, module)
+    if errors or not found:
+        return []   # parse errors: the contract check's; nothing declared: a contract only
+    resources = {r for r in found if not r.startswith("module.")}
     try:
         shown = module.relative_to(registry.root)
     except ValueError:
@@ -267,7 +269,7 @@ def address_problems(registry: Registry, version: BlockVersion, kind: str,
             f"{_origin(registry, version, kind, key)}: {address!r} is not a resource of "
             f"{version.label}'s module {shown}/"
             + (f" (platform {kind})" if kind != "local" else "")
-            + f", which declares {listed}{suggest(address, resources)}")
+            + f", which declares {listed}{suggest(address, declared)}")
     return problems
 
 

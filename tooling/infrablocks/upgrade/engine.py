@@ -101,6 +101,7 @@ def upgrade(workspace: Workspace, block: str, environment: str, *, to: str | Non
         journal = Journal.load(backend, environment, block)
         choice = choose_target(workspace, environment, block, to)
         wiring.notes.extend(choice.notes)
+        wiring.declaration(str(choice.target.version))   # a bad one: refused before any work
         if journal is not None and journal.active:
             wiring.notes.append(f"an upgrade to {journal.to_version} did not finish "
                                 f"({journal.status}): `--resume` would continue it")
@@ -127,6 +128,7 @@ def upgrade(workspace: Workspace, block: str, environment: str, *, to: str | Non
         _refuse_unfinished(journal, block, environment)
         choice = choose_target(workspace, environment, block, to)
         wiring.notes.extend(choice.notes)
+        wiring.declaration(str(choice.target.version))   # a bad one: refused before any work
         engine = RollingEngine(wiring)
         current, target = str(choice.current.version), str(choice.target.version)
         if not choice.changes_version:
