@@ -125,10 +125,10 @@ def dummy_credentials() -> Iterator[None]:
                 os.environ[name] = value
 
 
-def ec2_client(endpoint: str) -> Any:
+def ec2_client(endpoint: str, region: str = REGION) -> Any:
     import boto3
 
-    return boto3.client("ec2", region_name=REGION, endpoint_url=endpoint,
+    return boto3.client("ec2", region_name=region, endpoint_url=endpoint,
                         aws_access_key_id=CREDENTIALS["AWS_ACCESS_KEY_ID"],
                         aws_secret_access_key=CREDENTIALS["AWS_SECRET_ACCESS_KEY"])
 

@@ -193,3 +193,4 @@ def test_status_shows_an_unfinished_upgrade_from_its_journal(workspace) -> None:
     journal.set_status("completed")
     assert environment_status(workspace, "prod", drift=False).blocks[0].unfinished_upgrade \
         is None
+

@@ -101,6 +101,9 @@ def create(workspace: Workspace, targets: list[str], environment: str, *, jobs: 
     refuse_edited(workspace.registry, workspace.backend, environment,
                   resolution.selected.values())
     refuse_sensitive_leaks(workspace, resolution)
+    # images an apply would not make (AWS: AMIs): named before anything is made
+    workspace.platform(environment).check_images(sorted(
+        {image for version in resolution.selected.values() for image in version.images}))
     graph, runs, outside = create_graph(workspace, resolution, environment)
     planned: dict[str, Any] = {}
     if confirm is not None:

@@ -73,8 +73,11 @@ def environment_status(workspace: Workspace, environment: str, *,
     for record in records:
         allowed, pinned_out = newer_versions(workspace, environment, record.block, deployed)
         pin = pins.get(record.block)
+        failed_action = record.extra.get("failed_action")   # "destroy": partly destroyed
         status.blocks.append(BlockStatus(
-            record.block, record.version, record.status, record.applied_at, record.applied_by,
+            record.block, record.version,
+            f"{record.status} ({failed_action})" if failed_action else record.status,
+            record.applied_at, record.applied_by,
             record.terraform_version, newer_allowed=allowed, excluded_by_pin=pinned_out,
             pin=None if pin is None else str(pin),
             unfinished_upgrade=unfinished_upgrade(workspace.backend, environment, record.block),

@@ -184,15 +184,16 @@ def plan_environment(workspace: Workspace, targets: list[str], environment: str,
     resolution = resolve_for_environment(workspace, targets, environment)
     check_auto_create(workspace, resolution, environment)
     refuse_sensitive_leaks(workspace, resolution)   # its logs would print them
+    # images an apply would not make (AWS: AMIs) are named now, as create names them, instead
+    # of the blocks' own image look-ups failing the plan
+    workspace.platform(environment).check_images(sorted(
+        {image for version in resolution.selected.values() for image in version.images}))
     order = topological_order(dependency_graph(resolution))
     backend = workspace.backend
     fingerprint = environment_fingerprint(workspace, environment, order)
     subnet = workspace.subnet(environment)
     records = {name: backend.get_record(environment, name) for name in order}
     states = {name: backend.read_state(environment, name) for name in order}
-    platform = workspace.platform(environment)
-    platform.check_images(sorted({image for name in order
-                                  for image in resolution.selected[name].images}))
     pending = {name: _pending_images(workspace, environment, resolution.selected[name])
                for name in order}
     specs = [ModuleSpec(name, workspace.block_module(environment, resolution.selected[name]),
