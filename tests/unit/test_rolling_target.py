@@ -171,8 +171,7 @@ def test_status_shows_an_unfinished_upgrade_from_its_journal(workspace) -> None:
     journal.step_done(2, "stop", 0.5)
     journal.finish_unit(2)
     journal.step_done(0, "gate: cluster healthy", 0.2)
-    journal.data["pid"] = 2 ** 22 + 12345      # no such process: the run was stopped
-    journal.save()
+    journal.save()                             # no run holds the block's lock: stopped
     status = environment_status(workspace, "prod", drift=False)
     base = next(b for b in status.blocks if b.block == "base")
     assert base.unfinished_upgrade is not None
@@ -183,6 +182,9 @@ def test_status_shows_an_unfinished_upgrade_from_its_journal(workspace) -> None:
         "to_version": "1.1.0", "unit": 0, "step": "gate: cluster healthy",
         "resume": "doit upgrade base --env prod --resume", "rollback": None}
     assert status.to_json()["blocks"][0]["unfinished_upgrade"]["state"] == "interrupted"
+    with workspace.backend.acquire_lock("prod", "base", "upgrade"):   # a run goes on
+        running = environment_status(workspace, "prod", drift=False).blocks[0]
+        assert running.unfinished_upgrade["state"] == "in progress"
     journal.fail(0, "rejoin", "never joined", {})
     halted = next(b for b in environment_status(workspace, "prod", drift=False).blocks
                   if b.block == "base").unfinished_upgrade

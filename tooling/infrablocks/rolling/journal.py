@@ -238,8 +238,9 @@ def unfinished_upgrade(backend: StateBackend, environment: str,
     command = f"doit upgrade {block} --env {environment}"
     if failure is not None:
         state = "halted"         # a gate or Terraform failed
-    elif _alive(journal.data.get("pid")):
-        state = "in progress"    # its process still runs (its lock is held)
+    elif (holder := backend.lock_holder(environment, block)) is not None \
+            and not holder.holder_is_gone():
+        state = "in progress"    # a run holds the block's lock (its process runs)
     else:
         state = "interrupted"    # the process died or was stopped mid-roll
     return {"state": state, "status": str(journal.status), "kind": str(journal.kind),
@@ -250,13 +251,3 @@ def unfinished_upgrade(backend: StateBackend, environment: str,
             "resume": f"{command} --resume",
             "rollback": f"{command} --rollback-failed" if failure is not None else None}
 
-
-def _alive(pid: Any) -> bool:
-    """Whether the process that wrote the journal still runs (on this machine)."""
-    import psutil
-
-    try:
-        return isinstance(pid, int) and pid != os.getpid() and psutil.pid_exists(pid) \
-            and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
-    except psutil.Error:
-        return False
