@@ -638,7 +638,8 @@ def destroy_block(workspace: Workspace, environment: str, block: str,
 def _destroy_failed(workspace: Workspace, environment: str, block: str, record: Any,
                     tf_version: str, exc: InfrablocksError | Cancelled) -> None:
     """A destroy that failed or was stopped: the record says so (status ``failed``,
-    ``extra.failed_action = "destroy"``, what the state still holds), and the error says what
+    ``extra.failed_action = "destroy"``, what the state still holds; the deployment's other
+    extras, where its code came from, are kept for the next destroy), and the error says what
     is left and how to go on."""
     state = workspace.backend.read_state(environment, block) or {}
     left = sorted({f"{r.get('type')}.{r.get('name')}" for r in state.get("resources", [])
@@ -646,7 +647,8 @@ def _destroy_failed(workspace: Workspace, environment: str, block: str, record: 
     if record is not None:
         workspace.backend.put_record(new_record(
             environment, block, record.version, outputs=None, terraform_version=tf_version,
-            status=FAILED, extra={"failed_action": "destroy", "remaining": left}))
+            status=FAILED,
+            extra={**record.extra, "failed_action": "destroy", "remaining": left}))
     if isinstance(exc, InfrablocksError):
         shown = ", ".join(left[:6]) + (", …" if len(left) > 6 else "")
         exc.hint = "; ".join(filter(None, [

@@ -8,11 +8,10 @@ the runner with the per-block work functions of :mod:`infrablocks.deploy.block_o
 from __future__ import annotations
 
 import contextlib
-import importlib
 import shutil
 import signal
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -28,6 +27,7 @@ if TYPE_CHECKING:
     from infrablocks.deploy.blocktests import BlockTestResult
     from infrablocks.deploy.preview import CreatePreview
     from infrablocks.deploy.workspace import Workspace
+    from infrablocks.registry import BlockVersion
     from infrablocks.resolve import Resolution
 
 EventSink = Callable[[RunEvent], None]
@@ -48,18 +48,23 @@ def resolve_for_environment(workspace: Workspace, targets: list[str],
                              environment=environment)
     except ResolutionError as exc:
         raise ConfigError(exc.message, hint=exc.hint) from None
-    for check in RESOLUTION_CHECKS:
-        module, _, name = check.partition(":")
-        getattr(importlib.import_module(module), name)(
-            workspace, environment, list(resolution.selected.values()))
+    check_rolling_declarations(workspace, environment, resolution.selected.values())
     return resolution
 
 
-# Rules of the layers above about the chosen block versions on the environment's platform,
-# checked before anything is planned or applied (create, plan, and what builds on them), each
-# "module:function" called as (workspace, environment, versions), raising ConfigError. By name,
-# as doit check's validators are: deploy does not import the layers above.
-RESOLUTION_CHECKS = ["infrablocks.rolling.declaration:check_versions"]
+def check_rolling_declarations(workspace: Workspace, environment: str,
+                               versions: Iterable[BlockVersion]) -> None:
+    """Before create or plan: each stateful version's rolling declaration on the environment's
+    platform is valid and names resources of its module there; ConfigError with file, line and
+    key otherwise — the message ``doit check`` and ``doit upgrade`` give
+    (``rolling.declaration.declaration_for``)."""
+    from infrablocks.rolling.declaration import declaration_for
+
+    registry = workspace.registry
+    for version in versions:
+        if registry.blocks[version.block].stateful:
+            declaration_for(registry, version, workspace.platform(environment).name,
+                            module=workspace.block_module(environment, version))
 
 
 def check_auto_create(workspace: Workspace, resolution: Resolution, environment: str) -> None:

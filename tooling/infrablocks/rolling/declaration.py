@@ -33,13 +33,10 @@ from typing import TYPE_CHECKING, Any
 from infrablocks.errors import ConfigError
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable
-
-    from infrablocks.deploy.workspace import Workspace
     from infrablocks.registry import BlockVersion, Registry
 
 __all__ = ["DEFAULT_TIMEOUTS", "ORDERS", "RollingDeclaration", "address_problems",
-           "check_versions", "declaration_for",
+           "declaration_for",
            "declaration_problems", "rolling_check"]
 
 ORDERS = ("leader-last", "index")
@@ -337,18 +334,3 @@ def _module_folder(version: BlockVersion, kind: str) -> Path:
     the folder named after the kind otherwise (``aws/``, ``Platform.block_module``)."""
     return version.path if kind == "local" else version.path / kind
 
-
-def check_versions(workspace: Workspace, environment: str,
-                   versions: Iterable[BlockVersion]) -> None:
-    """Before create or plan (``deploy.orchestrate.RESOLUTION_CHECKS``): each stateful
-    version's rolling declaration on the environment's platform is valid and names resources of
-    its module there; ConfigError with file, line and key otherwise — the same message
-    ``doit check`` and ``doit upgrade`` give."""
-    registry = workspace.registry
-    kind = None
-    for version in versions:
-        if not registry.blocks[version.block].stateful:
-            continue
-        kind = kind or workspace.platform(environment).name
-        declaration_for(registry, version, kind,
-                        module=workspace.block_module(environment, version))
