@@ -149,3 +149,43 @@ def test_outputs_arguments(example_repo: Path, doit: Doit) -> None:
     _usage_error(doit(example_repo, "outputs", "base", "--env", "staging"),
                  "base is not deployed in environment staging")
     _usage_error(doit(example_repo, "env"), "name the blocks to test")
+
+
+def test_status_and_upgrade_say_what_is_unfinished_and_what_a_pin_keeps_out(
+        example_repo: Path, doit: Doit) -> None:
+    from infrablocks.rolling.journal import Journal
+
+    _deploy_records(example_repo, "prod", {"base": "1.0.0"})
+    upgraded = doit(example_repo, "upgrade", "base", "--env", "prod")
+    assert upgraded.returncode == 0, upgraded.stdout + upgraded.stderr
+    said = " ".join(upgraded.stdout.split())
+    assert "already at 1.0.0, nothing to upgrade" in said
+    assert ('note: 1.1.0 exists but environments.prod.pins.base = "1.0.0" (blocks.toml) '
+            "excludes it: `doit upgrade base --env prod --to 1.1.0`") in said
+    table = " ".join(doit(example_repo, "status", "--env", "prod", "--no-drift").stdout.split())
+    assert "1.1.0 excluded by pin 1.0.0" in table
+    assert ('base: 1.1.0 excluded by environments.prod.pins.base = "1.0.0": doit upgrade '
+            "base --env prod --to 1.1.0") in table
+
+    journal = Journal.start(backend_from_settings(None, example_repo), "prod", "base",
+                            from_version="1.0.0", to_version="1.1.0", order=[1, 0, 2],
+                            markers={})
+    journal.step_done(1, "stop instance", 1.0)
+    journal.save()                         # no run holds the block's lock: it was stopped
+    table = " ".join(doit(example_repo, "status", "--env", "prod", "--no-drift").stdout.split())
+    assert ("base: upgrade 1.0.0 → 1.1.0 interrupted (status running) at unit 1, step stop "
+            "instance") in table, table
+    assert "continue it: doit upgrade base --env prod --resume" in table
+    [prod] = json.loads(doit(example_repo, "status", "--env", "prod", "--no-drift",
+                             "--json").stdout)
+    unfinished = prod["blocks"][0]["unfinished_upgrade"]
+    assert (unfinished["state"], unfinished["unit"], unfinished["step"], unfinished["resume"]) \
+        == ("interrupted", 1, "stop instance", "doit upgrade base --env prod --resume")
+    assert prod["blocks"][0]["excluded_by_pin"] == ["1.1.0"]
+
+    journal.fail(1, "gate: instance running", "not running after 90s", {})
+    table = " ".join(doit(example_repo, "status", "--env", "prod", "--no-drift").stdout.split())
+    assert ("base: upgrade 1.0.0 → 1.1.0 halted (status failed) at unit 1, step gate: "
+            "instance running: not running after 90s") in table, table
+    assert "or put the failed member back: doit upgrade base --env prod --rollback-failed" \
+        in table

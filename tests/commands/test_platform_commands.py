@@ -48,7 +48,22 @@ def test_bad_platform_settings_are_named_by_every_command(example_repo: Path,
         assert "Traceback" not in result.stderr
     checked = doit(example_repo, "check")
     assert checked.returncode == 2
-    assert "platforms: blocks.toml platforms.aws.secret_key" in checked.stderr
+    line = toml.read_text().splitlines().index('[platforms.aws]') + 1   # the table's line
+    assert f"platforms: blocks.toml:{line}: platforms.aws.secret_key" in checked.stderr
+
+
+def test_an_unknown_platform_of_an_environment_is_located(example_repo: Path,
+                                                          doit: Doit) -> None:
+    toml = example_repo / "blocks.toml"
+    toml.write_text(toml.read_text().replace("[environments.staging]",
+                                             '[environments.staging]\nplatform = "awz"'))
+    line = toml.read_text().splitlines().index('platform = "awz"') + 1
+    for args in (("check",), ("plan", "base", "--env", "staging"), ("status",)):
+        result = doit(example_repo, *args)
+        assert result.returncode == 2, result.stdout + result.stderr
+        assert (f"blocks.toml:{line}: environments.staging.platform: unknown platform 'awz'"
+                in result.stderr), (args, result.stderr)
+        assert "Traceback" not in result.stderr
 
 
 def test_check_reports_an_aws_module_whose_contract_differs(example_repo: Path, doit: Doit,

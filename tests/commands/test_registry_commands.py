@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.registry_repo import MAIN_REPO
+
 Doit = Callable[..., subprocess.CompletedProcess[str]]  # the `doit` fixture (conftest.py)
 RepoWriter = Callable[..., Path]  # the `write_repo` fixture
 
@@ -193,3 +195,50 @@ def test_graph_of_a_registry_that_does_not_resolve_as_a_whole(
     nodes = {n["name"]: n for n in json.loads(highlighted.stdout)["nodes"]}
     assert nodes["lib"]["version"] == "2.0.0" and nodes["lib"]["highlighted"]
     assert not nodes["a"]["highlighted"]
+
+
+def test_check_and_every_command_refuse_what_they_would_misuse(example_repo: Path,
+                                                               doit: Doit) -> None:
+    """A subnet outside the local cloud's range and a rolling address naming no resource of the
+    module: `doit check` fails on them, and create, plan, status and upgrade give the same
+    located message instead of misbehaving."""
+    from infrablocks.state import backend_from_settings, new_record
+
+    for version in ("1.0.0", "1.1.0"):   # base's real resources, beside its contract
+        shutil.copy(MAIN_REPO / "blocks" / "base" / version / "main.tf",
+                    example_repo / "blocks" / "base" / version / "main.tf")
+    toml = example_repo / "blocks.toml"
+    text = toml.read_text()
+    assert 'instances = "localcloud_instance.member"\n' in text
+    toml.write_text(text.replace('instances = "localcloud_instance.member"\n',
+                                 'instances = "localcloud_instance.members"\n', 1))
+    instances_line = toml.read_text().splitlines().index(
+        'instances = "localcloud_instance.members"') + 1
+    rolling = (f"blocks.toml:{instances_line}: blocks.base.rolling.instances: "
+               "'localcloud_instance.members' is not a resource of base 1.")
+    checked = doit(example_repo, "check")
+    assert checked.returncode == 2, checked.stdout + checked.stderr
+    assert "all checks passed" not in checked.stdout
+    assert rolling in checked.stderr, checked.stderr
+    assert "did you mean `localcloud_instance.member`?" in checked.stderr
+
+    backend_from_settings(None, example_repo).put_record(new_record(
+        "staging", "base", "1.0.0", outputs=None, terraform_version="1.15.5"))
+    for args in (("create", "base", "--env", "staging"), ("plan", "base", "--env", "staging"),
+                 ("upgrade", "base", "--env", "staging", "--dry-run"),
+                 ("upgrade", "base", "--env", "staging", "--yes")):
+        result = doit(example_repo, *args)
+        assert result.returncode == 2, (args, result.stdout + result.stderr)
+        assert rolling in result.stderr, (args, result.stderr)
+        assert "Traceback" not in result.stderr
+
+    toml.write_text(toml.read_text().replace("[environments.staging]",
+                                             '[environments.staging]\nsubnet = "10.0.0.0/24"'))
+    subnet_line = toml.read_text().splitlines().index('subnet = "10.0.0.0/24"') + 1
+    subnet = (f"blocks.toml:{subnet_line}: environments.staging.subnet: '10.0.0.0/24' is "
+              "outside 127.42.0.0/16")
+    for args in (("check",), ("create", "base", "--env", "staging"),
+                 ("plan", "base", "--env", "staging"), ("status",)):
+        result = doit(example_repo, *args)
+        assert result.returncode == 2, (args, result.stdout + result.stderr)
+        assert subnet in result.stderr, (args, result.stderr)

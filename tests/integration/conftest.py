@@ -40,7 +40,6 @@ from infrablocks.cloud.local.process import is_alive, read_stat
 from infrablocks.cloud.local.records import Image
 from infrablocks.images import BuiltArtifact, ImageRef, build_artifact, parse_image_ref
 from infrablocks.images import register_artifact as _register
-from tests.support.loopback import free_port
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 STOP_GRACE = 15.0   # an etcd member that lost quorum takes ~7 s to shut down
@@ -94,17 +93,18 @@ def local_cloud() -> Iterator[LocalCloud]:
 # --------------------------------------------------------------------------- moto (AWS)
 
 @pytest.fixture(scope="session")
-def moto_endpoint() -> Iterator[str]:
-    """A moto server on a free loopback port for the whole session: ``http://127.0.0.1:PORT``."""
-    from moto.server import ThreadedMotoServer
+def moto_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A moto server on a free loopback port for the whole session: ``http://127.0.0.1:PORT``.
 
-    port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
+    The one docs/aws.md tells users to run, ``scripts/moto-server`` (moto with AWS's terminate
+    behaviour for network interfaces), in its own process."""
+    from tests.support.aws_moto import start_moto_server, stop_moto_server
+
+    server, endpoint = start_moto_server(tmp_path_factory.mktemp("moto") / "server.log")
     try:
-        yield f"http://127.0.0.1:{port}"
+        yield endpoint
     finally:
-        server.stop()
+        stop_moto_server(server)
 
 
 # --------------------------------------------------------------------------- images

@@ -27,7 +27,6 @@ import pytest
 from tests.support.aws_moto import (
     REGION,
     Ec2Poller,
-    aws_behaviour_on_terminate,
     aws_provider_mirror,
     dummy_credentials,
     ec2_client,
@@ -55,8 +54,9 @@ def mirror():
 
 @pytest.fixture(scope="module")
 def moto(moto_endpoint):
-    """moto with AWS's terminate behaviour for network interfaces, and the images' AMIs."""
-    with aws_behaviour_on_terminate(), dummy_credentials():
+    """moto (scripts/moto-server: AWS's terminate behaviour for network interfaces), and the
+    images' AMIs."""
+    with dummy_credentials():
         amis = register_images(ec2_client(moto_endpoint), IMAGES)
         yield moto_endpoint, amis
 
@@ -322,3 +322,40 @@ def test_aws_moto_test_create_runs_the_aws_block_tests_instance_gates(background
     assert "EC2 emulator (endpoint override): its instances run no software" in output
     assert report["leftovers"] == {} and seen.leftovers == []
     assert not seen.problems, seen.problems
+
+
+def test_aws_moto_plan_names_missing_amis_as_create_does(tmp_path, moto_endpoint, mirror):
+    """No AMI for base's image (a region where none is registered): plan, create and the
+    platform name the image, the AMI name and tag looked for and the packer build, before
+    Terraform's own look-up would fail ("Your query returned no results"); nothing is made."""
+    env = f"awsdev-{uuid.uuid4().hex[:6]}"
+    repo = open_aws_repo(tmp_path, moto_endpoint, mirror, extra_toml=f"""
+[platforms.bare]
+kind = "aws"
+region = "eu-west-2"
+endpoint = "{moto_endpoint}"
+
+[environments.{env}]
+platform = "bare"
+""")
+    bare = ec2_client(moto_endpoint, region="eu-west-2")
+    try:
+        for args in (("plan", "base", "--env", env), ("create", "base", "--env", env)):
+            result = repo.doit(*args)
+            assert result.returncode == 1, (args, result.stdout + result.stderr)
+            text = " ".join(result.stderr.split())
+            assert "image etcd@1.1.0 has no AMI in" in text, (args, result.stderr)
+            assert "none named infrablocks-etcd-1.1.0 with tag infrablocks:image=etcd@1.1.0" \
+                in text, result.stderr
+            assert "packer build -var region=eu-west-2 images/etcd/1.1.0/aws/" in text
+            assert "Your query returned no results" not in result.stderr
+            assert "Traceback" not in result.stderr
+            # checked before anything is made: no subnet, no state, no record
+            assert bare.describe_subnets(Filters=[
+                {"Name": "tag:infrablocks:environment", "Values": [env]}])["Subnets"] == []
+            with dummy_credentials():
+                assert env not in repo.workspace().backend.list_environments()
+    finally:
+        with dummy_credentials():
+            problems = repo.close([env])
+    assert not problems, problems

@@ -17,7 +17,6 @@ from infrablocks.platforms import Platform
 from infrablocks.platforms.aws import AwsPlatform
 from tests.support.aws_moto import (
     REGION,
-    aws_behaviour_on_terminate,
     dummy_credentials,
     ec2_client,
     register_images,
@@ -28,7 +27,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.integration, pytest.mark.aws]
 
 @pytest.fixture
 def platform(moto_endpoint, tmp_path):
-    with aws_behaviour_on_terminate(), dummy_credentials():
+    with dummy_credentials():
         yield AwsPlatform.open(tmp_path, region=REGION, endpoint=moto_endpoint,
                                poll_interval=0.2)
 

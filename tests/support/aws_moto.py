@@ -4,12 +4,11 @@
   never download it): ``$INFRABLOCKS_TEST_PROVIDER_MIRROR``, the mirrors of the user's Terraform
   CLI configuration, Terraform's implied mirror folders, then ``/opt/tf-plugins`` (where the
   machines of this project keep it). None: the tests skip, saying so.
-- :func:`aws_behaviour_on_terminate`: moto 5.2.5 keeps a terminated instance's network interfaces
-  attached; AWS detaches them (an interface made apart from the instance, ``DeleteOnTermination``
-  false) when the instance terminates, so that they can be attached again or deleted. Without
-  that, Terraform cannot delete an ``aws_network_interface`` whose instance it terminated
-  (DetachNetworkInterface of device 0 answers OperationNotPermitted). The moto server of the test
-  session lives in this process: the patch gives it AWS's behaviour while the tests run.
+- :func:`start_moto_server`: ``scripts/moto-server``, the moto server docs/aws.md has users run
+  (moto 5.2.5 keeps a terminated instance's network interfaces attached; AWS detaches them, and
+  without that Terraform cannot delete an ``aws_network_interface`` whose instance it
+  terminated: DetachNetworkInterface of device 0 answers OperationNotPermitted). The tests run
+  that same script, in its own process, so they exercise what users get.
 - :func:`register_images`: AMIs named and tagged as the packer templates make them (packer's
   ``amazon-ebs`` cannot build against moto: it needs SSH into a real instance), so that the
   blocks run the same ``data "aws_ami"`` lookup as on AWS.
@@ -76,32 +75,36 @@ def aws_provider_mirror() -> Path | None:
 
 # --------------------------------------------------------------------------- moto
 
-@contextmanager
-def aws_behaviour_on_terminate() -> Iterator[None]:
-    """While inside: a terminated instance's surviving network interfaces are detached, as on
-    AWS (see the module docstring)."""
-    from moto.ec2.models.instances import Instance
+MOTO_SERVER = MAIN_REPO / "scripts" / "moto-server"
 
-    original = Instance.terminate
 
-    def terminate(self: Any) -> Any:
-        state = original(self)
-        for interface in list(self.nics.values()):
-            if interface.id in self.ec2_backend.enis:   # not deleted with the instance
-                # detached and available (the terminated instance keeps describing it, so
-                # that moto can still answer for the instance)
-                interface.instance = None
-                interface.attachment_id = None
-                interface.attach_time = None
-                interface.status = "available"
-                interface.device_index = None
-        return state
+def start_moto_server(log: Path) -> tuple[subprocess.Popen[bytes], str]:
+    """``scripts/moto-server`` on a free loopback port (the server docs/aws.md has users run:
+    moto with AWS's terminate behaviour for network interfaces); (process, endpoint) once it
+    listens. Its output goes to ``log``."""
+    from tests.support.loopback import free_port
 
-    Instance.terminate = terminate  # type: ignore[method-assign]
+    port = free_port()
+    with log.open("wb") as handle:
+        server = subprocess.Popen([sys.executable, str(MOTO_SERVER), "-H", "127.0.0.1",
+                                   "-p", str(port)], stdout=handle, stderr=subprocess.STDOUT,
+                                  stdin=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    while "moto server on" not in log.read_text(errors="replace"):
+        if server.poll() is not None or time.monotonic() > deadline:
+            stop_moto_server(server)
+            raise RuntimeError(f"scripts/moto-server did not start:\n{log.read_text()}")
+        time.sleep(0.1)
+    return server, f"http://127.0.0.1:{port}"
+
+
+def stop_moto_server(server: subprocess.Popen[bytes]) -> None:
+    server.terminate()
     try:
-        yield
-    finally:
-        Instance.terminate = original  # type: ignore[method-assign]
+        server.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        server.kill()
+        server.wait(timeout=20)
 
 
 @contextmanager
@@ -122,10 +125,10 @@ def dummy_credentials() -> Iterator[None]:
                 os.environ[name] = value
 
 
-def ec2_client(endpoint: str) -> Any:
+def ec2_client(endpoint: str, region: str = REGION) -> Any:
     import boto3
 
-    return boto3.client("ec2", region_name=REGION, endpoint_url=endpoint,
+    return boto3.client("ec2", region_name=region, endpoint_url=endpoint,
                         aws_access_key_id=CREDENTIALS["AWS_ACCESS_KEY_ID"],
                         aws_secret_access_key=CREDENTIALS["AWS_SECRET_ACCESS_KEY"])
 

@@ -366,3 +366,35 @@ def test_requirement_texts_and_dropping_one(tmp_path: Path) -> None:
     assert str(app.requires["base"]) == "~> 1.0"
     app.drop_requirement("base")
     assert app.requirement_texts() == {} and app.requires == {} and app.required_blocks() == []
+
+
+def test_environment_subnets_are_checked_where_they_are_written(tmp_path: Path) -> None:
+    """Every command loads the registry first: a subnet create or plan would reject is a
+    problem of blocks.toml with its line (and `doit check` reports it)."""
+    problems = problems_of(make_repo(tmp_path, """
+        [blocks.a.versions."1.0.0"]
+        [environments.prod]
+        subnet = "10.0.0.0/24"
+        [environments.staging]
+        subnet = "127.42.5.0/25"
+        [environments.qa]
+        subnet = "127.42.300.0/24"
+        [environments.dev]
+        subnet = "127.42.9.0/24"
+        [environments.dev2]
+        subnet = "127.42.9.0/24"
+        [environments.cloudy]
+        platform = "aws"
+        subnet = "10.0.0.0/24"
+        [platforms.aws]
+        region = "eu-west-1"
+    """))
+    joined = "\n".join(problems)
+    assert len(problems) == 4, problems
+    assert ("blocks.toml:4: environments.prod.subnet: '10.0.0.0/24' is outside 127.42.0.0/16"
+            in joined)
+    assert "blocks.toml:6: environments.staging.subnet: '127.42.5.0/25' must be a /24" in joined
+    assert "blocks.toml:8: environments.qa.subnet: '127.42.300.0/24' is not a network" in joined
+    assert ("blocks.toml:12: environments.dev2.subnet: 127.42.9.0/24 is also the subnet of "
+            "environment `dev`" in joined)
+    assert "cloudy" not in joined   # an AWS environment's subnet lies in its VPC

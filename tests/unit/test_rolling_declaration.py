@@ -91,7 +91,8 @@ def test_a_version_override_is_located_at_the_version(tmp_path) -> None:
     toml = BASE.replace('rolling = { check = "http"', 'rolling = { check = 7')
     registry = load_registry(make_repo(tmp_path, toml))
     problems = rolling_check(registry)
-    assert problems == ['blocks.toml blocks.db.versions."2.0.0".rolling.check: check must be a '
+    assert problems == ['blocks.toml:15: blocks.db.versions."2.0.0".rolling.check: check must '
+                        'be a '
                         "name, 'package.module:function' or { command = [...] }, not int"]
 
 
@@ -176,3 +177,63 @@ def test_the_projects_base_block_rolls_its_aws_resources_on_aws() -> None:
     assert declaration.instances == "aws_instance.member"
     assert declaration.interfaces == "aws_network_interface.member"
     assert declaration.check == "etcd"     # the service check, on the members' private IPs
+
+
+# -- the addresses name resources of the version's module ----------------------------------------
+
+MODULE = {
+    "blocks/db/1.0.0/main.tf": """
+        resource "localcloud_instance" "member" {
+          count = 3
+        }
+        resource "localcloud_volume_attachment" "member" {
+          count = 3
+        }
+    """,
+    "blocks/db/1.0.0/aws/main.tf": """
+        resource "aws_instance" "member" {
+          count = 3
+        }
+        resource "aws_volume_attachment" "member" {
+          count = 3
+        }
+        resource "aws_network_interface" "member" {
+          count = 3
+        }
+    """,
+}
+
+
+def test_addresses_must_name_resources_of_the_module(tmp_path) -> None:
+    toml = PLATFORMS.replace('[blocks.db.versions."2.0.0"]\n', "").replace(
+        'rolling = { instances = "localcloud_instance.node", aws = { check = "instances" } }\n',
+        "")
+    registry = load_registry(make_repo(tmp_path, toml, files=MODULE))
+    assert rolling_check(registry) == []
+    version = registry.block_version("db", "1.0.0")
+    assert declaration_for(registry, version, module=version.path) is not None
+
+    bad = toml.replace('instances = "localcloud_instance.member"',
+                       'instances = "localcloud_instance.members"').replace(
+        'interfaces = "aws_network_interface.member"', 'interfaces = "aws_eni.member"')
+    registry = load_registry(make_repo(tmp_path, bad, files=MODULE))
+    problems = rolling_check(registry)
+    assert len(problems) == 2, problems
+    assert problems[0].startswith(
+        "blocks.toml:6: blocks.db.rolling.instances: 'localcloud_instance.members' is not a "
+        "resource of db 1.0.0's module blocks/db/1.0.0/, which declares "
+        "localcloud_instance.member; did you mean `localcloud_instance.member`"), problems
+    assert problems[1].startswith(
+        "blocks.toml:14: blocks.db.rolling.aws.interfaces: 'aws_eni.member' is not a resource "
+        "of db 1.0.0's module blocks/db/1.0.0/aws/ (platform aws), which declares "
+        "aws_instance.member, aws_network_interface.member, aws_volume_attachment.member"
+    ), problems
+    version = registry.block_version("db", "1.0.0")
+    with pytest.raises(ConfigError) as caught:    # what create, plan and upgrade call
+        declaration_for(registry, version, module=version.path)
+    assert caught.value.problems == [problems[0]]
+    with pytest.raises(ConfigError) as caught:
+        declaration_for(registry, version, "aws", module=version.path / "aws")
+    assert caught.value.problems == [problems[1]]
+    # without a module (a declaration read for display only) nothing is parsed
+    assert declaration_for(registry, version).instances == "localcloud_instance.members"

@@ -129,3 +129,70 @@ def test_the_fault_hook_exits_137_at_the_named_boundary(fault, printed, code) ->
                             env={"INFRABLOCKS_FAULT": fault, "PATH": "/usr/bin:/bin"},
                             timeout=60, check=False)
     assert (result.returncode, result.stdout) == (code, printed), result.stderr
+
+
+def test_newer_versions_a_pin_keeps_out_are_named_by_upgrade_and_status(workspace) -> None:
+    from infrablocks.deploy.status import environment_status
+
+    deploy(workspace, "pinned", base="1.1.0", dns="2.0.0")
+    choice = choose_target(workspace, "pinned", "base")
+    assert not choice.changes_version
+    assert choice.notes == [
+        '2.0.0 exists but environments.pinned.pins.base = "1.1.0" (blocks.toml) excludes it: '
+        "`doit upgrade base --env pinned --to 2.0.0` upgrades and moves the pin"]
+    base = next(b for b in environment_status(workspace, "pinned", drift=False).blocks
+                if b.block == "base")
+    assert (base.newer_allowed, base.excluded_by_pin, base.pin) == ([], ["2.0.0"], "1.1.0")
+    # unpinned: nothing is kept out, and nothing is said
+    deploy(workspace, "prod", base="1.1.0", dns="2.0.0")
+    assert choose_target(workspace, "prod", "base").notes == []
+    prod = next(b for b in environment_status(workspace, "prod", drift=False).blocks
+                if b.block == "base")
+    assert (prod.newer_allowed, prod.excluded_by_pin) == (["2.0.0"], [])
+
+
+def test_a_downgrade_is_said(workspace) -> None:
+    deploy(workspace, "prod", base="1.1.0", app="1.0.0", dns="2.0.0")
+    choice = choose_target(workspace, "prod", "base", "1.0.0")
+    assert choice.downgrade and choice.changes_version
+    assert choice.notes == ["base 1.1.0 → 1.0.0 is a DOWNGRADE (to an older version than the "
+                            "deployed one)"]
+    assert not choose_target(workspace, "prod", "base", "1.1.0").downgrade
+
+
+def test_status_shows_an_unfinished_upgrade_from_its_journal(workspace) -> None:
+    from infrablocks.deploy.status import environment_status
+
+    deploy(workspace, "prod", base="1.0.0", dns="2.0.0")
+    assert environment_status(workspace, "prod", drift=False).blocks[0].unfinished_upgrade \
+        is None
+    journal = Journal.start(workspace.backend, "prod", "base", from_version="1.0.0",
+                            to_version="1.1.0", order=[2, 0, 1], markers={})
+    journal.step_done(2, "stop", 0.5)
+    journal.finish_unit(2)
+    journal.step_done(0, "gate: cluster healthy", 0.2)
+    journal.save()                             # no run holds the block's lock: stopped
+    status = environment_status(workspace, "prod", drift=False)
+    base = next(b for b in status.blocks if b.block == "base")
+    assert base.unfinished_upgrade is not None
+    assert {k: base.unfinished_upgrade[k] for k in
+            ("state", "status", "from_version", "to_version", "unit", "step", "resume",
+             "rollback")} == {
+        "state": "interrupted", "status": "running", "from_version": "1.0.0",
+        "to_version": "1.1.0", "unit": 0, "step": "gate: cluster healthy",
+        "resume": "doit upgrade base --env prod --resume", "rollback": None}
+    assert status.to_json()["blocks"][0]["unfinished_upgrade"]["state"] == "interrupted"
+    with workspace.backend.acquire_lock("prod", "base", "upgrade"):   # a run goes on
+        running = environment_status(workspace, "prod", drift=False).blocks[0]
+        assert running.unfinished_upgrade["state"] == "in progress"
+    journal.fail(0, "rejoin", "never joined", {})
+    halted = next(b for b in environment_status(workspace, "prod", drift=False).blocks
+                  if b.block == "base").unfinished_upgrade
+    assert (halted["state"], halted["status"], halted["unit"], halted["step"],
+            halted["summary"], halted["rollback"]) == (
+        "halted", "failed", 0, "rejoin", "never joined",
+        "doit upgrade base --env prod --rollback-failed")
+    journal.set_status("completed")
+    assert environment_status(workspace, "prod", drift=False).blocks[0].unfinished_upgrade \
+        is None
+

@@ -89,6 +89,8 @@ class ModuleInterface:
     errors: list[ContractProblem] = field(default_factory=list)
     sensitive_variables: set[str] = field(default_factory=set)
     sensitive_outputs: set[str] = field(default_factory=set)
+    resources: set[str] = field(default_factory=set)   # managed resources: "TYPE.NAME"
+    modules: set[str] = field(default_factory=set)     # the module calls' names
 
 
 def _label(raw: str) -> str:
@@ -97,7 +99,8 @@ def _label(raw: str) -> str:
 
 def read_interface(directory: Path, *, block: str = "", version: Version | None = None
                    ) -> ModuleInterface:
-    """Parse every ``*.tf`` file of a module directory for its variables and outputs.
+    """Parse every ``*.tf`` file of a module directory for its variables, outputs and managed
+    resources.
 
     Parse errors become ``ContractProblem``s carrying file and line.
     """
@@ -127,6 +130,12 @@ def read_interface(directory: Path, *, block: str = "", version: Version | None 
                 interface.variable_lines[name] = (file, _line_of(text, "variable", name))
                 if isinstance(body, dict) and _is_true(body.get("sensitive")):
                     interface.sensitive_variables.add(name)
+        for entry in parsed.get("module", []):
+            interface.modules.update(_label(raw) for raw in entry)
+        for entry in parsed.get("resource", []):
+            for raw_type, named in entry.items():
+                for raw_name in (named if isinstance(named, dict) else {}):
+                    interface.resources.add(f"{_label(raw_type)}.{_label(raw_name)}")
         for entry in parsed.get("output", []):
             for raw_name, body in entry.items():
                 interface.outputs.add(_label(raw_name))

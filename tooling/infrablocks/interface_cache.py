@@ -1,4 +1,5 @@
-"""Which dependency outputs a block version reads: its variables' object attributes, cached.
+"""Which dependency outputs a block version reads: its variables' object attributes, cached;
+and which resources a module declares (:func:`module_resources`, for the rolling declarations).
 
 A dependent receives each dependency's outputs as one variable named after the dependency
 (docs/ARCHITECTURE.md, "Block interface"); when that variable has an ``object({...})`` type,
@@ -20,7 +21,7 @@ from infrablocks.paths import work_dir
 if TYPE_CHECKING:
     from infrablocks.registry import BlockVersion
 
-__all__ = ["dependency_attributes"]
+__all__ = ["dependency_attributes", "module_resources"]
 
 
 def dependency_attributes(repo_root: Path, version: BlockVersion
@@ -51,3 +52,31 @@ def dependency_attributes(repo_root: Path, version: BlockVersion
     private_dir(cache.parent, base=cache.parent.parent.parent)   # 0700 cache, 0600 entries
     write_private_text(cache, json.dumps(answer, sort_keys=True))
     return answer
+
+
+def module_resources(repo_root: Path, directory: Path) -> tuple[set[str], list[str]]:
+    """The managed resources (``TYPE.NAME``) the Terraform module in ``directory`` declares,
+    with ``module.NAME`` for each module it calls, and its parse errors (``file:line:
+    message``), cached like :func:`dependency_attributes` (``.infrablocks/cache/resources/``)
+    under a digest of the module's ``*.tf`` files."""
+    files = sorted(directory.glob("*.tf"))
+    digest = hashlib.sha256(str(directory.resolve()).encode() + b"\0")
+    for file in files:
+        digest.update(file.name.encode() + b"\0" + file.read_bytes() + b"\0")
+    cache = work_dir(repo_root) / "cache" / "resources" / f"{digest.hexdigest()[:40]}.json"
+    try:
+        cached = json.loads(cache.read_text())
+        if isinstance(cached, dict) and isinstance(cached.get("resources"), list):
+            return set(cached["resources"]), list(cached.get("errors", []))
+    except (OSError, ValueError):
+        pass
+    from infrablocks.contracts import read_interface
+
+    interface = read_interface(directory)
+    resources = set(interface.resources) | {f"module.{name}" for name in interface.modules}
+    errors = [str(e) for e in interface.errors]
+    from infrablocks.private_files import private_dir, write_private_text
+
+    private_dir(cache.parent, base=cache.parent.parent.parent)
+    write_private_text(cache, json.dumps({"resources": sorted(resources), "errors": errors}))
+    return resources, errors

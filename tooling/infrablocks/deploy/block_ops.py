@@ -565,7 +565,9 @@ def _journal_active(run: BlockRun) -> bool:
 
 
 def plan_block(run: BlockRun, token: CancelToken) -> Plan:
-    """What applying ``run.version`` would change (read-only: no lock, no record)."""
+    """What applying ``run.version`` would change (read-only: no lock, no record). An image
+    the platform lacks and would not make at apply is an error first (``check_images``)."""
+    run.workspace.platform(run.environment).check_images(run.version.images)
     workdir = run.prepare()
     terraform = _terraform_for(run, token)
     with _interruptible(terraform, token):
@@ -616,17 +618,44 @@ def destroy_block(workspace: Workspace, environment: str, block: str,
             backend.put_record(new_record(environment, block, record.version, outputs=None,
                                           terraform_version=tf_version,
                                           status=DESTROYING))
-        with _interruptible(terraform, token):
-            clock("init")
-            _init(run, terraform, workdir)
-            clock("destroy")
-            terraform.destroy(workdir)
+        try:
+            with _interruptible(terraform, token):
+                clock("init")
+                _init(run, terraform, workdir)
+                clock("destroy")
+                terraform.destroy(workdir)
+        except (InfrablocksError, Cancelled) as exc:
+            _destroy_failed(workspace, environment, block, record, tf_version, exc)
+            raise
         clock("record")
         backend.delete_record(environment, block)
         backend.purge(environment, block)
         forget_private_dir(workdir)   # its sensitive inputs and plans go with the state
         return Result.success(action="destroyed", version=str(run.version.version),
                               stopped=stopped, notes=notes, phases=clock.done())
+
+
+def _destroy_failed(workspace: Workspace, environment: str, block: str, record: Any,
+                    tf_version: str, exc: InfrablocksError | Cancelled) -> None:
+    """A destroy that failed or was stopped: the record says so (status ``failed``,
+    ``extra.failed_action = "destroy"``, what the state still holds; the deployment's other
+    extras, where its code came from, are kept for the next destroy), and the error says what
+    is left and how to go on."""
+    state = workspace.backend.read_state(environment, block) or {}
+    left = sorted({f"{r.get('type')}.{r.get('name')}" for r in state.get("resources", [])
+                   if r.get("mode", "managed") == "managed"})
+    if record is not None:
+        workspace.backend.put_record(new_record(
+            environment, block, record.version, outputs=None, terraform_version=tf_version,
+            status=FAILED,
+            extra={**record.extra, "failed_action": "destroy", "remaining": left}))
+    if isinstance(exc, InfrablocksError):
+        shown = ", ".join(left[:6]) + (", …" if len(left) > 6 else "")
+        exc.hint = "; ".join(filter(None, [
+            exc.hint,
+            f"{block} is only partly destroyed in {environment}: its state still holds "
+            f"{shown or 'nothing'} (doit status shows it as failed); once the cause is fixed, "
+            f"run `doit destroy {block} --env {environment}` again"]))
 
 
 def _run_for_record(workspace: Workspace, environment: str, block: str,

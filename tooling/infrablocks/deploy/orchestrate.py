@@ -11,7 +11,7 @@ import contextlib
 import shutil
 import signal
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from infrablocks.deploy.blocktests import BlockTestResult
     from infrablocks.deploy.preview import CreatePreview
     from infrablocks.deploy.workspace import Workspace
+    from infrablocks.registry import BlockVersion
     from infrablocks.resolve import Resolution
 
 EventSink = Callable[[RunEvent], None]
@@ -42,10 +43,28 @@ def resolve_for_environment(workspace: Workspace, targets: list[str],
     from infrablocks.resolve import ResolutionError, resolve
 
     try:
-        return resolve(workspace.registry, targets, workspace.pins(environment),
-                       prefer=workspace.deployed_versions(environment), environment=environment)
+        resolution = resolve(workspace.registry, targets, workspace.pins(environment),
+                             prefer=workspace.deployed_versions(environment),
+                             environment=environment)
     except ResolutionError as exc:
         raise ConfigError(exc.message, hint=exc.hint) from None
+    check_rolling_declarations(workspace, environment, resolution.selected.values())
+    return resolution
+
+
+def check_rolling_declarations(workspace: Workspace, environment: str,
+                               versions: Iterable[BlockVersion]) -> None:
+    """Before create or plan: each stateful version's rolling declaration on the environment's
+    platform is valid and names resources of its module there; ConfigError with file, line and
+    key otherwise — the message ``doit check`` and ``doit upgrade`` give
+    (``rolling.declaration.declaration_for``)."""
+    from infrablocks.rolling.declaration import declaration_for
+
+    registry = workspace.registry
+    for version in versions:
+        if registry.blocks[version.block].stateful:
+            declaration_for(registry, version, workspace.platform(environment).name,
+                            module=workspace.block_module(environment, version))
 
 
 def check_auto_create(workspace: Workspace, resolution: Resolution, environment: str) -> None:
@@ -87,6 +106,9 @@ def create(workspace: Workspace, targets: list[str], environment: str, *, jobs: 
     refuse_edited(workspace.registry, workspace.backend, environment,
                   resolution.selected.values())
     refuse_sensitive_leaks(workspace, resolution)
+    # images an apply would not make (AWS: AMIs): named before anything is made
+    workspace.platform(environment).check_images(sorted(
+        {image for version in resolution.selected.values() for image in version.images}))
     graph, runs, outside = create_graph(workspace, resolution, environment)
     planned: dict[str, Any] = {}
     if confirm is not None:

@@ -29,6 +29,11 @@ class BlockStatus:
     #                          main.tf (changed)", "changed inputs: base", "the infrastructure"
     code_edited: list[str] = field(default_factory=list)   # files differing from those applied
     declared: bool = True               # blocks.toml still declares the version
+    # newer versions the deployed blocks would accept but the environment's pin keeps out
+    excluded_by_pin: list[str] = field(default_factory=list)
+    pin: str | None = None
+    # an upgrade that did not finish (``rolling.journal.unfinished_upgrade``), else None
+    unfinished_upgrade: dict[str, Any] | None = None
 
 
 @dataclass
@@ -54,6 +59,7 @@ def environment_status(workspace: Workspace, environment: str, *,
     from infrablocks.deploy.sources import version_for_record
     from infrablocks.release.digest import changed_inputs, input_digests
     from infrablocks.release.frozen import code_changes, undeclared_deployments
+    from infrablocks.rolling.journal import unfinished_upgrade
 
     records = sorted(workspace.backend.list_records(environment), key=lambda r: r.block)
     status = EnvironmentStatus(environment, environment in workspace.registry.environments)
@@ -63,11 +69,18 @@ def environment_status(workspace: Workspace, environment: str, *,
     for text in undeclared:
         status.warnings.append(f"{text}: blocks.toml no longer declares this version; it can "
                                "still be destroyed (from the code kept with its record)")
+    pins = workspace.pins(environment)
     for record in records:
+        allowed, pinned_out = newer_versions(workspace, environment, record.block, deployed)
+        pin = pins.get(record.block)
+        failed_action = record.extra.get("failed_action")   # "destroy": partly destroyed
         status.blocks.append(BlockStatus(
-            record.block, record.version, record.status, record.applied_at, record.applied_by,
-            record.terraform_version,
-            newer_allowed=newer_allowed(workspace, environment, record.block, deployed),
+            record.block, record.version,
+            f"{record.status} ({failed_action})" if failed_action else record.status,
+            record.applied_at, record.applied_by,
+            record.terraform_version, newer_allowed=allowed, excluded_by_pin=pinned_out,
+            pin=None if pin is None else str(pin),
+            unfinished_upgrade=unfinished_upgrade(workspace.backend, environment, record.block),
             declared=f"{record.block} {record.version} in {environment}" not in undeclared))
 
     def check_drift(entry: BlockStatus) -> None:
@@ -110,11 +123,19 @@ def newer_allowed(workspace: Workspace, environment: str, block: str,
                   deployed: dict[str, str]) -> list[str]:
     """Newer versions of ``block`` that every deployed dependent's requirement still accepts,
     whose own requirements the deployed dependencies meet, and that no pin excludes."""
+    return newer_versions(workspace, environment, block, deployed)[0]
+
+
+def newer_versions(workspace: Workspace, environment: str, block: str,
+                   deployed: dict[str, str]) -> tuple[list[str], list[str]]:
+    """(newer versions allowed, newer versions only the environment's pin of ``block``
+    excludes): versions above the deployed one that every deployed dependent's requirement
+    accepts and whose own requirements the deployed dependencies meet."""
     from infrablocks.versions import parse_version
 
     registry = workspace.registry
     if block not in registry.blocks:
-        return []
+        return [], []
     current = parse_version(deployed[block])
     pins = workspace.pins(environment)
     constraints = []
@@ -127,14 +148,18 @@ def newer_allowed(workspace: Workspace, environment: str, block: str,
             continue
         if block in other_version.requires:
             constraints.append(other_version.requires[block])
-    allowed = []
+    allowed, pinned_out = [], []
     for version, candidate in registry.blocks[block].versions.items():
-        if version <= current or (block in pins and pins[block] != version):
+        if version <= current:
             continue
         if not all(c.allows(version) for c in constraints):
             continue
         own_ok = all(dep not in deployed or constraint.allows(parse_version(deployed[dep]))
                      for dep, constraint in candidate.requires.items())
-        if own_ok:
+        if not own_ok:
+            continue
+        if block in pins and pins[block] != version:
+            pinned_out.append(str(version))
+        else:
             allowed.append(str(version))
-    return allowed
+    return allowed, pinned_out

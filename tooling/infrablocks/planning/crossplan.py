@@ -184,6 +184,10 @@ def plan_environment(workspace: Workspace, targets: list[str], environment: str,
     resolution = resolve_for_environment(workspace, targets, environment)
     check_auto_create(workspace, resolution, environment)
     refuse_sensitive_leaks(workspace, resolution)   # its logs would print them
+    # images an apply would not make (AWS: AMIs) are named now, as create names them, instead
+    # of the blocks' own image look-ups failing the plan
+    workspace.platform(environment).check_images(sorted(
+        {image for version in resolution.selected.values() for image in version.images}))
     order = topological_order(dependency_graph(resolution))
     backend = workspace.backend
     fingerprint = environment_fingerprint(workspace, environment, order)
@@ -378,7 +382,8 @@ def _judge(workspace: Workspace, version: BlockVersion, entry: BlockPlan,
                          f"block to {entry.target} is a rolling upgrade: doit upgrade "
                          f"{entry.block} --env {environment} --to {entry.target}")
     elif stateful and entry.changes:
-        declaration = declaration_for(workspace.registry, version)
+        declaration = declaration_for(workspace.registry, version,
+                                      workspace.platform(environment).name)
         replaced = ([a for unit in classify(plan, declaration).units for a in unit.actions]
                     if declaration is not None else plan.addresses("replace"))
         if replaced:

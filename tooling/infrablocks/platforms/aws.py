@@ -117,7 +117,7 @@ class AwsPlatform:
         """The AMI of each image, found by name and tags (the blocks' own lookup); a missing
         one is an error naming how to build it (AMIs are not built implicitly: it takes a
         packer run on EC2 of several minutes)."""
-        from infrablocks.cloud.aws.images import ami_name, ami_tags, find_ami
+        from infrablocks.cloud.aws.images import find_ami
         from infrablocks.images.refs import parse_image_ref
 
         ids = []
@@ -127,14 +127,33 @@ class AwsPlatform:
             ref = parse_image_ref(text)
             found = find_ami(self.ec2, ref)
             if found is None:
-                tag = next(f"{k}={v}" for k, v in ami_tags(ref).items() if k.startswith("infra"))
-                raise InfrablocksError(
-                    f"image {ref} has no AMI in {self.settings.describe()}: none named "
-                    f"{ami_name(ref)} with tag {tag} owned by the account",
-                    hint=f"build it: packer build -var region={self.settings.region} "
-                         f"images/{ref.name}/{ref.version}/aws/ (docs/aws.md, Images)")
+                raise self._missing_error([str(ref)])
             ids.append(str(found["ImageId"]))
         return ids
+
+    def check_images(self, images: Sequence[str]) -> None:
+        """Before a plan: every image listed has its AMI, else the error ``ensure_images``
+        gives, naming each missing one (the blocks' ``data "aws_ami"`` would otherwise fail
+        the plan with Terraform's "Your query returned no results")."""
+        missing = self.missing_images(images)
+        if missing:
+            raise self._missing_error(missing)
+
+    def _missing_error(self, missing: Sequence[str]) -> InfrablocksError:
+        from infrablocks.cloud.aws.images import ami_name, ami_tags
+        from infrablocks.images.refs import parse_image_ref
+
+        refs = [parse_image_ref(text) for text in missing]
+        lines = []
+        for ref in refs:
+            tag = next(f"{k}={v}" for k, v in ami_tags(ref).items() if k.startswith("infra"))
+            lines.append(f"image {ref} has no AMI in {self.settings.describe()}: none named "
+                         f"{ami_name(ref)} with tag {tag} owned by the account")
+        builds = "; ".join(f"packer build -var region={self.settings.region} "
+                           f"images/{ref.name}/{ref.version}/aws/" for ref in refs)
+        return InfrablocksError("\n".join(lines),
+                                hint=f"build {'it' if len(refs) == 1 else 'them'}: {builds} "
+                                     "(docs/aws.md, Images)")
 
     def missing_images(self, images: Sequence[str]) -> list[str]:
         """The images with no AMI named and tagged for them (read-only)."""

@@ -79,6 +79,13 @@ class Platform(Protocol):
         """
         ...
 
+    def check_images(self, images: Sequence[str]) -> None:
+        """Before a plan (``doit plan``, status' drift, ``upgrade --dry-run``): raise
+        ``InfrablocksError`` naming each listed image that is missing and that an apply would
+        not make either (AWS: an AMI, built by hand with packer), as ``ensure_images`` would;
+        nothing on a platform that builds missing images at apply (local)."""
+        ...
+
     def missing_images(self, images: Sequence[str]) -> list[str]:
         """The images (``NAME@VERSION``) of ``images`` the platform does not have yet, in order
         (read-only: a plan defers what depends on them instead of building them)."""

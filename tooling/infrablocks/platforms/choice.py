@@ -56,10 +56,12 @@ class PlatformProfile:
         return self.name if self.name == self.kind else f"{self.name} ({self.kind})"
 
 
-def _key(*parts: str) -> str:
-    from infrablocks.registry import format_key_path
+def _key(registry: Registry, *parts: str) -> str:
+    """``blocks.toml:LINE: KEY.PATH`` (the file and line of the key, as the registry's own
+    problems give them)."""
+    from infrablocks.registry import locate_key
 
-    return f"{_WHERE} {format_key_path(*parts)}"
+    return locate_key(registry.path, *parts)
 
 
 def _platform_class(kind: str) -> Any:
@@ -79,38 +81,39 @@ def _collect(registry: Registry) -> tuple[dict[str, PlatformProfile], list[str]]
     for name, spec in table.items():
         where = ("platforms", name)
         if not isinstance(spec, dict):
-            problems.append(f"{_key(*where)}: must be a table like {{ kind = \"aws\", "
+            problems.append(f"{_key(registry, *where)}: must be a table like {{ kind = \"aws\", "
                             f"region = \"eu-west-1\" }}")
             continue
         kind = spec.get("kind", name if name in PLATFORMS else None)
         if kind is None:
-            problems.append(f"{_key(*where, 'kind')}: missing (valid: "
+            problems.append(f"{_key(registry, *where, 'kind')}: missing (valid: "
                             f"{', '.join(sorted(PLATFORMS))})")
             continue
         if kind not in PLATFORMS:
-            problems.append(f"{_key(*where, 'kind')}: unknown platform kind {kind!r}"
+            problems.append(f"{_key(registry, *where, 'kind')}: unknown platform kind {kind!r}"
                             f"{suggest(str(kind), PLATFORMS, quote=chr(39))} (valid: "
                             f"{', '.join(sorted(PLATFORMS))})")
             continue
         if name == DEFAULT_PLATFORM and kind != DEFAULT_PLATFORM:
-            problems.append(f"{_key(*where)}: the name {name!r} is the built-in local cloud")
+            problems.append(f"{_key(registry, *where)}: the name {name!r} is the built-in "
+                            "local cloud")
             continue
         settings = {k: v for k, v in spec.items() if k != "kind"}
         check = getattr(_platform_class(kind), "settings_problems", None)
         if check is not None:
-            problems += check(settings, _key(*where))
+            problems += check(settings, _key(registry, *where))
         elif settings:
-            problems.append(f"{_key(*where)}: the {kind} platform takes no settings "
+            problems.append(f"{_key(registry, *where)}: the {kind} platform takes no settings "
                             f"(got {', '.join(sorted(settings))})")
         found[name] = PlatformProfile(name, kind, settings)
     names = sorted(found)
     default = registry.defaults.get("platform")
     if default is not None and default not in found:
-        problems.append(f"{_key('defaults', 'platform')}: {_unknown(default, names)}")
+        problems.append(f"{_key(registry, 'defaults', 'platform')}: {_unknown(default, names)}")
     for env_name, environment in registry.environments.items():
         chosen = environment.extra.get("platform")
         if chosen is not None and chosen not in found:
-            problems.append(f"{_key('environments', env_name, 'platform')}: "
+            problems.append(f"{_key(registry, 'environments', env_name, 'platform')}: "
                             f"{_unknown(chosen, names)}")
     return found, problems
 

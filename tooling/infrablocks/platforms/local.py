@@ -90,6 +90,9 @@ class LocalPlatform:
             ids.append(ensure_image(self.repo_root, parse_image_ref(text), self.cloud).id)
         return ids
 
+    def check_images(self, images: Sequence[str]) -> None:
+        """Nothing to refuse: a missing image is built at apply (``ensure_images``)."""
+
     def missing_images(self, images: Sequence[str]) -> list[str]:
         from infrablocks.cloud.local.errors import NotFoundError
         from infrablocks.images.refs import parse_image_ref

@@ -13,6 +13,7 @@ One module per concern; import from here, the public names stay here:
 
 from infrablocks.registry.cycles import describe_cycle, find_block_cycles
 from infrablocks.registry.loader import gc_paused, load_registry, parse_toml
+from infrablocks.registry.locate import locate_key
 from infrablocks.registry.model import (
     BLOCK_NAME,
     BLOCK_NAME_HELP,
@@ -46,6 +47,7 @@ __all__ = [
     "format_key_path",
     "gc_paused",
     "load_registry",
+    "locate_key",
     "parse_toml",
     "suggest",
 ]

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from infrablocks.registry.model import format_key_path
 
-__all__ = ["LineLocator", "format_problems", "split_key"]
+__all__ = ["LineLocator", "format_problems", "locate_key", "split_key"]
 
 
 def format_problems(file: Path, items: list[tuple[tuple[str, ...], str]]) -> list[str]:
@@ -27,6 +27,19 @@ def format_problems(file: Path, items: list[tuple[tuple[str, ...], str]]) -> lis
     return [f"{file.name}:{line}: {format_key_path(*path)}: {message}" if line
             else f"{file.name}: {format_key_path(*path)}: {message}"
             for line, path, message in located]
+
+
+def locate_key(file: Path, *parts: str) -> str:
+    """``blocks.toml:LINE: KEY.PATH`` for a key path (``blocks.toml: KEY.PATH`` when its line is
+    not found): how problems found after loading (platforms, rolling declarations) name their
+    key, as the registry's own problems do. Reads the file: call it only to report a problem."""
+    try:
+        text = file.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        text = ""
+    line = LineLocator(text).line_of(tuple(parts))
+    key = format_key_path(*parts)
+    return f"{file.name}:{line}: {key}" if line else f"{file.name}: {key}"
 
 
 class LineLocator:

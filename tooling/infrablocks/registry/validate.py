@@ -13,6 +13,7 @@ is a problem to report, and each distinct (block, constraint text) is checked on
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -46,7 +47,11 @@ from infrablocks.versions import (
 if TYPE_CHECKING:
     from infrablocks.registry_cache import DirectoryListings
 
-__all__ = ["ALLOWED_KEYS", "SETTINGS_TABLES", "TABLE_VALUED_KEYS", "Validator"]
+__all__ = ["ALLOWED_KEYS", "SETTINGS_TABLES", "SUBNET_SUPERNET", "TABLE_VALUED_KEYS", "Validator",
+           "subnet_problem"]
+
+# Every environment's addresses lie in this network (``infrablocks.environments.SUPERNET``).
+SUBNET_SUPERNET = ipaddress.IPv4Network("127.42.0.0/16")
 
 
 # Allowed keys per kind of table. Keys not interpreted here land in the ``extra`` dicts.
@@ -130,7 +135,8 @@ class Validator:
 
         blocks = self._load_blocks(self._table(data, "blocks", ()))
         self._check_requirements(blocks)
-        environments = self._load_environments(self._table(data, "environments", ()), blocks)
+        environments = self._load_environments(self._table(data, "environments", ()), blocks,
+                                               data)
         if isinstance(default_env, str) and environments and default_env not in environments:
             p.add(("defaults", "environment"),
                   f"environment `{default_env}` is not defined{suggest(default_env, environments)}"
@@ -397,10 +403,25 @@ class Validator:
 
     # environments -------------------------------------------------------------------------
 
-    def _load_environments(self, table: dict[str, Any],
-                           blocks: dict[str, Block]) -> dict[str, Environment]:
+    @staticmethod
+    def _platform_kinds(data: dict[str, Any]) -> tuple[Any, dict[Any, Any]]:
+        """The default platform's name, and each declared platform's kind by name (``local``
+        built in), as far as the document says (``platforms.choice`` validates those keys)."""
+        defaults = data.get("defaults")
+        default = (defaults.get("platform") if isinstance(defaults, dict) else None) or "local"
+        kinds: dict[Any, Any] = {"local": "local"}
+        declared = data.get("platforms")
+        for name, spec in (declared.items() if isinstance(declared, dict) else ()):
+            if isinstance(spec, dict):
+                kinds[name] = spec.get("kind", name)
+        return default, kinds
+
+    def _load_environments(self, table: dict[str, Any], blocks: dict[str, Block],
+                           data: dict[str, Any]) -> dict[str, Environment]:
         p = self.problems
         environments: dict[str, Environment] = {}
+        subnets: dict[tuple[str, str], str] = {}  # (platform, pinned network) → environment
+        default_platform, platform_kinds = self._platform_kinds(data)
         for name, spec in table.items():
             path = ("environments", name)
             if not ENV_NAME.match(name):
@@ -430,9 +451,18 @@ class Validator:
                     continue
                 pins[block] = version
             subnet = spec.get("subnet")
-            if subnet is not None and not isinstance(subnet, str):
-                p.add((*path, "subnet"), f"must be a string such as \"127.42.7.0/24\", "
-                                         f"not {_type_name(subnet)}")
+            if subnet is not None:
+                platform = spec.get("platform") or default_platform
+                problem = subnet_problem(subnet, local=platform_kinds.get(platform) == "local")
+                if problem:
+                    p.add((*path, "subnet"), problem)
+                elif (key := (str(platform), str(ipaddress.ip_network(subnet)))) in subnets:
+                    p.add((*path, "subnet"),
+                          f"{key[1]} is also the subnet of environment `{subnets[key]}`"
+                          f"{'' if platform == 'local' else f' on platform {platform!r}'}: "
+                          f"each environment needs its own /24")
+                else:
+                    subnets[key] = name
             auto_create = spec.get("auto_create")
             if auto_create is not None and not isinstance(auto_create, bool):
                 p.add((*path, "auto_create"),
@@ -456,6 +486,27 @@ class Validator:
                 ("blocks", first),
                 f"dependency cycle: {describe_cycle(blocks, cycle)} (blocks must form a "
                 f"directed acyclic graph: a block is created after the blocks it requires)")
+
+
+def subnet_problem(value: Any, *, local: bool = True) -> str | None:
+    """What is wrong with an environment's ``subnet`` pin (None when it is valid). On the local
+    cloud (``local``) an environment's addresses are a /24 inside :data:`SUBNET_SUPERNET`
+    (``infrablocks.environments`` allocates the others from the same range); on another
+    platform a /24 IPv4 network (the platform checks that it lies in its VPC)."""
+    example = '(e.g. "127.42.7.0/24")' if local else '(e.g. "10.42.5.0/24")'
+    if not isinstance(value, str):
+        return f"must be a string {example}, not {_type_name(value)}"
+    try:
+        network = ipaddress.ip_network(value)
+    except ValueError as exc:
+        return f"{value!r} is not a network ({exc}) {example}"
+    if not isinstance(network, ipaddress.IPv4Network) or network.prefixlen != 24:
+        return (f"{value!r} must be a /24 " + (f"inside {SUBNET_SUPERNET} " if local else "")
+                + example)
+    if local and not network.subnet_of(SUBNET_SUPERNET):
+        return (f"{value!r} is outside {SUBNET_SUPERNET}, where the local cloud's "
+                f"environments live {example}")
+    return None
 
 
 def _short_list(names: Any, limit: int = 12) -> str:

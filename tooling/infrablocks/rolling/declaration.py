@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from infrablocks.errors import ConfigError
@@ -34,7 +35,8 @@ from infrablocks.errors import ConfigError
 if TYPE_CHECKING:
     from infrablocks.registry import BlockVersion, Registry
 
-__all__ = ["DEFAULT_TIMEOUTS", "ORDERS", "RollingDeclaration", "declaration_for",
+__all__ = ["DEFAULT_TIMEOUTS", "ORDERS", "RollingDeclaration", "address_problems",
+           "declaration_for",
            "declaration_problems", "rolling_check"]
 
 ORDERS = ("leader-last", "index")
@@ -114,7 +116,7 @@ def _merged(block_table: dict[str, Any] | None, version_table: dict[str, Any] | 
     return merged
 
 
-def _platform_problems(table: dict[str, Any] | None, where: str) -> list[str]:
+def _platform_problems(table: dict[str, Any] | None, where: str | _Where) -> list[str]:
     """A platform sub-table must be a table of rolling keys (not nested further)."""
     problems = []
     for kind in _platform_kinds():
@@ -131,7 +133,7 @@ def _platform_problems(table: dict[str, Any] | None, where: str) -> list[str]:
     return problems
 
 
-def declaration_problems(table: dict[str, Any], where: str) -> list[str]:
+def declaration_problems(table: dict[str, Any], where: str | _Where) -> list[str]:
     """Every problem of a (merged) rolling table; ``where`` prefixes each message."""
     from infrablocks.health import check_spec_problems
 
@@ -175,29 +177,118 @@ def declaration_problems(table: dict[str, Any], where: str) -> list[str]:
     return problems
 
 
-def _where(version: BlockVersion, at_version: bool) -> str:
-    from infrablocks.registry import format_key_path
+class _Where:
+    """Where a rolling table is written, ``blocks.toml:LINE: blocks.B.rolling``, located only
+    when a problem is formatted (``rolling_check`` makes one per block version)."""
 
+    def __init__(self, file: Path, parts: tuple[str, ...], suffix: str = "") -> None:
+        self.file, self.parts, self.suffix = file, parts, suffix
+        self._text: str | None = None
+
+    def __str__(self) -> str:
+        if self._text is None:
+            from infrablocks.registry import locate_key
+
+            self._text = locate_key(self.file, *self.parts) + self.suffix
+        return self._text
+
+    def __format__(self, spec: str) -> str:
+        return format(str(self), spec)
+
+    def platform(self, kind: str) -> _Where:
+        return self if kind == "local" else _Where(self.file, self.parts,
+                                                   f" (platform {kind})")
+
+
+def _where(registry: Registry, version: BlockVersion, at_version: bool) -> _Where:
     if at_version:
-        return "blocks.toml " + format_key_path("blocks", version.block, "versions",
-                                                str(version.version), "rolling")
-    return "blocks.toml " + format_key_path("blocks", version.block, "rolling")
+        return _Where(registry.path, ("blocks", version.block, "versions",
+                                      str(version.version), "rolling"))
+    return _Where(registry.path, ("blocks", version.block, "rolling"))
+
+
+def _origin(registry: Registry, version: BlockVersion, kind: str, key: str) -> str:
+    """``blocks.toml:LINE: KEY.PATH`` of the table a merged key came from (the highest layer
+    of ``_merged`` that sets it)."""
+    from infrablocks.registry import locate_key
+
+    block_table = registry.block(version.block).extra.get("rolling") or {}
+    version_table = version.extra.get("rolling") or {}
+    block_path = ("blocks", version.block, "rolling")
+    version_path = ("blocks", version.block, "versions", str(version.version), "rolling")
+    layers = [(block_table, block_path), (version_table, version_path)]
+    if kind != "local":
+        layers += [(block_table.get(kind), (*block_path, kind)),
+                   (version_table.get(kind), (*version_path, kind))]
+    for table, path in reversed(layers):
+        if isinstance(table, dict) and key in table:
+            return locate_key(registry.path, *path, key)
+    return locate_key(registry.path, *block_path, key)
+
+
+def address_problems(registry: Registry, version: BlockVersion, kind: str,
+                     declaration: RollingDeclaration | dict[str, Any],
+                     module: Path) -> list[str]:
+    """The declaration's resource addresses (instances, attachments, interfaces) that the
+    module of ``version`` on platform ``kind`` (its folder ``module``) does not declare, each
+    as ``blocks.toml:LINE: KEY.PATH: …`` naming the module's resources of that kind.
+
+    Read from the module's HCL (cached, :func:`infrablocks.interface_cache.module_resources`).
+    Addresses inside child modules (``module.X.TYPE.NAME``) are not followed. Nothing is
+    checked for a folder without ``*.tf`` files (Terraform refuses it itself) or one declaring
+    neither resources nor module calls (a contract only: variables and outputs)."""
+    from infrablocks.interface_cache import module_resources
+    from infrablocks.registry import suggest
+
+    values = (declaration.to_json() if isinstance(declaration, RollingDeclaration)
+              else declaration)
+    if not module.is_dir() or not any(module.glob("*.tf")):
+        return []
+    found, errors = module_resources(registry.root, module)
+    if errors or not found:
+        return []   # parse errors: the contract check's; nothing declared: a contract only
+    resources = {r for r in found if not r.startswith("module.")}
+    try:
+        shown = module.relative_to(registry.root)
+    except ValueError:
+        shown = module
+    problems = []
+    for key in ("instances", "attachments", "interfaces"):
+        address = values.get(key)
+        if not isinstance(address, str) or not _ADDRESS.match(address) \
+                or address.startswith("module.") or address in resources:
+            continue
+        same_type = sorted(r for r in resources if r.split(".")[0] == address.split(".")[0])
+        declared = same_type or sorted(resources)
+        listed = (", ".join(declared[:8]) + (", …" if len(declared) > 8 else "")
+                  if declared else "no resources")
+        problems.append(
+            f"{_origin(registry, version, kind, key)}: {address!r} is not a resource of "
+            f"{version.label}'s module {shown}/"
+            + (f" (platform {kind})" if kind != "local" else "")
+            + f", which declares {listed}{suggest(address, declared)}")
+    return problems
 
 
 def declaration_for(registry: Registry, version: BlockVersion,
-                    platform: str = "local") -> RollingDeclaration | None:
+                    platform: str = "local", *, module: Path | None = None
+                    ) -> RollingDeclaration | None:
     """The block version's rolling declaration on ``platform`` (a kind: ``local``, ``aws``;
-    None when it has none); ConfigError if invalid."""
+    None when it has none); ConfigError if invalid, each problem with file, line and key.
+
+    ``module``: the version's Terraform module on that platform (``Workspace.block_module``);
+    when given, the addresses must name resources it declares (:func:`address_problems`)."""
     block = registry.block(version.block)
     block_table, version_table = block.extra.get("rolling"), version.extra.get("rolling")
     table = _merged(block_table, version_table, platform)
     if table is None:
         return None
-    where = _where(version, "rolling" in version.extra)
-    problems = declaration_problems(table, where + (f" (platform {platform})"
-                                                    if platform != "local" else ""))
-    problems += _platform_problems(block_table, _where(version, False))
-    problems += _platform_problems(version_table, _where(version, True))
+    where = _where(registry, version, "rolling" in version.extra)
+    problems = declaration_problems(table, where.platform(platform))
+    problems += _platform_problems(block_table, _where(registry, version, False))
+    problems += _platform_problems(version_table, _where(registry, version, True))
+    if not problems and module is not None:
+        problems = address_problems(registry, version, platform, table, module)
     if problems:
         raise ConfigError(f"invalid rolling declaration of {version.label}", problems=problems)
     return RollingDeclaration(
@@ -212,14 +303,15 @@ def declaration_for(registry: Registry, version: BlockVersion,
 
 
 def rolling_check(registry: Registry) -> list[str]:
-    """``doit check``: every block version's rolling declaration is valid."""
+    """``doit check``: every block version's rolling declaration is valid, on every platform
+    it has a module for, and its addresses name resources of that module."""
     problems: list[str] = []
     for block in registry.blocks.values():
         block_table = block.extra.get("rolling")
         for version in block.versions.values():
             version_table = version.extra.get("rolling")
-            found = _platform_problems(block_table, _where(version, False))
-            found += _platform_problems(version_table, _where(version, True))
+            found = _platform_problems(block_table, _where(registry, version, False))
+            found += _platform_problems(version_table, _where(registry, version, True))
             for kind in _platform_kinds():
                 if kind != "local" and kind not in (block_table or {}) \
                         and kind not in (version_table or {}):
@@ -227,8 +319,18 @@ def rolling_check(registry: Registry) -> list[str]:
                 table = _merged(block_table, version_table, kind)
                 if table is None:
                     continue
-                where = _where(version, "rolling" in version.extra)
-                found += declaration_problems(
-                    table, where + (f" (platform {kind})" if kind != "local" else ""))
+                where = _where(registry, version, "rolling" in version.extra)
+                declared = declaration_problems(table, where.platform(kind))
+                if not declared:
+                    declared = address_problems(registry, version, kind, table,
+                                                _module_folder(version, kind))
+                found += declared
             problems += [p for p in found if p not in problems]
     return problems
+
+
+def _module_folder(version: BlockVersion, kind: str) -> Path:
+    """The version's module folder on platform ``kind``: its own folder on the local cloud,
+    the folder named after the kind otherwise (``aws/``, ``Platform.block_module``)."""
+    return version.path if kind == "local" else version.path / kind
+

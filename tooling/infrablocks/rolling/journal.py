@@ -19,7 +19,8 @@ The document (JSON)::
     failure {unit, step, summary, evidence, at} | null, rollback {unit, to}?,
     events [{unit, step, seconds, at}], pid, started_at, updated_at
 
-Only this module writes it: the engine uses the typed methods below.
+Only this module writes it: the engine uses the typed methods below. ``doit status`` shows an
+unfinished one (:func:`unfinished_upgrade`).
 """
 
 from __future__ import annotations
@@ -210,3 +211,43 @@ class Journal:
             self.data["failure"] = None
             self.data["pid"] = os.getpid()
         self.save()
+
+
+def unfinished_upgrade(backend: StateBackend, environment: str,
+                       block: str) -> dict[str, Any] | None:
+    """What ``doit status`` shows of a roll that did not finish (None when there is none)::
+
+        {state ("halted" | "interrupted" | "in progress"), status ("running" | "failed"),
+         kind, from_version, to_version, phase, unit, step,
+         summary (of a failure) | None, updated_at, resume (the command), rollback | None}
+
+    ``unit``/``step``: the failed unit and step, else the first unit of the order not done and
+    the last step it completed (None before any)."""
+    journal = Journal.load(backend, environment, block)
+    if journal is None or not journal.active:
+        return None
+    failure = journal.failure
+    unit: int | None
+    step: str | None
+    if failure is not None:
+        unit, step = failure.get("unit"), failure.get("step")
+    else:
+        unit = next((i for i in journal.order if not journal.unit_done(i)), None)
+        steps = journal.steps(unit) if unit is not None else []
+        step = steps[-1] if steps else None
+    command = f"doit upgrade {block} --env {environment}"
+    if failure is not None:
+        state = "halted"         # a gate or Terraform failed
+    elif (holder := backend.lock_holder(environment, block)) is not None \
+            and not holder.holder_is_gone():
+        state = "in progress"    # a run holds the block's lock (its process runs)
+    else:
+        state = "interrupted"    # the process died or was stopped mid-roll
+    return {"state": state, "status": str(journal.status), "kind": str(journal.kind),
+            "from_version": journal.from_version, "to_version": journal.to_version,
+            "phase": str(journal.phase), "unit": unit, "step": step,
+            "summary": failure.get("summary") if failure else None,
+            "updated_at": journal.data.get("updated_at"),
+            "resume": f"{command} --resume",
+            "rollback": f"{command} --rollback-failed" if failure is not None else None}
+

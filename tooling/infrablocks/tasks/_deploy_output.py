@@ -13,7 +13,7 @@ from infrablocks.tasks._console import counted, make_console
 
 if TYPE_CHECKING:
     from infrablocks.deploy.orchestrate import TestEnvironmentOutcome
-    from infrablocks.deploy.status import EnvironmentStatus
+    from infrablocks.deploy.status import BlockStatus, EnvironmentStatus
     from infrablocks.deploy.workspace import Workspace
     from infrablocks.runner import RunEvent, RunReport
     from infrablocks.state import Outputs
@@ -218,13 +218,39 @@ def print_status(statuses: list[EnvironmentStatus], *, as_json: bool) -> None:
                 drift += "\nfrom " + "; ".join(b.cause)
             elif b.code_edited:
                 drift += "\ncode edited since applied: " + ", ".join(b.code_edited)
+            newer = ", ".join(b.newer_allowed) or "-"
+            if b.excluded_by_pin:
+                newer += f" ({', '.join(b.excluded_by_pin)} excluded by pin {b.pin})"
             table.add_row(b.block, b.version, b.status, b.applied_at, b.applied_by, drift,
-                          ", ".join(b.newer_allowed) or "-")
+                          newer)
         if not status.blocks:
             table.add_row("(nothing deployed)", "", "", "", "", "", "")
         console.print(table)
         for warning in status.warnings:
             err_console.print(f"[yellow]warning:[/] {warning}")
+        for b in status.blocks:
+            for line in _status_notes(status.environment, b):
+                console.print(line, markup=False)
+
+
+def _status_notes(environment: str, b: BlockStatus) -> list[str]:
+    """Lines under the status table: an unfinished upgrade, newer versions a pin keeps out."""
+    notes = []
+    up = b.unfinished_upgrade
+    if up is not None:
+        where = (f"unit {up['unit']}" if up["unit"] is not None else f"phase {up['phase']}") \
+            + (f", step {up['step']}" if up["step"] else ", before its first step")
+        notes.append(f"{b.block}: {up['kind']} {up['from_version']} → {up['to_version']} "
+                     f"{up['state']} (status {up['status']}) at {where}"
+                     + (f": {up['summary']}" if up["summary"] else ""))
+        notes.append(f"  continue it: {up['resume']}"
+                     + (f"; or put the failed member back: {up['rollback']}"
+                        if up["rollback"] else ""))
+    if b.excluded_by_pin:
+        notes.append(f"{b.block}: {', '.join(b.excluded_by_pin)} excluded by "
+                     f"environments.{environment}.pins.{b.block} = \"{b.pin}\": doit upgrade "
+                     f"{b.block} --env {environment} --to {b.excluded_by_pin[-1]}")
+    return notes
 
 
 def print_outputs(block: str, environment: str, outputs: Outputs, *, as_json: bool) -> None:

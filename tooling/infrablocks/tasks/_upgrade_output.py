@@ -37,6 +37,8 @@ class Printer:
         head = f"{outcome.block} in {outcome.environment}: "
         if outcome.mode == "up-to-date":
             console.print(head + f"already at {outcome.to_version}, nothing to upgrade")
+            for note in outcome.notes:
+                console.print(f"note: {note}")
             return
         if outcome.mode == "dry-run":
             self._plan(outcome)

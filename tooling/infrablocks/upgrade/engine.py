@@ -101,6 +101,8 @@ def upgrade(workspace: Workspace, block: str, environment: str, *, to: str | Non
         wiring.read_only = True
         journal = Journal.load(backend, environment, block)
         choice = choose_target(workspace, environment, block, to)
+        wiring.notes.extend(choice.notes)
+        wiring.declaration(str(choice.target.version))   # a bad one: refused before any work
         if journal is not None and journal.active:
             wiring.notes.append(f"an upgrade to {journal.to_version} did not finish "
                                 f"({journal.status}): `--resume` would continue it")
@@ -126,6 +128,8 @@ def upgrade(workspace: Workspace, block: str, environment: str, *, to: str | Non
             return _move_pin(workspace, RollingEngine(wiring).resume(journal), wiring.say)
         _refuse_unfinished(journal, block, environment)
         choice = choose_target(workspace, environment, block, to)
+        wiring.notes.extend(choice.notes)
+        wiring.declaration(str(choice.target.version))   # a bad one: refused before any work
         engine = RollingEngine(wiring)
         current, target = str(choice.current.version), str(choice.target.version)
         if not choice.changes_version:
@@ -506,8 +510,11 @@ class _Wiring:
 
         if not self.workspace.registry.blocks[self.block].stateful:
             return None
-        return declaration_for(self.workspace.registry, self.version(version),
-                               self.workspace.platform(self.environment).name)
+        block_version = self.version(version)
+        return declaration_for(self.workspace.registry, block_version,
+                               self.workspace.platform(self.environment).name,
+                               module=self.workspace.block_module(self.environment,
+                                                                  block_version))
 
     def terraform(self) -> Terraform:
         if self._terraform is None:

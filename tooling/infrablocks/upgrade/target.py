@@ -1,15 +1,17 @@
 """Which version an upgrade goes to, and whether the environment accepts it.
 
-The target is ``--to`` when given (an upgrade to another version than the environment's pin
-moves the pin in blocks.toml once it has succeeded), else the environment's pin, else the newest
+The target is ``--to`` when given (an older one is a downgrade, said in the notes; an upgrade to
+another version than the environment's pin moves the pin in blocks.toml once it has succeeded),
+else the environment's pin, else the newest
 version above the deployed one that (a) every deployed dependent's constraint allows and (b)
 whose own requirements the deployed dependencies satisfy. A refusal lists the blocks in the way,
-their constraints, and the versions of those blocks that would accept the target.
+their constraints, and the versions of those blocks that would accept the target. Newer
+versions a pin keeps out, and a downgrade, are said in :attr:`UpgradeTarget.notes`.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from infrablocks.errors import UsageError
@@ -26,10 +28,15 @@ class UpgradeTarget:
     current: BlockVersion
     target: BlockVersion
     pin: str | None = None   # the environment's pin of the block, when it has one
+    notes: list[str] = field(default_factory=list)   # what the user should know of the choice
 
     @property
     def changes_version(self) -> bool:
         return self.current.version != self.target.version
+
+    @property
+    def downgrade(self) -> bool:
+        return self.target.version < self.current.version
 
 
 def deployed_version(workspace: Workspace, environment: str, block: str) -> BlockVersion:
@@ -105,4 +112,17 @@ def choose_target(workspace: Workspace, environment: str, block: str,
                 f"upgrading {block} to {target.version} in {environment} is refused: "
                 + "\n  " + "\n  ".join(problems),
                 hint="upgrade those blocks first to versions that accept it")
-    return UpgradeTarget(current, target, None if pin is None else str(pin))
+    choice = UpgradeTarget(current, target, None if pin is None else str(pin))
+    if choice.downgrade:
+        choice.notes.append(f"{block} {current.version} → {target.version} is a DOWNGRADE (to "
+                            f"an older version than the deployed one)")
+    if to is None and pin is not None:
+        excluded = [str(v.version) for v in registry.blocks[block].versions.values()
+                    if v.version > target.version and not blockers(workspace, environment, v)]
+        if excluded:
+            choice.notes.append(
+                f"{', '.join(excluded)} exist{'s' if len(excluded) == 1 else ''} but "
+                f"environments.{environment}.pins.{block} = \"{pin}\" (blocks.toml) excludes "
+                f"{'it' if len(excluded) == 1 else 'them'}: `doit upgrade {block} --env "
+                f"{environment} --to {excluded[-1]}` upgrades and moves the pin")
+    return choice

@@ -183,7 +183,8 @@ def _probe_check(workspace: Workspace, environment: str, version: BlockVersion
     from infrablocks.rolling.plan import members_from_state
 
     declaration = declaration_for(workspace.registry, version,
-                                  workspace.platform(environment).name)
+                                  workspace.platform(environment).name,
+                                  module=workspace.block_module(environment, version))
     if declaration is None:
         return None
     outputs = workspace.backend.read_outputs(environment, version.block).unmasked()
