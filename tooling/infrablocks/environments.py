@@ -32,10 +32,11 @@ from pathlib import Path
 from typing import Any
 
 from infrablocks.errors import ConfigError, UsageError
+from infrablocks.registry.validate import SUBNET_SUPERNET
 from infrablocks.subnets import Entry, Holder, SubnetTable, Table, bound_in, now
 
 EPHEMERAL_PREFIX = "t-"
-SUPERNET = ipaddress.IPv4Network("127.42.0.0/16")
+SUPERNET = SUBNET_SUPERNET   # one definition: the registry validates pins against it
 PERSISTENT_RANGE = range(1, 100)      # 127.42.1.0/24 … 127.42.99.0/24
 EPHEMERAL_RANGE = range(100, 200)     # 127.42.100.0/24 … 127.42.199.0/24
 SCRATCH_RANGE = range(200, 255)       # 127.42.200.0/24 … 127.42.254.0/24: tests, verification

@@ -50,7 +50,7 @@ if TYPE_CHECKING:
 __all__ = ["ALLOWED_KEYS", "SETTINGS_TABLES", "SUBNET_SUPERNET", "TABLE_VALUED_KEYS", "Validator",
            "subnet_problem"]
 
-# Every environment's addresses lie in this network (``infrablocks.environments.SUPERNET``).
+# Every local-cloud environment's addresses lie in this network (the subnet allocator's pool).
 SUBNET_SUPERNET = ipaddress.IPv4Network("127.42.0.0/16")
 
 
