@@ -6,6 +6,7 @@ import json
 import sys
 from typing import TYPE_CHECKING, Any
 
+from rich.markup import escape
 from rich.table import Table
 
 from infrablocks.runner.report import STATUS_STYLE
@@ -71,12 +72,12 @@ def print_run_summary(report: RunReport, title: str) -> None:
         table.add_row(str(node), f"[{style}]{status}[/]" if style else status,
                       entry.detail.get("action", ""), entry.detail.get("version", ""),
                       f"{entry.duration:.1f}s" if entry.duration is not None else "",
-                      _first_lines(detail))
+                      escape(_first_lines(detail)))
     console.print(table)
     console.print(report.summary())
     for node, entry in report.nodes.items():
         if entry.error and "\n" in entry.error:
-            err_console.print(f"[red]{node}[/]: {entry.error}")
+            err_console.print(f"[red]{node}[/]: {escape(entry.error)}")
 
 
 def print_create_preview(preview: Any) -> None:
@@ -95,7 +96,7 @@ def print_create_preview(preview: Any) -> None:
         table.add_row(entry.block, entry.deployed or "-", entry.target, action,
                       *(str(counts[k]) if counts else "" for k in
                         ("add", "change", "replace", "destroy")),
-                      "\n".join(entry.why))
+                      escape("\n".join(entry.why)))
     console.print(table)
     rolling = [e.block for e in preview.entries if e.rolls]
     if rolling:
@@ -149,12 +150,12 @@ class TestEnvironmentPrinter:
 
     def announce(self, stage: str, text: str) -> None:
         if stage == "notice":  # may come from a signal handler: print, nothing else
-            err_console.print(f"[yellow]{text}[/]")
+            err_console.print(f"[yellow]{escape(text)}[/]")
             return
         if self._progress is not None:
             self._progress.__exit__(None, None, None)
             self._progress = None
-        console.rule(f"[bold]{stage}[/] {text}")
+        console.rule(f"[bold]{stage}[/] {escape(text)}")
 
     def sink(self, stage: str) -> _LazyProgress:
         self._progress = _LazyProgress(f"{stage}")
@@ -176,7 +177,7 @@ class TestEnvironmentPrinter:
             err_console.print(f"[yellow]swept from the local cloud after destroy:[/] "
                               f"{outcome.leftovers}")
         if outcome.error:
-            err_console.print(f"[red]error:[/] {outcome.error}")
+            err_console.print(f"[red]error:[/] {escape(outcome.error)}")
         if outcome.kept:
             env = outcome.environment
             roots = (sorted(name for name, version in outcome.resolution.selected.items()
@@ -213,21 +214,22 @@ def print_status(statuses: list[EnvironmentStatus], *, as_json: bool) -> None:
             table.add_column(column)
         for b in status.blocks:
             drift = ("[green]none[/]" if b.drift == "none" else
-                     f"[red]{b.drift}[/]" if b.drift.startswith(("drifted", "error")) else b.drift)
+                     f"[red]{escape(b.drift)}[/]" if b.drift.startswith(("drifted", "error"))
+                     else escape(b.drift))
             if b.cause:
-                drift += "\nfrom " + "; ".join(b.cause)
+                drift += escape("\nfrom " + "; ".join(b.cause))
             elif b.code_edited:
-                drift += "\ncode edited since applied: " + ", ".join(b.code_edited)
+                drift += escape("\ncode edited since applied: " + ", ".join(b.code_edited))
             newer = ", ".join(b.newer_allowed) or "-"
             if b.excluded_by_pin:
                 newer += f" ({', '.join(b.excluded_by_pin)} excluded by pin {b.pin})"
             table.add_row(b.block, b.version, b.status, b.applied_at, b.applied_by, drift,
-                          newer)
+                          escape(newer))
         if not status.blocks:
             table.add_row("(nothing deployed)", "", "", "", "", "", "")
         console.print(table)
         for warning in status.warnings:
-            err_console.print(f"[yellow]warning:[/] {warning}")
+            err_console.print(f"[yellow]warning:[/] {escape(warning)}")
         for b in status.blocks:
             for line in _status_notes(status.environment, b):
                 console.print(line, markup=False)

@@ -9,6 +9,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from rich.markup import escape
+
 from infrablocks.errors import UsageError
 from infrablocks.tasks._command import command_task, flag, option
 from infrablocks.validators import register_validator
@@ -136,7 +138,7 @@ def _verify(repo_root: Path, refs: list[Any]) -> int | None:
         else:
             failed += 1
             for problem in result.problems():
-                console.print(f"[bold red]✗[/] {problem}")
+                console.print(f"[bold red]✗[/] {escape(str(problem))}")
     return 1 if failed else None
 
 
@@ -183,7 +185,7 @@ def _images(json: bool, prune: bool, dry_run: bool = False) -> int | None:
         for row in result.removed:
             console.print(f"{verb} [bold]{row.ref}[/] ({row.id}, {format_size(row.size_bytes)})")
         for row, why in result.kept_in_use:
-            console.print(f"[yellow]kept[/] [bold]{row.ref}[/] ({row.id}): {why}")
+            console.print(f"[yellow]kept[/] [bold]{row.ref}[/] ({row.id}): {escape(why)}")
         if not result.removed and not result.kept_in_use:
             console.print("nothing to prune (every registered image is tagged or used by a "
                           "block version)")
