@@ -82,7 +82,7 @@ def _check() -> int | None:
     problems: list[str] = []
     for name, outcome in run_validators(registry):
         for line in outcome.info:
-            console.print(f"  {line}")
+            console.print(f"  {line}", markup=False)
         status = "[green]ok[/]" if not outcome.problems else "[red]FAILED[/]"
         console.print(f"{status} {name}" + (f": {counted(len(outcome.problems), 'problem')}"
                                            if outcome.problems else ""))
