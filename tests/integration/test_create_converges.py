@@ -186,7 +186,7 @@ def test_drift_is_repaired_and_a_dependent_out_of_blocks_toml_protects_its_depen
 
     refused = repo.doit("destroy", "base", "--env", "staging", "--yes")
     assert refused.returncode == 2, refused.stdout + refused.stderr
-    assert "deployed blocks depend on it: nomad" in flat(refused)
+    assert "a deployed block depends on it: nomad" in flat(refused)
     assert len(members(repo, "staging")) == 3                        # base untouched
 
     ok(repo.doit("destroy", "nomad", "--env", "staging", "--yes", "--report", str(report)))

@@ -49,7 +49,7 @@ def _read_until(process: subprocess.Popen[str], fragment: str, lines: list[str])
 def test_a_provider_killed_during_create_fails_the_block_clearly_and_the_next_create_repairs(
         repo: DeployRepo, tmp_path: Path) -> None:
     report_file = tmp_path / "crashed.json"
-    run = repo.popen("create", "microservice01", "--env", "staging", "--report",
+    run = repo.popen("create", "microservice01", "--env", "staging", "--yes", "--report",
                      str(report_file))
     lines: list[str] = []
     try:
@@ -89,7 +89,7 @@ def test_a_provider_killed_during_create_fails_the_block_clearly_and_the_next_cr
     record = backend.get_record("staging", "stolon")
     assert record is None or record.status == "failed"
 
-    again = repo.doit("create", "microservice01", "--env", "staging", "--report",
+    again = repo.doit("create", "microservice01", "--env", "staging", "--yes", "--report",
                       str(report_file))
     assert again.returncode == 0, again.stdout + again.stderr
     assert provider_processes(repo.cloud_root) == []
