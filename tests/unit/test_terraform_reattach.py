@@ -87,6 +87,8 @@ def test_a_killed_provider_is_reported_by_the_lease_and_restarted_by_the_next_at
     try:
         lease = provider.attach()
         assert lease is not None
+        socket = Path(next(iter(lease.config.values()))["Addr"]["String"])
+        assert socket.exists()
         os.kill(lease.process.pid, signal.SIGKILL)
         lease.process.wait(timeout=WAIT)
         note = lease.ended()
@@ -96,6 +98,7 @@ def test_a_killed_provider_is_reported_by_the_lease_and_restarted_by_the_next_at
         again = provider.attach()
         assert again is not None and again.process.pid != lease.process.pid
         assert provider.starts == 2 and again.ended() is None
+        assert not socket.parent.exists(), "the killed server's socket directory is removed"
     finally:
         provider.stop()
 

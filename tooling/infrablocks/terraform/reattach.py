@@ -191,6 +191,7 @@ class SharedProvider:
             finalizer = self._finalizer
         if finalizer is not None:
             finalizer()   # _terminate(process), once
+        _remove_socket_dir(self._config)   # left only when it had to be SIGKILLed
         _LIVE.discard(self)
 
     # -- internals -----------------------------------------------------------------------------
@@ -201,6 +202,7 @@ class SharedProvider:
             return False
         if process.poll() is None:
             return True
+        _remove_socket_dir(self._config)   # a killed server could not remove it itself
         self._forget()   # crashed or killed: the next attach starts a new one
         self._config = None
         return False
@@ -320,6 +322,23 @@ def _terminate(process: subprocess.Popen[bytes]) -> None:
                 process.wait()
     finally:
         _close(process)
+
+
+def _remove_socket_dir(config: dict[str, Any] | None) -> None:
+    """Remove the socket and the private temporary directory of a provider process that has
+    ended (``provider_serve`` removes them itself unless it was killed). Only a directory the
+    server made (``infrablocks-provider-*``) holding nothing but its socket is removed."""
+    if not config:
+        return
+    for entry in config.values():
+        address = str((entry.get("Addr") or {}).get("String") or "")
+        directory = os.path.dirname(address)
+        if not os.path.basename(directory).startswith("infrablocks-provider-"):
+            continue
+        with contextlib.suppress(OSError):
+            os.unlink(address)
+        with contextlib.suppress(OSError):
+            os.rmdir(directory)
 
 
 def _close(process: subprocess.Popen[bytes]) -> None:
