@@ -135,15 +135,12 @@ class Bench:
 
     def close(self) -> None:
         from infrablocks.cloud.local.control import LocalCloud
-        from infrablocks.cloud.local.inventory import purge_environment
+        from infrablocks.cloud.local.inventory import purge_every_environment
 
         try:
             if self.cloud_root.exists():
                 cloud = LocalCloud(self.cloud_root)
-                tags = {i.tags.get("environment") for i in cloud.describe_instances()}
-                tags |= {v.tags.get("environment") for v in cloud.describe_volumes()}
-                for environment in sorted(t for t in tags if t):
-                    purge_environment(cloud, environment, grace=3.0)
+                purge_every_environment(cloud, grace=3.0)
         finally:
             shutil.rmtree(self.cloud_parent, ignore_errors=True)
 

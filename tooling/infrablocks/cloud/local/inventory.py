@@ -40,6 +40,17 @@ def cloud_snapshot(cloud: LocalCloud, env: str | None = None) -> dict[str, Any]:
     }
 
 
+def purge_every_environment(cloud: LocalCloud, grace: float = 10.0) -> list[str]:
+    """:func:`purge_environment` for every environment tagged on an instance or a volume of
+    ``cloud`` (a throwaway cloud's clean-up); the environments purged, sorted."""
+    tags = {i.tags.get("environment") for i in cloud.describe_instances()}
+    tags |= {v.tags.get("environment") for v in cloud.describe_volumes()}
+    environments = sorted(t for t in tags if t)
+    for environment in environments:
+        purge_environment(cloud, environment, grace=grace)
+    return environments
+
+
 def purge_environment(cloud: LocalCloud, env: str, grace: float = 10.0) -> dict[str, list[str]]:
     """Terminate the instances and delete the volumes tagged ``environment=env``.
 
