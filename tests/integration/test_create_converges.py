@@ -25,6 +25,7 @@ import shutil
 import signal
 import time
 from collections.abc import Iterator
+from itertools import pairwise
 from pathlib import Path
 
 import pytest
@@ -225,13 +226,18 @@ def etcd_get(ip: str, key: str) -> str | None:
 
 class Writer:
     """Writes a key every 0.1 s to member 1, else member 3, while the create runs: how many
-    writes neither member acknowledged (the cluster lost quorum)."""
+    writes neither member acknowledged (the cluster lost quorum), and when each acknowledged
+    write came back (`time.monotonic()` seconds), to show the writer ran for the whole create.
+
+    How many writes fit in the create depends on the machine (a put can wait up to 2 s per
+    member while etcd changes membership), so the test checks coverage, not a count."""
 
     def __init__(self, ips: list[str]) -> None:
         import threading
 
         self.ips = ips
         self.acknowledged: list[str] = []
+        self.acknowledged_at: list[float] = []
         self.lost: list[str] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -245,6 +251,7 @@ class Writer:
                 try:
                     etcd(ip, "/v3/kv/put", {"key": b64(key), "value": b64(str(n))})
                     self.acknowledged.append(key)
+                    self.acknowledged_at.append(time.monotonic())
                     break
                 except OSError:
                     continue
@@ -283,9 +290,11 @@ def test_a_killed_member_is_brought_back_with_its_data_while_the_cluster_keeps_q
     assert hinted == "base --env prod"
 
     writer = Writer([ips[0], ips[2]])
+    started = time.monotonic()
     try:
         repaired = repo.doit("create", *hinted.split(), "--yes", "--report", str(report))
     finally:
+        ended = time.monotonic()
         writer.stop()
     ok(repaired)
     # the preview said so before anything ran: base rolls member index 1, one at a time
@@ -307,8 +316,11 @@ def test_a_killed_member_is_brought_back_with_its_data_while_the_cluster_keeps_q
         == after["2"].id
     assert marker.read_text() == "member 2's data\n"               # its own volume, its data
     assert etcd_get(ips[1], "/kept") == "before"                    # member 2 serves again
-    assert writer.lost == [] and len(writer.acknowledged) >= 10, (writer.lost,
-                                                                   len(writer.acknowledged))
+    # no write was lost, and acknowledged writes cover the whole create without a gap longer
+    # than one attempt on both members (2 x 2 s timeouts): the writer ran throughout
+    assert writer.lost == [], writer.lost
+    times = [started, *writer.acknowledged_at, ended]
+    assert writer.acknowledged and max(b - a for a, b in pairwise(times)) <= 5, times
     for key in writer.acknowledged[-3:]:
         assert etcd_get(ips[1], key) is not None
     assert len(etcd(ips[0], "/v3/cluster/member/list", {})["members"]) == 3
