@@ -237,3 +237,68 @@ def test_addresses_must_name_resources_of_the_module(tmp_path) -> None:
     assert caught.value.problems == [problems[1]]
     # without a module (a declaration read for display only) nothing is parsed
     assert declaration_for(registry, version).instances == "localcloud_instance.members"
+
+
+CHILD = {
+    "blocks/db/1.0.0/main.tf": """
+        module "cluster" {
+          source = "./modules/cluster"
+        }
+        module "remote" {
+          source  = "terraform-aws-modules/ec2-instance/aws"
+          version = "5.0.0"
+        }
+    """,
+    "blocks/db/1.0.0/modules/cluster/main.tf": """
+        resource "localcloud_instance" "member" {
+          count = 3
+        }
+        module "disks" {
+          source = "../disks"
+        }
+    """,
+    "blocks/db/1.0.0/modules/disks/main.tf": """
+        resource "localcloud_volume_attachment" "member" {
+          count = 3
+        }
+    """,
+}
+
+
+def _child_registry(tmp_path: Path, instances: str, attachments: str):
+    toml = f"""
+[blocks.db]
+stateful = true
+
+[blocks.db.rolling]
+instances = "{instances}"
+attachments = "{attachments}"
+check = "etcd"
+
+[blocks.db.versions."1.0.0"]
+"""
+    return load_registry(make_repo(tmp_path, toml, files=CHILD))
+
+
+def test_addresses_in_child_modules_are_followed_through_local_sources(tmp_path) -> None:
+    good = _child_registry(tmp_path / "good", "module.cluster.localcloud_instance.member",
+                           "module.cluster.module.disks.localcloud_volume_attachment.member")
+    assert rolling_check(good) == []
+
+    bad = _child_registry(tmp_path / "bad", "module.cluster.localcloud_instance.members",
+                          "module.clustr.module.disks.localcloud_volume_attachment.member")
+    problems = rolling_check(bad)
+    assert problems == [
+        "blocks.toml:6: blocks.db.rolling.instances: "
+        "'module.cluster.localcloud_instance.members' is not a resource of db 1.0.0's module "
+        "blocks/db/1.0.0/ → module.cluster (blocks/db/1.0.0/modules/cluster/), which declares "
+        "localcloud_instance.member; did you mean `localcloud_instance.member`?",
+        "blocks.toml:7: blocks.db.rolling.attachments: "
+        "'module.clustr.module.disks.localcloud_volume_attachment.member' is not a resource of "
+        "db 1.0.0's module blocks/db/1.0.0/: it calls module.cluster, module.remote, not "
+        "module.clustr; did you mean `cluster`?"], problems
+
+    # a registry source is not in the repository: not followed, not reported
+    remote = _child_registry(tmp_path / "remote", "module.remote.aws_instance.this",
+                             "module.cluster.module.disks.localcloud_volume_attachment.member")
+    assert rolling_check(remote) == []

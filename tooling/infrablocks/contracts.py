@@ -90,7 +90,8 @@ class ModuleInterface:
     sensitive_variables: set[str] = field(default_factory=set)
     sensitive_outputs: set[str] = field(default_factory=set)
     resources: set[str] = field(default_factory=set)   # managed resources: "TYPE.NAME"
-    modules: set[str] = field(default_factory=set)     # the module calls' names
+    modules: dict[str, str] = field(default_factory=dict)  # module call → its source ("" if
+    #                                                          not a literal string)
 
 
 def _label(raw: str) -> str:
@@ -131,7 +132,10 @@ def read_interface(directory: Path, *, block: str = "", version: Version | None 
                 if isinstance(body, dict) and _is_true(body.get("sensitive")):
                     interface.sensitive_variables.add(name)
         for entry in parsed.get("module", []):
-            interface.modules.update(_label(raw) for raw in entry)
+            for raw_name, body in entry.items():
+                source = body.get("source") if isinstance(body, dict) else None
+                interface.modules[_label(raw_name)] = (_label(source) if isinstance(source, str)
+                                                       else "")
         for entry in parsed.get("resource", []):
             for raw_type, named in entry.items():
                 for raw_name in (named if isinstance(named, dict) else {}):

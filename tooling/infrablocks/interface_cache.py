@@ -54,11 +54,13 @@ def dependency_attributes(repo_root: Path, version: BlockVersion
     return answer
 
 
-def module_resources(repo_root: Path, directory: Path) -> tuple[set[str], list[str]]:
+def module_resources(repo_root: Path, directory: Path
+                     ) -> tuple[set[str], list[str], dict[str, str]]:
     """The managed resources (``TYPE.NAME``) the Terraform module in ``directory`` declares,
-    with ``module.NAME`` for each module it calls, and its parse errors (``file:line:
-    message``), cached like :func:`dependency_attributes` (``.infrablocks/cache/resources/``)
-    under a digest of the module's ``*.tf`` files."""
+    with ``module.NAME`` for each module it calls, its parse errors (``file:line:
+    message``) and each module call's ``source`` (``NAME → "./modules/x"``; ``""`` when not a
+    literal string), cached like :func:`dependency_attributes` (``.infrablocks/cache/
+    resources/``) under a digest of the module's ``*.tf`` files."""
     files = sorted(directory.glob("*.tf"))
     digest = hashlib.sha256(str(directory.resolve()).encode() + b"\0")
     for file in files:
@@ -66,8 +68,10 @@ def module_resources(repo_root: Path, directory: Path) -> tuple[set[str], list[s
     cache = work_dir(repo_root) / "cache" / "resources" / f"{digest.hexdigest()[:40]}.json"
     try:
         cached = json.loads(cache.read_text())
-        if isinstance(cached, dict) and isinstance(cached.get("resources"), list):
-            return set(cached["resources"]), list(cached.get("errors", []))
+        if isinstance(cached, dict) and isinstance(cached.get("resources"), list) \
+                and isinstance(cached.get("sources"), dict):
+            return (set(cached["resources"]), list(cached.get("errors", [])),
+                    {str(k): str(v) for k, v in cached["sources"].items()})
     except (OSError, ValueError):
         pass
     from infrablocks.contracts import read_interface
@@ -75,8 +79,10 @@ def module_resources(repo_root: Path, directory: Path) -> tuple[set[str], list[s
     interface = read_interface(directory)
     resources = set(interface.resources) | {f"module.{name}" for name in interface.modules}
     errors = [str(e) for e in interface.errors]
+    sources = dict(interface.modules)
     from infrablocks.private_files import private_dir, write_private_text
 
     private_dir(cache.parent, base=cache.parent.parent.parent)
-    write_private_text(cache, json.dumps({"resources": sorted(resources), "errors": errors}))
-    return resources, errors
+    write_private_text(cache, json.dumps({"resources": sorted(resources), "errors": errors,
+                                          "sources": sources}))
+    return resources, errors, sources

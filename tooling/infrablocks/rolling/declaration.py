@@ -234,40 +234,76 @@ def address_problems(registry: Registry, version: BlockVersion, kind: str,
     as ``blocks.toml:LINE: KEY.PATH: …`` naming the module's resources of that kind.
 
     Read from the module's HCL (cached, :func:`infrablocks.interface_cache.module_resources`).
-    Addresses inside child modules (``module.X.TYPE.NAME``) are not followed. Nothing is
-    checked for a folder without ``*.tf`` files (Terraform refuses it itself) or one declaring
-    neither resources nor module calls (a contract only: variables and outputs)."""
+    An address inside a child module (``module.X.TYPE.NAME``, Terraform's resource address) is
+    followed through each ``module "X"`` call whose ``source`` is a local path (``./…``,
+    ``../…``, as Terraform's module sources define it); one through a registry or git source is
+    not checked (its code is not in the repository). Nothing is checked for a folder without
+    ``*.tf`` files (Terraform refuses it itself) or one declaring neither resources nor module
+    calls (a contract only: variables and outputs)."""
     from infrablocks.interface_cache import module_resources
-    from infrablocks.registry import suggest
 
     values = (declaration.to_json() if isinstance(declaration, RollingDeclaration)
               else declaration)
     if not module.is_dir() or not any(module.glob("*.tf")):
         return []
-    found, errors = module_resources(registry.root, module)
+    found, errors, sources = module_resources(registry.root, module)
     if errors or not found:
         return []   # parse errors: the contract check's; nothing declared: a contract only
-    resources = {r for r in found if not r.startswith("module.")}
-    try:
-        shown = module.relative_to(registry.root)
-    except ValueError:
-        shown = module
     problems = []
     for key in ("instances", "attachments", "interfaces"):
         address = values.get(key)
-        if not isinstance(address, str) or not _ADDRESS.match(address) \
-                or address.startswith("module.") or address in resources:
+        if not isinstance(address, str) or not _ADDRESS.match(address):
             continue
-        same_type = sorted(r for r in resources if r.split(".")[0] == address.split(".")[0])
-        declared = same_type or sorted(resources)
-        listed = (", ".join(declared[:8]) + (", …" if len(declared) > 8 else "")
-                  if declared else "no resources")
-        problems.append(
-            f"{_origin(registry, version, kind, key)}: {address!r} is not a resource of "
-            f"{version.label}'s module {shown}/"
-            + (f" (platform {kind})" if kind != "local" else "")
-            + f", which declares {listed}{suggest(address, declared)}")
+        problem = _address_problem(registry, module, address, found, sources)
+        if problem:
+            problems.append(
+                f"{_origin(registry, version, kind, key)}: {address!r} is not a resource of "
+                f"{version.label}'s module {_shown(registry, module)}/"
+                + (f" (platform {kind})" if kind != "local" else "") + f"{problem}")
     return problems
+
+
+def _shown(registry: Registry, folder: Path) -> Path:
+    try:
+        return folder.resolve().relative_to(registry.root.resolve())
+    except ValueError:
+        return folder
+
+
+def _address_problem(registry: Registry, module: Path, address: str, found: set[str],
+                     sources: dict[str, str]) -> str | None:
+    """Why ``address`` names no resource of ``module`` (``, which declares …``), following
+    ``module.X.`` prefixes into local module sources; None when it does (or cannot be
+    followed: a registry or git source, a child module that does not parse)."""
+    from infrablocks.interface_cache import module_resources
+    from infrablocks.registry import suggest
+
+    folder, rest, trail = module, address, ""
+    while rest.startswith("module."):
+        name, rest = rest[len("module."):].split(".", 1)
+        calls = sorted(sources)
+        if name not in sources:
+            listed = ", ".join(f"module.{c}" for c in calls) or "no module calls"
+            return (f"{trail}: it calls {listed}, not module.{name}"
+                    f"{suggest(name, calls)}")
+        source = sources[name]
+        if not source.startswith(("./", "../")):
+            return None       # a registry or git source: its code is not here to read
+        folder = (folder / source).resolve()
+        trail += f" → module.{name} ({_shown(registry, folder)}/)"
+        if not folder.is_dir() or not any(folder.glob("*.tf")):
+            return f"{trail}: its source {source!r} is not a folder of *.tf files"
+        found, errors, sources = module_resources(registry.root, folder)
+        if errors:
+            return None       # parse errors: the contract check's
+    resources = {r for r in found if not r.startswith("module.")}
+    if rest in resources:
+        return None
+    same_type = sorted(r for r in resources if r.split(".")[0] == rest.split(".")[0])
+    declared = same_type or sorted(resources)
+    listed = (", ".join(declared[:8]) + (", …" if len(declared) > 8 else "")
+              if declared else "no resources")
+    return f"{trail}, which declares {listed}{suggest(rest, declared)}"
 
 
 def declaration_for(registry: Registry, version: BlockVersion,
