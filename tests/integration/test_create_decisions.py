@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -117,6 +118,19 @@ def test_changed_outputs_reapply_deployed_dependents_transitively(repo: TfDataRe
     status = json.loads(ok(repo.doit("status", "--env", ENV, "--json")).stdout)
     assert {b["block"]: b["drift"] for b in status[0]["blocks"]} == {
         "net": "none", "app": "none", "web": "none"}
+
+    # A run that applied app but failed after (its readiness, say) left the record `failed`;
+    # Terraform has nothing left to do: the re-run says so rather than a bare `unchanged`,
+    # and the record is `deployed` again.
+    repo.backend().put_record(replace(repo.record("app"), status="failed"))
+    ok(repo.doit("create", "web", "--env", ENV, "--yes", "--report", str(report)))
+    run = nodes(report)
+    assert run["app"]["detail"]["action"] == "unchanged"
+    assert run["app"]["detail"]["why"] == [
+        "the last operation did not finish (record `failed`)",
+        "nothing left for Terraform to do: recorded `deployed` once ready"]
+    assert run["web"]["detail"]["why"] == []
+    assert repo.record("app").status == "deployed"
 
 
 def test_persistent_environment_asks_and_refuses_without_a_terminal(repo: TfDataRepo,

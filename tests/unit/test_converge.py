@@ -107,6 +107,19 @@ def test_reasons() -> None:
     assert converge.reasons(record(inputs=None), True, "1.0.0", CODE, moved) == []
 
 
+def test_an_empty_plan_over_an_unfinished_record_says_so_rather_than_a_bare_unchanged() -> None:
+    assert converge.unchanged_reasons(record(), ["inputs changed: base"]) == []
+    failed = record(status="failed")
+    found = converge.reasons(failed, True, "1.0.0", CODE, dict(INPUTS, base="other"))
+    assert converge.unchanged_reasons(failed, found) == [
+        "the last operation did not finish (record `failed`)",
+        "nothing left for Terraform to do: recorded `deployed` once ready"]
+    orphan = converge.reasons(None, True, "1.0.0", CODE, INPUTS)
+    assert converge.unchanged_reasons(None, orphan) == [
+        "state without a deployment record (an interrupted first create)",
+        "nothing left for Terraform to do: recorded `deployed` once ready"]
+
+
 def test_stale_inputs() -> None:
     assert not converge.stale_inputs(record(), INPUTS, {"base"}, {"base"})
     assert converge.stale_inputs(record(), dict(INPUTS, base="x"), set(), {"base"})

@@ -114,6 +114,19 @@ def reasons(record: DeploymentRecord | None, has_state: bool, target: str,
     return found
 
 
+def unchanged_reasons(record: DeploymentRecord | None, found: list[str]) -> list[str]:
+    """What to say of a block whose plan is empty: nothing for a ``deployed`` record; for a
+    record the last operation left unfinished (``failed``, ``creating``) or state without a
+    record, those reasons (``found``, from :func:`reasons`) and that the record is completed
+    once the block is ready — Terraform had nothing left to do."""
+    from infrablocks.state import DEPLOYED
+
+    if record is not None and record.status == DEPLOYED:
+        return []
+    unfinished = [r for r in found if r.startswith(("the last operation", "state without"))]
+    return [*unfinished, "nothing left for Terraform to do: recorded `deployed` once ready"]
+
+
 def stale_inputs(record: DeploymentRecord | None, inputs: Mapping[str, str],
                  changed_upstream: set[str], requires: set[str]) -> bool:
     """Whether a deployed block outside the run must be re-applied: its inputs now differ from
