@@ -299,7 +299,7 @@ def test_a_killed_member_is_brought_back_with_its_data_while_the_cluster_keeps_q
     ok(repaired)
     # the preview said so before anything ran: base rolls member index 1, one at a time
     shown = flat(repaired)
-    assert "roll (members 1, one at a time)" in shown
+    assert "roll (prod-base-2, one at a time)" in shown
     assert ("stateful blocks that roll (the rolling procedure: one member at a time, gates "
             "between): base") in shown
     [node] = nodes(report).values()
@@ -337,7 +337,7 @@ def test_a_killed_member_is_brought_back_with_its_data_while_the_cluster_keeps_q
     ok(repo.doit("create", "base", "--env", "prod", "--yes", "--report", str(report)))
     [node] = nodes(report).values()
     assert node["detail"]["action"] == "rolled" and node["detail"]["down"] == [2]
-    assert node["detail"]["why"] == ["members not running: 2"]
+    assert node["detail"]["why"] == ["members not running: prod-base-3"]
     again = {i.tags["member"]: i for i in repo.instances("prod")}
     assert again["3"].id == stopped.id and again["3"].state == "running"
     assert etcd_get(ips[2], "/kept") == "before"

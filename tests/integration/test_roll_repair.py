@@ -50,7 +50,7 @@ def test_a_killed_member_is_replaced_on_its_volume_and_rejoins(repo):
         bare.close()
     assert refused is not None and not refused.ok
     text = json.dumps(refused.to_json())
-    assert "base in up: members 1 must be rolled" in text, text
+    assert "base in up: members up-base-2 must be rolled" in text, text
     assert "opened without the rolling procedure" in text and "Traceback" not in text
     assert {n: i.id for n, i in repo.instances().items()} == unchanged   # nothing made
     assert not repo.plan_is_empty() and repo.record_version() == "1.0.0"

@@ -282,7 +282,8 @@ def apply_block(run: BlockRun, token: CancelToken, *,
                     decision = converge.after_plan(plan, units)
                     if stopped:   # nothing for Terraform to do, but members do not run
                         decision, units = converge.ROLL, stopped
-                        why = [*why, "members not running: " + ", ".join(map(str, stopped))]
+                        why = [*why, "members not running: "
+                               + ", ".join(member_names(run, state, stopped))]
                     if decision == converge.UNCHANGED:
                         action, changes = "unchanged", {}
                     elif not roll_stateful and stateful and (
@@ -323,7 +324,9 @@ def apply_block(run: BlockRun, token: CancelToken, *,
                          keep_stamp=action == "unchanged" and record is not None
                          and record.status == DEPLOYED)
         if action == "unchanged":
-            why = []
+            # nothing for Terraform to do; a record the last run left unfinished is now
+            # `deployed`, and the summary says so rather than a bare `unchanged`
+            why = converge.unchanged_reasons(record, why)
         elif not why:
             why = [DRIFT]
         return Result.success(action=action, version=target, changes=changes, why=why,
@@ -468,6 +471,19 @@ def _rolling_units(run: BlockRun, plan: Plan, record: Any, state: Any) -> list[i
     return rolling_units(plan, declaration, record, str(run.version.version), members)
 
 
+def member_names(run: BlockRun, state: Any, indexes: list[int]) -> list[str]:
+    """The names of the members at ``indexes`` of a stateful block (its instance's name, or
+    EC2's Name tag, as the state records it: ``prod-base-2``), for what users read; an index
+    the state does not name is shown as ``member index N`` (0-based, Terraform's count)."""
+    from infrablocks.rolling.declaration import declaration_for
+    from infrablocks.rolling.plan import members_from_state
+
+    declaration = declaration_for(run.workspace.registry, run.version)
+    names = ({m.index: m.name for m in members_from_state(state, declaration)}
+             if declaration is not None else {})
+    return [names.get(i) or f"member index {i}" for i in indexes]
+
+
 def _stop_replaced(run: BlockRun, plan: Plan, clock: PhaseTimer) -> None:
     """Instances the plan replaces together with their volume attachment are stopped first
     (a running instance refuses to let its volume go)."""
@@ -491,8 +507,10 @@ def _roll(run: BlockRun, token: CancelToken, clock: PhaseTimer, units: list[int]
     a ``NoRoller`` names the members and changes nothing."""
     roll = run.workspace.roller
     if roll is None:
+        state = run.workspace.backend.read_state(run.environment, run.block)
         raise NoRoller(
-            f"{run.block} in {run.environment}: members {', '.join(map(str, units))} must be "
+            f"{run.block} in {run.environment}: members "
+            f"{', '.join(member_names(run, state, units))} must be "
             "rolled (one at a time, with gates), and this command was opened without the "
             "rolling procedure",
             hint=f"run `doit create --env {run.environment}`, which rolls them; or "

@@ -36,7 +36,8 @@ class PreviewEntry:
     action: str                       # create | unchanged | apply | roll | refused | locked |
     #                                   re-apply | if inputs change
     counts: dict[str, int] = field(default_factory=dict)
-    rolls: list[int] = field(default_factory=list)
+    rolls: list[int] = field(default_factory=list)     # member indexes (Terraform's count)
+    members: list[str] = field(default_factory=list)   # their names, for people
     why: list[str] = field(default_factory=list)
     stateful: bool = False
 
@@ -47,7 +48,7 @@ class PreviewEntry:
     def to_json(self) -> dict[str, Any]:
         return {"block": self.block, "deployed": self.deployed, "target": self.target,
                 "action": self.action, "counts": dict(self.counts), "rolls": list(self.rolls),
-                "why": list(self.why), "stateful": self.stateful}
+                "members": list(self.members), "why": list(self.why), "stateful": self.stateful}
 
 
 @dataclass
@@ -171,6 +172,7 @@ def _plan_locked(workspace: Workspace, environment: str, run: BlockRun, entry: P
         _rolling_units,
         _stopped_members,
         ensure_images,
+        member_names,
     )
     from infrablocks.release.digest import input_digests, module_digest
 
@@ -199,8 +201,9 @@ def _plan_locked(workspace: Workspace, environment: str, run: BlockRun, entry: P
     entry.action = {converge.UNCHANGED: "unchanged", converge.ROLL: "roll",
                     converge.APPLY: "apply"}[decision]
     entry.rolls = sorted(set(units) | set(stopped))
+    entry.members = member_names(run, state, entry.rolls)
     if decision == converge.UNCHANGED:
-        entry.why = []
+        entry.why = converge.unchanged_reasons(record, entry.why)
     elif not entry.why:
         entry.why = [DRIFT]
     return PlannedBlock(plan, digests, code.digest, units)

@@ -91,7 +91,7 @@ def print_create_preview(preview: Any) -> None:
         counts = entry.counts
         action = entry.action
         if entry.rolls:
-            action += " (members " + ", ".join(str(i) for i in entry.rolls) + \
+            action += " (" + ", ".join(entry.members or map(str, entry.rolls)) + \
                 ", one at a time)"
         table.add_row(entry.block, entry.deployed or "-", entry.target, action,
                       *(str(counts[k]) if counts else "" for k in
