@@ -255,23 +255,29 @@ def destroy(workspace: Workspace, targets: list[str], environment: str, *,
                             keep_going=keep_going, on_event=on_event, token=token,
                             lock_timeout=lock_timeout)
     if report.ok and not workspace.backend.list_blocks(environment):
+        kept: list[str] = []
         if is_ephemeral(environment):
             # a kept `doit env`, now gone entirely: what the platform holds for it goes too
             # (AWS: the environment's subnet)
-            workspace.platform(environment).sweep_environment(environment)
-        _forget_environment(workspace, environment)   # its last block: the subnet goes back
+            kept += workspace.platform(environment).sweep_environment(environment)["kept"]
+        kept += _forget_environment(workspace, environment)   # its last block: subnet back
+        report.warnings += [f"kept in the cloud: {reason}"
+                            for reason in dict.fromkeys(kept)]   # each reason once
     return report
 
 
-def _forget_environment(workspace: Workspace, environment: str) -> None:
-    """Give back the subnet and remove the working directories of an environment that is gone."""
+def _forget_environment(workspace: Workspace, environment: str) -> list[str]:
+    """Give back the subnet and remove the working directories of an environment that is gone;
+    why the platform kept its subnet, if it did (AWS: ``subnet-… (10.0.5.0/24):
+    DependencyViolation: …`` while something else still uses it)."""
     from infrablocks.terraform.workdir import private_root_for
 
     workspace.subnets.release(environment)
-    workspace.platform(environment).release_environment_subnet(environment)
+    reason = workspace.platform(environment).release_environment_subnet(environment)
     workspace.backend.forget_environment(environment)
     shutil.rmtree(workspace.work_root / environment, ignore_errors=True)
     shutil.rmtree(private_root_for(workspace.work_root) / environment, ignore_errors=True)
+    return [reason] if reason else []
 
 
 def destroy_environment(workspace: Workspace, environment: str, *, jobs: int = 4,
@@ -394,5 +400,6 @@ def teardown_environment(workspace: Workspace, environment: str, *, jobs: int = 
     if report.ok:
         for block in workspace.backend.list_blocks(environment):
             workspace.backend.purge(environment, block)
-        _forget_environment(workspace, environment)
+        kept = leftovers.setdefault("kept", [])
+        kept += [r for r in _forget_environment(workspace, environment) if r not in kept]
     return report, {k: v for k, v in leftovers.items() if v}

@@ -75,6 +75,8 @@ def print_run_summary(report: RunReport, title: str) -> None:
                       escape(_first_lines(detail)))
     console.print(table)
     console.print(report.summary())
+    for warning in report.warnings:   # the run's own (a progress display that failed, what
+        err_console.print(f"[yellow]warning:[/] {escape(warning)}")   # the cloud kept)
     for node, entry in report.nodes.items():
         if entry.error and "\n" in entry.error:
             err_console.print(f"[red]{node}[/]: {escape(entry.error)}")
