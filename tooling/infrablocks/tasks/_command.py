@@ -291,6 +291,7 @@ def run_command(command: Command, positional: list[str] | None,
             witness.seen.add(signal.SIGINT)
         finally:
             _stop_shared_providers()
+            _print_subnet_notes()
         if signal.SIGINT in witness.received():
             from infrablocks.tasks._console import make_console
 
@@ -312,6 +313,22 @@ def _stop_shared_providers() -> None:
     reattach = sys.modules.get("infrablocks.terraform.reattach")
     if reattach is not None:
         reattach.stop_all()
+
+
+def _print_subnet_notes() -> None:
+    """Say what the command's subnet allocation reclaimed from a stale entry of the
+    machine-wide table (or repaired in it): addresses another checkout held are now this
+    one's, and people should know (``infrablocks.environments.SubnetAllocator.notes``)."""
+    opened = sys.modules.get("infrablocks.tasks._workspace")
+    notes = opened.take_subnet_notes() if opened is not None else []
+    if notes:
+        from rich.markup import escape
+
+        from infrablocks.tasks._console import make_console
+
+        console = make_console(stderr=True)
+        for note in notes:
+            console.print(f"[yellow]note:[/] {escape(note)}")
 
 
 INTERRUPTED = 128 + signal.SIGINT   # 130, as a shell reports a command ended by Ctrl-C

@@ -13,9 +13,25 @@ if TYPE_CHECKING:
     from infrablocks.deploy.workspace import Workspace
 
 
+_opened: list[Workspace] = []
+
+
 def command_workspace() -> Workspace:
     """The workspace of the repository around the working directory, with its roller."""
     from infrablocks.deploy.workspace import open_workspace
     from infrablocks.upgrade.engine import roll
 
-    return open_workspace(roller=roll)
+    workspace = open_workspace(roller=roll)
+    _opened.append(workspace)
+    return workspace
+
+
+def take_subnet_notes() -> list[str]:
+    """What the subnet allocators of the workspaces this command opened reclaimed or repaired
+    in the machine-wide table (``reclaimed 127.42.7.0/24 from …: its checkout is gone``), each
+    once; the list of opened workspaces is emptied (``run_command`` prints them at the end)."""
+    notes: list[str] = []
+    for workspace in _opened:
+        notes += [n for n in workspace.subnets.notes if n not in notes]
+    _opened.clear()
+    return notes
