@@ -111,15 +111,17 @@ def test_dynamic_allocation_skips_subnets_pinned_for_other_environments(tmp_path
 
 
 def _claim_and_exit(args):
-    table_dir, repo, environment, configured = args
+    table_dir, repo, environment, configured, *saved_plan = args
     table = SubnetTable(Path(table_dir), bound=nothing_bound)
-    return SubnetAllocator(Path(repo), table=table).subnet_for(environment, configured)
+    return SubnetAllocator(Path(repo), table=table).subnet_for(
+        environment, configured, saved_plan=saved_plan[0] if saved_plan else None)
 
 
-def claim_in_another_process(table, repo, environment, configured=None):
+def claim_in_another_process(table, repo, environment, configured=None, saved_plan=None):
     """A claim by a process that is gone afterwards (like a finished or killed `doit`)."""
     with multiprocessing.get_context("fork").Pool(1) as pool:
-        return pool.apply(_claim_and_exit, ((table.directory, repo, environment, configured),))
+        return pool.apply(_claim_and_exit, ((table.directory, repo, environment, configured,
+                                             saved_plan),))
 
 
 def test_a_pin_held_by_another_checkout_is_refused_naming_it(tmp_path, table):
@@ -161,6 +163,24 @@ def test_a_stale_entry_is_reclaimed(tmp_path, table):
     assert alloc.notes == [f"reclaimed 127.42.100.0/24 from environment 't-aaaaaa' of "
                            f"{other.resolve()}: environment 't-aaaaaa' of {other.resolve()} has "
                            f"no state and nothing uses its addresses"]
+    assert SubnetAllocator(other, table=table).allocations() == {}
+
+
+def test_a_claim_for_a_saved_plan_holds_while_the_plan_file_exists(tmp_path, table):
+    """`doit plan --out FILE` claims the subnet its plan is made on; nothing is deployed yet and
+    the planning process is gone, but `doit apply FILE` needs that subnet: the claim holds
+    while FILE exists (CI once saw another checkout take it between the two commands)."""
+    other, mine = checkout(tmp_path, "other"), checkout(tmp_path, "mine")
+    saved = other / "tiny.plan"
+    saved.write_text("plan")
+    assert claim_in_another_process(table, other, "t-aaaaaa", None, saved) == "127.42.100.0/24"
+    # the apply's own claim (another process again) keeps the hold while the file exists
+    assert claim_in_another_process(table, other, "t-aaaaaa") == "127.42.100.0/24"
+    alloc = SubnetAllocator(mine, table=table)
+    assert alloc.subnet_for("t-bbbbbb") == "127.42.101.0/24"          # not taken from it
+    assert alloc.notes == []
+    saved.unlink()                                                   # the plan is gone
+    assert SubnetAllocator(mine, table=table).subnet_for("t-cccccc") == "127.42.100.0/24"
     assert SubnetAllocator(other, table=table).allocations() == {}
 
 

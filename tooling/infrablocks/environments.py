@@ -172,7 +172,8 @@ class SubnetAllocator:
     # -- public ---------------------------------------------------------------------------
 
     def subnet_for(self, environment: str, configured: str | None = None, *,
-                   claim: bool = True, destroying: bool = False) -> str:
+                   claim: bool = True, destroying: bool = False,
+                   saved_plan: Path | None = None) -> str:
         """The environment's subnet, and (``claim=True``) claimed for it in the machine-wide
         table and remembered in the checkout's memory.
 
@@ -187,6 +188,9 @@ class SubnetAllocator:
         answer and the same refusals, but the table and the memory are left as they are.
         ``destroying=True`` (destroy): a pin that differs is no error — the environment is
         destroyed where it is (the pin only stands in when its subnet cannot be known).
+        ``saved_plan`` (with ``claim``): a saved plan is made on the subnet; the claim holds
+        while that file exists, so that its `doit apply` finds the same subnet (a claim kept
+        by an earlier saved plan is carried on while its file exists).
         """
         with self.table.locked(write=claim) as table:
             memory, damaged = self._read_memory_checked()
@@ -206,11 +210,15 @@ class SubnetAllocator:
                 chosen = self._allocate(table, key, environment, memory.get(environment), bound)
             if not claim:
                 return chosen
+            same = mine is not None and mine.subnet == chosen
+            kept_plan = mine.saved_plan if same and mine.waits_for_apply() else None  # type: ignore[union-attr]
             table.entries[key] = Entry(
                 subnet=chosen, environment=environment, checkout=str(self.checkout),
                 state=state_dir, pinned=configured == chosen,
-                since=mine.since if mine is not None and mine.subnet == chosen else now(),
-                holder=Holder.current())
+                since=mine.since if same else now(),  # type: ignore[union-attr]
+                holder=Holder.current(),
+                saved_plan=str(Path(saved_plan).resolve()) if saved_plan is not None
+                else kept_plan)
             if "*" in damaged:   # kept aside for a person to look at, then written afresh
                 aside = self.memory_path.with_name(self.memory_path.name + ".unreadable")
                 os.replace(self.memory_path, aside)

@@ -24,7 +24,8 @@ environment"; two checkouts sharing one S3 state share the environment, and so i
 
 An entry is **stale**, and its subnet is reclaimed by the next allocation that wants it, when its
 checkout is gone (the directory no longer exists), or when the process that last claimed it is
-gone *and* the environment has no state *and* no address of the subnet is bound. A command that
+gone *and* the environment has no state *and* no address of the subnet is bound *and* no saved
+plan made on it (``doit plan --out FILE``: the entry's ``saved_plan``) still exists. A command that
 claims a subnet refreshes the holder, so an environment being created (no state yet) is never
 taken from under it. A holder on another host (a home directory shared over NFS) is never
 presumed dead.
@@ -173,6 +174,7 @@ class Entry:
     pinned: bool = False
     since: str = ""
     holder: Holder | None = None
+    saved_plan: str | None = None   # a saved plan (`doit plan --out`) made on this subnet
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -186,16 +188,24 @@ class Entry:
                    checkout=str(data.get("checkout", "")), state=data.get("state"),
                    pinned=bool(data.get("pinned", False)), since=str(data.get("since", "")),
                    holder=Holder(int(holder["pid"]), holder.get("started"),
-                                 str(holder.get("host", ""))) if holder else None)
+                                 str(holder.get("host", ""))) if holder else None,
+                   saved_plan=str(data["saved_plan"]) if data.get("saved_plan") else None)
 
     def describe(self) -> str:
         return f"environment {self.environment!r} of {self.checkout}"
+
+    def waits_for_apply(self) -> bool:
+        """A saved plan made on this subnet still exists: `doit apply` of it needs the same
+        subnet, so the claim holds although nothing is deployed yet."""
+        return bool(self.saved_plan) and Path(str(self.saved_plan)).exists()
 
     def stale_reason(self, bound: Iterable[ipaddress.IPv4Address]) -> str | None:
         """Why this entry no longer holds its subnet, or None while it does."""
         if not Path(self.checkout).is_dir():
             return f"its checkout {self.checkout} is gone"
         if self.holder is not None and self.holder.alive():
+            return None
+        if self.waits_for_apply():
             return None
         if self.state is None or local_state_exists(Path(self.state)):
             return None

@@ -100,13 +100,15 @@ class Workspace:
         return dict(self.registry.environment(environment).pins)
 
     def subnet(self, environment: str, *, claim: bool = False,
-               destroying: bool = False) -> str:
+               destroying: bool = False, saved_plan: Path | None = None) -> str:
         """The environment's subnet: the platform's (AWS: a subnet of its VPC), else a /24 of
         127.42.0.0/16 from the allocator (blocks.toml ``subnet`` pins either).
 
         ``claim=True`` only for commands that change the environment (create, upgrade,
         re-apply): a read-only command looks without claiming (nothing written).
-        ``destroying=True``: the subnet the environment is on, whatever blocks.toml pins."""
+        ``destroying=True``: the subnet the environment is on, whatever blocks.toml pins.
+        ``saved_plan`` (with ``claim``): the file of a saved plan made on it (the claim then
+        holds while that file exists: ``SubnetAllocator.subnet_for``)."""
         declared = self.registry.environments.get(environment)
         configured = declared.extra.get("subnet") if declared else None
         cached = (environment, claim)    # a look (claim=False) never stands in for a claim
@@ -122,7 +124,7 @@ class Workspace:
             configured = parse_subnet(str(configured),
                                       where=f"blocks.toml environments.{environment}.subnet")
         return self.subnets.subnet_for(environment, configured, claim=claim,
-                                       destroying=destroying)
+                                       destroying=destroying, saved_plan=saved_plan)
 
     # -- platforms --------------------------------------------------------------------------------
 

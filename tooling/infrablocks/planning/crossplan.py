@@ -191,8 +191,10 @@ def plan_environment(workspace: Workspace, targets: list[str], environment: str,
     order = topological_order(dependency_graph(resolution))
     backend = workspace.backend
     fingerprint = environment_fingerprint(workspace, environment, order)
-    # a saved plan (--out) is applied on the subnet it was made for: claimed like apply's
-    subnet = workspace.subnet(environment, claim=out is not None)
+    # a saved plan (--out) is applied on the subnet it was made for: claimed like apply's,
+    # and held while the plan file exists (nothing is deployed yet to hold it otherwise)
+    subnet = workspace.subnet(environment, claim=out is not None,
+                              saved_plan=Path(out) if out is not None else None)
     records = {name: backend.get_record(environment, name) for name in order}
     states = {name: backend.read_state(environment, name) for name in order}
     pending = {name: _pending_images(workspace, environment, resolution.selected[name])
