@@ -5,6 +5,7 @@ The repositories are built with tests/support/registry_repo.py.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -49,11 +50,26 @@ def _write_repo(root: Path, toml: str, files: dict[str, str] | None = None,
     return write_files(root, files or {})
 
 
+def doit_config() -> str:
+    """The project's ``[tool.doit]`` tables (infrablocks' doit loader), as a pyproject.toml of
+    their own: a fixture monorepo then runs doit as this repository does."""
+    import tomllib
+
+    config = tomllib.loads((MAIN_REPO / "pyproject.toml").read_text())["tool"]["doit"]
+    lines = ["[tool.doit]", *(f"{k} = {json.dumps(v)}" for k, v in config.items()
+                              if not isinstance(v, dict))]
+    for kind, plugins in config.get("plugins", {}).items():
+        lines += ["", f"[tool.doit.plugins.{kind}]",
+                  *(f"{k} = {json.dumps(v)}" for k, v in plugins.items())]
+    return "\n".join(lines) + "\n"
+
+
 def copy_example_repo(root: Path) -> Path:
     """The project's example registry with its block contracts (variables.tf, outputs.tf) and
     image templates (checked by `doit check`)."""
     copy_example(root)
     (root / "dodo.py").write_text(DODO, encoding="utf-8")
+    (root / "pyproject.toml").write_text(doit_config(), encoding="utf-8")
     if (MAIN_REPO / "images").is_dir():
         shutil.copytree(MAIN_REPO / "images", root / "images")
     return root

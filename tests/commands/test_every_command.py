@@ -380,8 +380,7 @@ BAD_OUTPUT_PATHS = {
     "a-directory": ("{tmp}", "is a directory"),
     "proc": ("/proc/version", "cannot create a file in /proc"),
     "a-device": ("/dev/null", "is not a regular file"),
-    "empty": ("", "expected a file path"),
-}
+}   # an empty path: test_an_empty_option_value_is_a_usage_error_not_the_default
 
 
 @pytest.mark.parametrize(("name", "option_name", "case"), [
@@ -542,3 +541,49 @@ def test_sigint_at_a_confirmation_prompt_exits_130(tmp_path: Path) -> None:
     assert "Traceback" not in stdout + stderr, stderr
     assert run_doit(repo, "destroy", TINY, "--env", LONG_ENV, "--yes",
                     timeout=TIMEOUT).returncode == 0
+
+
+# -- empty words: an unset shell variable -------------------------------------------------------
+
+
+def _string_options() -> list[Any]:
+    return [pytest.param(name, option.name, form, id=f"{name}-{option.flag}-{form}")
+            for name, command in sorted(COMMANDS.items())
+            for option in command.options if option.type is str
+            for form in ("joined", "separate")]
+
+
+@pytest.mark.parametrize(("name", "option_name", "form"), _string_options())
+def test_an_empty_option_value_is_a_usage_error_not_the_default(
+        name: str, option_name: str, form: str, example_repo: Path) -> None:
+    """`--env=$ENV` with ENV unset must not mean the default environment (often prod), and
+    `--env ""` must not be doit's IndexError traceback: exit 2, the option named."""
+    command = COMMANDS[name]
+    option = command.by_name[option_name]
+    given = (f"{option.flag}=",) if form == "joined" else (option.flag, "")
+    result = run_doit(example_repo, name, *given, *_positional_for(command))
+    expected = (f"{option.flag} expects {option.requirement()}, got ''" if option.numeric
+                else f"doit {name}: {option.flag} is empty")
+    _assert_usage_error(result, expected)
+
+
+@pytest.mark.parametrize("name", sorted(n for n, c in COMMANDS.items() if c.positional))
+def test_an_empty_positional_is_a_usage_error(name: str, example_repo: Path) -> None:
+    from infrablocks.tasks._command import NAMED_POSITIONALS
+
+    result = run_doit(example_repo, name, "")
+    if COMMANDS[name].positional in NAMED_POSITIONALS:
+        _assert_usage_error(result, f"doit {name}: an empty argument where a")
+    else:   # a file (apply) or a version: the command's own message, never a traceback
+        assert result.returncode == 2, result.stdout + result.stderr
+        assert "Traceback" not in result.stdout + result.stderr, result.stderr
+
+
+@pytest.mark.parametrize("args", [("nosuch",), ("creat", "base"), ("",), ("info", "nosuch"),
+                                  ("info", ""), ("list", "nosuch")])
+def test_an_unknown_command_is_a_usage_error(args: tuple[str, ...], example_repo: Path) -> None:
+    """doit said `Invalid parameter` (exit 3), or a KeyError traceback for `doit info`."""
+    result = run_doit(example_repo, *args)
+    _assert_usage_error(result, "unknown command", "the commands: affected, apply, check")
+    if args[0] == "creat":
+        assert "did you mean `create`" in result.stderr

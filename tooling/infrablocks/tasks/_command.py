@@ -116,6 +116,14 @@ class Option:
         if not isinstance(raw, str):
             return raw  # the declared default
         text = raw.strip()
+        if not text and self.type is str:
+            # `--env=` (an unset shell variable: `--env=$ENV`) must not quietly mean the
+            # default: that would be defaults.environment, often prod
+            wanted = self.requirement() if self.choices else "a value"
+            example = f", e.g. {self.flag} {self.example}" if self.example else ""
+            raise UsageError(f"doit {command}: {self.flag} is empty",
+                             hint=f"give {self.flag} {wanted}{example}, or leave the option "
+                                  "out for its default")
         if self.type is str:
             if self.choices and text not in self.choices:
                 raise self._error(command, raw)
@@ -232,6 +240,10 @@ def _check_name_syntax(command: str, word: str, kind: str) -> None:
     a :class:`UsageError` otherwise, before anything runs. Whether the name and the version
     exist is the registry's to say."""
     example = "base" if kind == "block" else "etcd@1.0.0"
+    if not word:
+        raise UsageError(f"doit {command}: an empty argument where a {kind} name goes (an "
+                         "unset shell variable?)", hint=f"write NAME or NAME@VERSION, e.g. "
+                                                        f"{example}")
     if "," in word or ";" in word:
         words = " ".join(w for w in word.replace(";", ",").split(",") if w)
         raise UsageError(f"doit {command}: `{word}`: {kind} names are separated by spaces, "
@@ -285,7 +297,7 @@ def run_command(command: Command, positional: list[str] | None,
             rc = (command.func(args, **kwargs) if command.positional is not None
                   else command.func(**kwargs))
         except InfrablocksError as exc:
-            _print_error(exc)
+            print_error(exc)
             rc = exc.exit_code
         except KeyboardInterrupt:
             witness.seen.add(signal.SIGINT)
@@ -386,7 +398,7 @@ def _signals_witnessed() -> Iterator[_SignalWitness]:
         os.close(write_end)
 
 
-def _print_error(exc: InfrablocksError) -> None:
+def print_error(exc: InfrablocksError) -> None:
     from rich.markup import escape
 
     from infrablocks.tasks._console import make_console
@@ -451,7 +463,7 @@ def install_doit_parse_errors() -> None:
                 raise UsageError(f"doit {command.name}: {detail}",
                                  hint=f"see `doit help {command.name}`") from None
             except UsageError as usage:
-                _print_error(usage)
+                print_error(usage)
                 sys.exit(usage.exit_code)
 
     init_options.infrablocks_wrapped = True  # type: ignore[attr-defined]
