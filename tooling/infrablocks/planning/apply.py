@@ -13,7 +13,10 @@ Before anything runs, the whole file is checked, and refused when:
 Then the DAG runner applies the blocks in dependency order, each under its lock (waited for up
 to ``lock_timeout`` seconds, a dead holder's taken over once the Terraform it left running
 exited: ``state.locks.acquire_waiting``, as `create` does), with the same
-deployment-record protocol as `create` (``creating`` → ``deployed``, ``failed`` on error):
+deployment-record protocol as `create` (``creating`` → ``deployed``, ``failed`` on error), and
+like `create` each block must be ready after its apply (its instances running and ready, its
+health check passing: ``deploy.readiness``) before it is recorded ``deployed`` and its
+dependents start:
 
 - **saved** (planned with known inputs): its input values now must equal the reviewed ones
   (per-variable digests); then ``terraform apply PLANFILE`` — Terraform itself refuses a saved
@@ -283,7 +286,7 @@ def _apply_saved(run: BlockRun, reviewed: ReviewedPlan, entry: Mapping[str, Any]
         clock("init")
         ensure_init(run.workspace.repo_root, terraform, workdir)
         return _recorded_apply(run, terraform, clock, started, entry.get("stop_instances") or [],
-                               lambda: _apply_file(terraform, workdir, plan_file, reviewed))
+                               token, lambda: _apply_file(terraform, workdir, plan_file, reviewed))
 
 
 def _apply_file(terraform: Terraform, workdir: Path, plan_file: Path,
@@ -328,13 +331,17 @@ def _apply_replanned(run: BlockRun, reviewed: ReviewedPlan, entry: Mapping[str, 
                 f"{run.block}: its plan now differs from the reviewed one; not applied:\n"
                 + "\n".join(f"  {line}" for line in describe_difference(was, now).splitlines()),
                 hint=reviewed.replan_hint())
-        return _recorded_apply(run, terraform, clock, started, instances_to_stop(plan),
+        return _recorded_apply(run, terraform, clock, started, instances_to_stop(plan), token,
                                lambda: terraform.apply(workdir, plan))
 
 
 def _recorded_apply(run: BlockRun, terraform: Terraform, clock: Any, started: float,
-                    stopping: list[str], apply: Callable[[], Any]) -> Result:
-    """Stop the instances the plan replaces with their volume, apply, keep the record."""
+                    stopping: list[str], token: CancelToken,
+                    apply: Callable[[], Any]) -> Result:
+    """Stop the instances the plan replaces with their volume, apply, wait until the block is
+    ready (its instances running and ready, its health check passing: as `create` waits,
+    ``deploy.readiness.wait_ready``), keep the record (``failed`` when any step fails)."""
+    from infrablocks.deploy.readiness import wait_ready
     from infrablocks.deploy.replacements import stop_for_replacement
     from infrablocks.state import CREATING, DEPLOYED, FAILED, new_record
     from infrablocks.terraform.applylog import applied_changes
@@ -357,6 +364,8 @@ def _recorded_apply(run: BlockRun, terraform: Terraform, clock: Any, started: fl
                 stop_for_replacement(ops, instance_id)
         clock("apply")
         applied = apply()
+        clock("ready")
+        readiness = wait_ready(workspace, environment, run.version, token, applied=True)
     except (InfrablocksError, Cancelled):
         backend.put_record(new_record(environment, block, target, outputs=None,
                                       terraform_version=tf_version, status=FAILED,
@@ -368,6 +377,7 @@ def _recorded_apply(run: BlockRun, terraform: Terraform, clock: Any, started: fl
     write_deployed_record(workspace, environment, run.version, terraform_version=tf_version)
     return Result.success(action="created" if record is None else "updated", version=target,
                           changes=applied_changes(applied.log_path) if applied else {},
+                          ready=readiness.instances, health=readiness.health,
                           seconds=round(time.monotonic() - started, 2), phases=clock.done())
 
 
