@@ -305,6 +305,10 @@ def test_a_killed_member_is_brought_back_with_its_data_while_the_cluster_keeps_q
     [node] = nodes(report).values()
     assert node["detail"]["action"] == "rolled"
     assert node["detail"]["down"] == [1]
+    # the summary counts what the preview counted: Terraform's resources, not members
+    [previewed] = json.loads(report.read_text())["preview"]["blocks"]
+    assert previewed["counts"]["add"] >= 1 and previewed["members"] == ["prod-base-2"]
+    assert node["detail"]["changes"] == {"create": previewed["counts"]["add"]}
     assert node["detail"]["why"] == ["drift: the infrastructure differs from its state"]
     after = {i.tags["member"]: i for i in repo.instances("prod")}
     assert after["2"].id != victim.id and after["2"].private_ip == victim.private_ip

@@ -531,11 +531,19 @@ def _roll(run: BlockRun, token: CancelToken, clock: PhaseTimer, units: list[int]
     outputs = run.workspace.backend.read_outputs(run.environment, run.block)
     # the roll wrote the record as `create` does (write_deployed_record)
     return Result.success(action="rolled", version=str(run.version.version),
-                          changes={"replace": len(units)}, why=why, notes=notes,
+                          changes=_planned_changes(plan), why=why, notes=notes,
                           rolled=[outcome.members.get(i, str(i)) for i in outcome.order],
                           down=down, ready=readiness.instances, health=readiness.health,
                           outputs_changed=outputs.digest() != record.outputs_digest,
                           seconds=round(time.monotonic() - started, 2), phases=clock.done())
+
+
+def _planned_changes(plan: Plan) -> dict[str, int]:
+    """Resources per Terraform action of the plan a roll carried out, keyed as an apply's
+    (``create`` / ``update`` / ``replace`` / ``delete``; non-zero only): the counts the
+    preview showed for the block (``add 2``), not a count of members."""
+    return {action: count for action, count in plan.counts().items()
+            if action in ("create", "update", "replace", "delete") and count}
 
 
 def _down_members(run: BlockRun, plan: Plan, units: list[int]) -> list[int]:
