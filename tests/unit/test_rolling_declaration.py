@@ -298,6 +298,15 @@ def test_addresses_in_child_modules_are_followed_through_local_sources(tmp_path)
         "db 1.0.0's module blocks/db/1.0.0/: it calls module.cluster, module.remote, not "
         "module.clustr; did you mean `cluster`?"], problems
 
+    disks = _child_registry(tmp_path / "disks", "module.cluster.localcloud_instance.member",
+                            "module.cluster.module.disks.module.x.localcloud_volume_attachment.m")
+    assert rolling_check(disks) == [
+        "blocks.toml:7: blocks.db.rolling.attachments: "
+        "'module.cluster.module.disks.module.x.localcloud_volume_attachment.m' is not a resource "
+        "of db 1.0.0's module blocks/db/1.0.0/ → module.cluster (blocks/db/1.0.0/modules/cluster/)"
+        " → module.disks (blocks/db/1.0.0/modules/disks/): it calls no module (there is no "
+        "module.x)"]
+
     # a registry source is not in the repository: not followed, not reported
     remote = _child_registry(tmp_path / "remote", "module.remote.aws_instance.this",
                              "module.cluster.module.disks.localcloud_volume_attachment.member")

@@ -283,7 +283,9 @@ def _address_problem(registry: Registry, module: Path, address: str, found: set[
         name, rest = rest[len("module."):].split(".", 1)
         calls = sorted(sources)
         if name not in sources:
-            listed = ", ".join(f"module.{c}" for c in calls) or "no module calls"
+            if not calls:
+                return f"{trail}: it calls no module (there is no module.{name})"
+            listed = ", ".join(f"module.{c}" for c in calls)
             return (f"{trail}: it calls {listed}, not module.{name}"
                     f"{suggest(name, calls)}")
         source = sources[name]
