@@ -239,10 +239,13 @@ def test_empty_environment_is_planned_whole_and_nothing_is_left_behind(repo: Rep
     assert PASSWORD.encode() not in b"".join(p.read_bytes() for p in (
         repo.root / ".infrablocks" / "logs").rglob("*") if p.is_file())
 
-    # `doit apply` applies it in order: saved plans for net and app, plan-again for db and web
+    # `doit apply` applies it in order: saved plans for net and app, plan-again for db and web;
+    # a saved plan others may read (it holds secrets) is said so
+    out.chmod(0o644)
     applied = repo.ok("apply", str(out), "--report", str(repo.root.parent / "run.json"))
     assert "app (saved plan)" in applied.stderr and "db (plan again, compare, apply)" in \
         applied.stderr
+    assert "may be read by other users; it holds secrets" in applied.stderr
     run = json.loads((repo.root.parent / "run.json").read_text())["run"]
     nodes = {n["node"]: n for n in run["nodes"]}
     assert {n: v["detail"]["changes"] for n, v in nodes.items()} == {

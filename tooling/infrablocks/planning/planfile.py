@@ -147,6 +147,9 @@ def read_plan_file(path: Path, extract_to: Path) -> tuple[dict[str, Any], dict[s
     Raises :class:`PlanFileError` naming the file when it is not a saved plan of this format.
     """
     path = Path(path)
+    if path.is_dir():
+        raise PlanFileError(f"{path} is a directory, not a plan file",
+                            hint="name the file doit plan … --out FILE wrote")
     if not path.is_file():
         raise PlanFileError(f"no plan file {path}",
                             hint="save one with doit plan TARGET --env ENV --out FILE")

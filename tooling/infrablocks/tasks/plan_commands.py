@@ -82,11 +82,15 @@ def _apply(plan_file: list[str], jobs: int, keep_going: bool, report: str | None
         raise UsageError(f"doit apply takes exactly one plan file, got {len(plan_file)}",
                          hint="save one with doit plan TARGET --env ENV --out FILE")
     path = Path(plan_file[0])
-    warn_if_readable(path)
     workspace = command_workspace()
+
+    def opened(reviewed: Any) -> None:   # read as a saved plan: now its mode matters
+        warn_if_readable(path)
+        announce_apply(reviewed)
+
     with progress_for(f"apply {path.name}") as progress:
         reviewed, run = apply_plan_file(workspace, path, jobs=int(jobs), keep_going=keep_going,
-                                        on_event=progress, on_open=announce_apply,
+                                        on_event=progress, on_open=opened,
                                         lock_timeout=float(lock_timeout))
     environment = reviewed.environment
     print_run_summary(run, f"apply {path.name} in {environment}")
