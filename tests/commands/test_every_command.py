@@ -423,6 +423,16 @@ def test_purging_an_environment_that_never_existed_is_a_usage_error(example_repo
     assert "nothing tagged environment=staging" in declared.stdout
 
 
+def test_listing_an_environment_that_never_existed_is_a_usage_error(example_repo: Path) -> None:
+    """`doit cloud --env nosuch` printed empty tables (exit 0): a typo looked like an empty
+    environment, while every other command names an unknown one."""
+    _assert_usage_error(run_doit(example_repo, "cloud", "--env", "nosuch"),
+                        "doit cloud --env: unknown environment `nosuch`",
+                        "known environments: prod, staging")
+    declared = run_doit(example_repo, "cloud", "--env", "staging")      # declared, empty
+    assert declared.returncode == 0, declared.stderr
+
+
 def test_a_subdirectory_of_the_repository_runs_with_seek_file(example_repo: Path) -> None:
     """doit looks for dodo.py in the working directory before infrablocks loads; `doit -k`
     (README) finds it in a parent and runs from the repository root."""

@@ -52,7 +52,7 @@ def _cloud_command(json: bool, env: str | None, purge: str | None, yes: bool,
     workspace = command_workspace()
     workspace.choose_platform(platform)
     if purge is not None:
-        _check_purge_target(workspace, purge)
+        _check_environment_name(workspace, purge, "--purge")
         from infrablocks.deploy.purge import purge_environment
 
         removed = purge_environment(workspace, purge,
@@ -64,6 +64,8 @@ def _cloud_command(json: bool, env: str | None, purge: str | None, yes: bool,
             return 1
         _print_purge(purge, removed, as_json=json)
         return None
+    if env is not None:
+        _check_environment_name(workspace, env, "--env")
     snapshot = workspace.platform(env).inventory(env)
     if json:
         import json as json_module
@@ -73,9 +75,9 @@ def _cloud_command(json: bool, env: str | None, purge: str | None, yes: bool,
     return None
 
 
-def _check_purge_target(workspace: Any, env: str) -> None:
+def _check_environment_name(workspace: Any, env: str, flag: str) -> None:
     """A name that is not declared, has no state and tags nothing on the platform is a typo:
-    a usage error, not a successful purge of nothing."""
+    a usage error, not a successful purge of nothing or an empty listing."""
     from infrablocks.errors import UsageError
 
     if env in workspace.registry.environments or env in workspace.backend.list_environments():
@@ -85,7 +87,7 @@ def _check_purge_target(workspace: Any, env: str) -> None:
         return
     known = sorted(set(workspace.registry.environments)
                    | set(workspace.backend.list_environments()))
-    raise UsageError(f"doit cloud --purge: unknown environment `{env}`: not declared in "
+    raise UsageError(f"doit cloud {flag}: unknown environment `{env}`: not declared in "
                      f"blocks.toml, no state, no instances or volumes tagged environment={env}",
                      hint=f"known environments: {', '.join(known) or '(none)'}")
 
