@@ -32,10 +32,19 @@ class FakePlatform:
         return {"instances": instances, "volumes": volumes, "kept": []}
 
 
+class FakeSubnets:
+    def __init__(self) -> None:
+        self.released: list[str] = []
+
+    def release(self, environment: str) -> None:
+        self.released.append(environment)
+
+
 class FakeWorkspace:
     def __init__(self, root: Path) -> None:
         self.backend = LocalBackend(root)
         self._platform = FakePlatform()
+        self.subnets = FakeSubnets()
 
     def platform(self, environment: str) -> FakePlatform:
         return self._platform
@@ -56,6 +65,7 @@ def test_leftovers_are_purged_without_asking(workspace):
 
     removed = purge_environment(workspace, "t-gone00", confirm=never)
     assert removed is not None and removed["instances"] == ["t-gone00-db (i-9)"]
+    assert workspace.subnets.released == ["t-gone00"]   # nothing left: the claim goes back
 
 
 def test_a_deployed_environment_is_purged_only_when_confirmed(workspace):
@@ -77,6 +87,7 @@ def test_a_deployed_environment_is_purged_only_when_confirmed(workspace):
         "volumes": ["prod-data-1 (v-1)"]}
     assert records["nomad"].extra["purged"]["previous_status"] == FAILED
     assert records["base"].version == "1.0.0"
+    assert workspace.subnets.released == []   # its state still says where it was: kept
 
 
 def test_a_purge_never_runs_under_a_command_working_on_the_environment(workspace):

@@ -6,7 +6,8 @@ gone). An environment that still has deployments (records or state) is destroyed
 :class:`PurgePreview`), holds every block's lock while it runs (never under a running command),
 and marks each deployment record ``purged`` (``extra["purged"]``: the status before, what was
 removed), so ``doit status`` tells what is gone. The state is left alone: it is the only link to
-what existed (``doit create`` rebuilds, ``doit destroy`` then forgets).
+what existed (``doit create`` rebuilds, ``doit destroy`` then forgets). An environment without
+deployments also gives its subnet claim back (machine-wide table), as its last destroy would.
 """
 
 from __future__ import annotations
@@ -47,7 +48,11 @@ def purge_environment(workspace: Workspace, environment: str, *,
     one of its blocks."""
     preview = purge_preview(workspace, environment)
     if not preview.deployed:
-        return workspace.platform(environment).sweep_environment(environment)
+        removed = workspace.platform(environment).sweep_environment(environment)
+        # nothing deployed and nothing left: its subnet claim goes back, as after the last
+        # destroy (one with deployments keeps it: its state says where its instances were)
+        workspace.subnets.release(environment)
+        return removed
     if not confirm(preview):
         return None
     backend = workspace.backend
