@@ -262,6 +262,9 @@ def test_empty_environment_is_planned_whole_and_nothing_is_left_behind(repo: Rep
     assert refused.returncode == 1
     assert "is stale" in refused.stderr
     assert "net: its state appeared, its deployment record appeared" in refused.stderr
+    flat = " ".join(refused.stderr.split())
+    assert "applied since the plan was saved: net at" in flat and "(a saved plan applies once)" \
+        in flat, refused.stderr
     assert "doit plan app web --env dev --out FILE" in refused.stderr
 
 

@@ -146,6 +146,19 @@ def apply_plan_file(workspace: Workspace, path: Path, *, jobs: int = 4,
         shutil.rmtree(scratch, ignore_errors=True)
 
 
+def _applied_since(workspace: Workspace, reviewed: ReviewedPlan) -> list[str]:
+    """``block at TIME by WHO`` for each block of the plan whose deployment record was written
+    in or after the second the plan was saved (ISO 8601 UTC seconds compare as text): why a
+    plan is stale."""
+    saved = str(reviewed.manifest.get("created_at") or "")
+    found = []
+    for entry in reviewed.blocks:
+        record = workspace.backend.get_record(reviewed.environment, entry["block"])
+        if record is not None and saved and record.applied_at >= saved:
+            found.append(f"{entry['block']} at {record.applied_at} by {record.applied_by}")
+    return found
+
+
 def check_current(workspace: Workspace, reviewed: ReviewedPlan) -> None:
     """Refuse (StalePlan) a plan whose environment, code, subnet or Terraform moved since."""
     manifest = reviewed.manifest
@@ -173,9 +186,12 @@ def check_current(workspace: Workspace, reviewed: ReviewedPlan) -> None:
         problems.append(f"Terraform is {tf_version}, the plan was made with "
                         f"{manifest['terraform_version']}")
     if problems:
+        applied = _applied_since(workspace, reviewed)
         raise StalePlan(
             f"the plan in {reviewed.path} is stale: {environment} changed since it was "
-            "saved:\n" + "\n".join(f"  - {p}" for p in problems),
+            "saved:\n" + "\n".join(f"  - {p}" for p in problems)
+            + (f"\n  applied since the plan was saved: {', '.join(applied)} (a saved plan "
+               "applies once)" if applied else ""),
             hint=reviewed.replan_hint())
     subnet = workspace.subnet(environment, claim=True)
     if subnet != manifest["subnet"]:
