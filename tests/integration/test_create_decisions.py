@@ -153,6 +153,17 @@ def test_persistent_environment_asks_and_refuses_without_a_terminal(repo: TfData
     unchanged = repo.doit("create", "web", "--env", ENV)
     ok(unchanged)
 
+    # a refused create of an environment with nothing deployed leaves nothing behind, not even
+    # the subnet claim made for its preview
+    from infrablocks.environments import SubnetAllocator
+
+    (repo.root / "blocks.toml").write_text((repo.root / "blocks.toml").read_text()
+                                           + "\n[environments.other]\n")
+    fresh = repo.doit("create", "web", "--env", "other")
+    assert fresh.returncode == 2 and "refusing to create" in fresh.stderr, fresh.stderr
+    assert "other" not in SubnetAllocator(repo.root).allocations()
+    assert ENV in SubnetAllocator(repo.root).allocations()        # a deployed one keeps its own
+
     # an ephemeral environment never asks
     ok(repo.doit("env", "web"))
 

@@ -109,6 +109,9 @@ def create(workspace: Workspace, targets: list[str], environment: str, *, jobs: 
     # images an apply would not make (AWS: AMIs): named before anything is made
     workspace.platform(environment).check_images(sorted(
         {image for version in resolution.selected.values() for image in version.images}))
+    # a refused create leaves nothing behind, not even the subnet claim it made for the preview
+    untouched = confirm is not None and not workspace.backend.list_blocks(environment) \
+        and environment not in workspace.subnets.allocations()
     graph, runs, outside = create_graph(workspace, resolution, environment)
     planned: dict[str, Any] = {}
     if confirm is not None:
@@ -117,7 +120,13 @@ def create(workspace: Workspace, targets: list[str], environment: str, *, jobs: 
         preview = preview_create(workspace, environment, graph, runs, outside,
                                  jobs=jobs, lock_timeout=lock_timeout, token=token)
         planned = preview.planned
-        if not confirm(preview):
+        accepted = False
+        try:   # refused: by an answer, or by an error (no terminal to ask on)
+            accepted = confirm(preview)
+        finally:
+            if not accepted and untouched:
+                _forget_environment(workspace, environment)
+        if not accepted:
             return resolution, None
     changed: set[str] = set()
     changed_lock = threading.Lock()
