@@ -590,10 +590,26 @@ def test_an_empty_positional_is_a_usage_error(name: str, example_repo: Path) -> 
 
 
 @pytest.mark.parametrize("args", [("nosuch",), ("creat", "base"), ("",), ("info", "nosuch"),
-                                  ("info", ""), ("list", "nosuch")])
+                                  ("info", ""), ("list", "nosuch"), ("help", "nosuch"),
+                                  ("help", ""), ("reset-dep", "")])
 def test_an_unknown_command_is_a_usage_error(args: tuple[str, ...], example_repo: Path) -> None:
     """doit said `Invalid parameter` (exit 3), or a KeyError traceback for `doit info`."""
     result = run_doit(example_repo, *args)
     _assert_usage_error(result, "unknown command", "the commands: affected, apply, check")
     if args[0] == "creat":
         assert "did you mean `create`" in result.stderr
+
+
+@pytest.mark.parametrize("args", [("help", "create"), ("help", "list"), ("help", "task"),
+                                  ("help",), ("list",), ("info", "create")])
+def test_doits_own_commands_still_take_what_they_take(args: tuple[str, ...],
+                                                      example_repo: Path) -> None:
+    result = run_doit(example_repo, *args)
+    assert result.returncode in (0, 1) and result.stdout.strip(), result.stderr  # info: 1
+    assert "unknown command" not in result.stderr and "Traceback" not in result.stderr
+
+
+def test_an_empty_plan_file_argument_is_named(example_repo: Path) -> None:
+    for word in ("", " "):
+        _assert_usage_error(run_doit(example_repo, "apply", word),
+                            "doit apply: an empty argument where the plan file goes")

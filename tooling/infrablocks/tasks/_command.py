@@ -241,7 +241,8 @@ def _check_name_syntax(command: str, word: str, kind: str) -> None:
     exist is the registry's to say."""
     example = "base" if kind == "block" else "etcd@1.0.0"
     if not word:
-        raise UsageError(f"doit {command}: an empty argument where a {kind} name goes (an "
+        article = "an" if kind[0] in "aeiou" else "a"
+        raise UsageError(f"doit {command}: an empty argument where {article} {kind} name goes (an "
                          "unset shell variable?)", hint=f"write NAME or NAME@VERSION, e.g. "
                                                         f"{example}")
     if "," in word or ";" in word:

@@ -25,7 +25,8 @@ from typing import Any
 from doit import doit_cmd
 from doit.cmd_base import DodoTaskLoader
 
-_TASK_NAMING_COMMANDS = {"info", "list", "forget", "ignore", "clean", "strace"}
+_TASK_NAMING_COMMANDS = {"info", "list", "forget", "ignore", "clean", "strace", "reset-dep",
+                         "help"}
 _EMPTY = "\0"   # stands in for "" while doit's process_args looks at it (compared by identity)
 
 
@@ -59,8 +60,10 @@ class Loader(DodoTaskLoader):
         words = pos_args[:1] if command == "run" else \
             pos_args if command in _TASK_NAMING_COMMANDS else []
         names = sorted(task.name for task in tasks if not task.subtask_of)
+        # `doit help` also takes doit's own commands and the word `task`
+        known = set(names) | (set(self.cmd_names) | {"task"} if command == "help" else set())
         for word in words:
-            if word.split(":", 1)[0] not in names:
+            if word.split(":", 1)[0] not in known:
                 from infrablocks.errors import UsageError
                 from infrablocks.registry import suggest
                 from infrablocks.tasks._command import print_error

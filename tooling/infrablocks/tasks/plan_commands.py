@@ -81,6 +81,10 @@ def _apply(plan_file: list[str], jobs: int, keep_going: bool, report: str | None
     if len(plan_file) != 1:
         raise UsageError(f"doit apply takes exactly one plan file, got {len(plan_file)}",
                          hint="save one with doit plan TARGET --env ENV --out FILE")
+    if not plan_file[0].strip():
+        raise UsageError("doit apply: an empty argument where the plan file goes (an unset "
+                         "shell variable?)",
+                         hint="name the file doit plan TARGET --env ENV --out FILE wrote")
     path = Path(plan_file[0])
     workspace = command_workspace()
 
