@@ -595,7 +595,8 @@ def test_an_empty_positional_is_a_usage_error(name: str, example_repo: Path) -> 
 def test_an_unknown_command_is_a_usage_error(args: tuple[str, ...], example_repo: Path) -> None:
     """doit said `Invalid parameter` (exit 3), or a KeyError traceback for `doit info`."""
     result = run_doit(example_repo, *args)
-    _assert_usage_error(result, "unknown command", "the commands: affected, apply, check")
+    _assert_usage_error(result, "unknown command" if args[-1] else "an empty argument where a "
+                        "command goes", "the commands: affected, apply, check")
     if args[0] == "creat":
         assert "did you mean `create`" in result.stderr
 

@@ -68,9 +68,11 @@ class Loader(DodoTaskLoader):
                 from infrablocks.registry import suggest
                 from infrablocks.tasks._command import print_error
 
+                said = (f"unknown command `{word}`{suggest(word, names)}" if word.strip()
+                        else "an empty argument where a command goes (an unset shell "
+                             "variable?)")
                 print_error(UsageError(
-                    f"doit{'' if command == 'run' else ' ' + str(command)}: unknown command "
-                    f"`{word}`{suggest(word, names)}",
+                    f"doit{'' if command == 'run' else ' ' + str(command)}: {said}",
                     hint="the commands: " + ", ".join(names) + " (`doit list` says what each "
                          "does; doit's own: help, list, info, …)"))
                 sys.exit(2)
