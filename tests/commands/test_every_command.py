@@ -344,7 +344,9 @@ def _named_positional_cases() -> list[Any]:
     from infrablocks.tasks._command import NAMED_POSITIONALS
 
     words = {"base@": "the version after `@` is empty", "@1.0.0": "name is empty",
-             "base,nomad": "names are separated by spaces, not commas"}
+             "base,nomad": "names are separated by spaces, not commas",
+             "base@1.0.0 ": "names and versions have no spaces",
+             "base @1.0.0": "names and versions have no spaces"}
     return [pytest.param(name, word, expected, id=f"{name}-{word}")
             for name, command in sorted(COMMANDS.items())
             if command.positional in NAMED_POSITIONALS

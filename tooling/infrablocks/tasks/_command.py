@@ -249,6 +249,10 @@ def _check_name_syntax(command: str, word: str, kind: str) -> None:
         words = " ".join(w for w in word.replace(";", ",").split(",") if w)
         raise UsageError(f"doit {command}: `{word}`: {kind} names are separated by spaces, "
                          "not commas", hint=f"e.g. doit {command} {words}")
+    if word.strip() and any(c.isspace() for c in word):
+        raise UsageError(f"doit {command}: `{word}`: {kind} names and versions have no spaces",
+                         hint=f"write NAME or NAME@VERSION without spaces, e.g. {example}; "
+                              "several names are separate arguments")
     name, at, version = word.partition("@")
     if at and not version:
         raise UsageError(f"doit {command}: `{word}`: the version after `@` is empty",
