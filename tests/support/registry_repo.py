@@ -6,6 +6,7 @@ import shutil
 import textwrap
 import tomllib
 from pathlib import Path
+from typing import Any
 
 MAIN_REPO = Path(__file__).resolve().parents[2]
 
@@ -56,3 +57,13 @@ def copy_example(root: Path) -> Path:
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy(tf, target)
     return root
+
+
+def record_deployed(workspace: Any, environment: str, **versions: str) -> None:
+    """Write a ``deployed`` record of each ``block=version`` in ``environment`` (no Terraform,
+    no state): what the commands that read records see after a create."""
+    from infrablocks.state import new_record
+
+    for block, version in versions.items():
+        workspace.backend.put_record(new_record(environment, block, version, outputs=None,
+                                                terraform_version="1.15.5"))

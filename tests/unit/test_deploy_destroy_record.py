@@ -5,8 +5,7 @@ from __future__ import annotations
 import pytest
 
 from infrablocks.deploy.workspace import open_workspace
-from infrablocks.state import new_record
-from tests.support.registry_repo import make_repo
+from tests.support.registry_repo import make_repo, record_deployed
 
 TOML = """
 [blocks.base]
@@ -22,12 +21,6 @@ def workspace(tmp_path):
     return open_workspace(make_repo(tmp_path / "repo", TOML))
 
 
-def deploy(workspace, environment: str, **versions: str) -> None:
-    for block, version in versions.items():
-        workspace.backend.put_record(new_record(environment, block, version, outputs=None,
-                                                terraform_version="1.15.5"))
-
-
 def test_a_failed_destroy_leaves_a_truthful_record_and_the_next_step(workspace) -> None:
     import json
 
@@ -35,7 +28,7 @@ def test_a_failed_destroy_leaves_a_truthful_record_and_the_next_step(workspace) 
     from infrablocks.deploy.status import environment_status
     from infrablocks.errors import InfrablocksError
 
-    deploy(workspace, "prod", base="1.0.0")
+    record_deployed(workspace, "prod", base="1.0.0")
     state = workspace.backend.terraform_backend("prod", "base").config["path"]
     with open(state, "w") as handle:
         json.dump({"version": 4, "serial": 1, "lineage": "x", "outputs": {}, "resources": [

@@ -11,9 +11,8 @@ from infrablocks.deploy.workspace import open_workspace
 from infrablocks.errors import UsageError
 from infrablocks.rolling.journal import Journal
 from infrablocks.rolling.outcome import UpgradeRefused
-from infrablocks.state import new_record
 from infrablocks.upgrade.target import choose_target
-from tests.support.registry_repo import make_repo
+from tests.support.registry_repo import make_repo, record_deployed
 
 TOML = """
 [blocks.base]
@@ -42,20 +41,14 @@ def workspace(tmp_path):
     return open_workspace(make_repo(tmp_path / "repo", TOML))
 
 
-def deploy(workspace, environment: str, **versions: str) -> None:
-    for block, version in versions.items():
-        workspace.backend.put_record(new_record(environment, block, version, outputs=None,
-                                                terraform_version="1.15.5"))
-
-
 def test_the_newest_version_the_dependents_accept(workspace) -> None:
-    deploy(workspace, "prod", base="1.0.0", app="1.0.0", dns="2.0.0")
+    record_deployed(workspace, "prod", base="1.0.0", app="1.0.0", dns="2.0.0")
     choice = choose_target(workspace, "prod", "base")
     assert (str(choice.current.version), str(choice.target.version)) == ("1.0.0", "1.1.0")
 
 
 def test_a_target_the_dependents_refuse_lists_them_and_what_would_accept_it(workspace) -> None:
-    deploy(workspace, "prod", base="1.0.0", app="1.0.0", dns="1.0.0")
+    record_deployed(workspace, "prod", base="1.0.0", app="1.0.0", dns="1.0.0")
     with pytest.raises(UpgradeRefused) as caught:
         choose_target(workspace, "prod", "base", "2.0.0")
     text = str(caught.value)
@@ -66,19 +59,19 @@ def test_a_target_the_dependents_refuse_lists_them_and_what_would_accept_it(work
 
 
 def test_nothing_newer_allowed_is_refused_when_a_newer_version_exists(workspace) -> None:
-    deploy(workspace, "prod", base="1.1.0", app="1.0.0", dns="2.0.0")
+    record_deployed(workspace, "prod", base="1.1.0", app="1.0.0", dns="2.0.0")
     with pytest.raises(UpgradeRefused, match="no version above 1.1.0 fits the deployed"):
         choose_target(workspace, "prod", "base")
 
 
 def test_at_the_newest_is_up_to_date(workspace) -> None:
-    deploy(workspace, "prod", base="2.0.0", dns="2.0.0")
+    record_deployed(workspace, "prod", base="2.0.0", dns="2.0.0")
     choice = choose_target(workspace, "prod", "base")
     assert not choice.changes_version
 
 
 def test_pins_decide_and_a_different_to_is_allowed_and_reports_the_pin(workspace) -> None:
-    deploy(workspace, "pinned", base="1.0.0", dns="2.0.0")
+    record_deployed(workspace, "pinned", base="1.0.0", dns="2.0.0")
     assert str(choose_target(workspace, "pinned", "base").target.version) == "1.1.0"
     choice = choose_target(workspace, "pinned", "base", "2.0.0")
     assert str(choice.target.version) == "2.0.0" and choice.pin == "1.1.0"
@@ -134,7 +127,7 @@ def test_the_fault_hook_exits_137_at_the_named_boundary(fault, printed, code) ->
 def test_newer_versions_a_pin_keeps_out_are_named_by_upgrade_and_status(workspace) -> None:
     from infrablocks.deploy.status import environment_status
 
-    deploy(workspace, "pinned", base="1.1.0", dns="2.0.0")
+    record_deployed(workspace, "pinned", base="1.1.0", dns="2.0.0")
     choice = choose_target(workspace, "pinned", "base")
     assert not choice.changes_version
     assert choice.notes == [
@@ -144,7 +137,7 @@ def test_newer_versions_a_pin_keeps_out_are_named_by_upgrade_and_status(workspac
                 if b.block == "base")
     assert (base.newer_allowed, base.excluded_by_pin, base.pin) == ([], ["2.0.0"], "1.1.0")
     # unpinned: nothing is kept out, and nothing is said
-    deploy(workspace, "prod", base="1.1.0", dns="2.0.0")
+    record_deployed(workspace, "prod", base="1.1.0", dns="2.0.0")
     assert choose_target(workspace, "prod", "base").notes == []
     prod = next(b for b in environment_status(workspace, "prod", drift=False).blocks
                 if b.block == "base")
@@ -152,7 +145,7 @@ def test_newer_versions_a_pin_keeps_out_are_named_by_upgrade_and_status(workspac
 
 
 def test_a_downgrade_is_said(workspace) -> None:
-    deploy(workspace, "prod", base="1.1.0", app="1.0.0", dns="2.0.0")
+    record_deployed(workspace, "prod", base="1.1.0", app="1.0.0", dns="2.0.0")
     choice = choose_target(workspace, "prod", "base", "1.0.0")
     assert choice.downgrade and choice.changes_version
     assert choice.notes == ["base 1.1.0 → 1.0.0 is a DOWNGRADE (to an older version than the "
@@ -163,7 +156,7 @@ def test_a_downgrade_is_said(workspace) -> None:
 def test_status_shows_an_unfinished_upgrade_from_its_journal(workspace) -> None:
     from infrablocks.deploy.status import environment_status
 
-    deploy(workspace, "prod", base="1.0.0", dns="2.0.0")
+    record_deployed(workspace, "prod", base="1.0.0", dns="2.0.0")
     assert environment_status(workspace, "prod", drift=False).blocks[0].unfinished_upgrade \
         is None
     journal = Journal.start(workspace.backend, "prod", "base", from_version="1.0.0",
